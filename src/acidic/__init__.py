@@ -1,0 +1,60 @@
+"""acidic: durable, idempotent, multi-step background jobs on a SQL database.
+
+A job is a list of named steps; every run is identified by an idempotency key whose
+row stores the job, its arguments, its recovery point (the next step), its context,
+its result or last error, and a lock. Transactional steps commit their writes together
+with the move of the recovery point, so a crash, a deploy or a retry resumes where
+the run stood and never does a step's database work twice.
+"""
+
+from ._app import App
+from ._context import Context
+from ._errors import (
+    AcidicError,
+    ArgumentMismatchError,
+    ContentionError,
+    DefinitionMismatchError,
+    InvalidKeyError,
+    JobDefinitionError,
+    KeyLockedError,
+    LockLostError,
+    NotInStepError,
+    SchemaVersionError,
+    SerializationError,
+    StorageError,
+    UnknownJobError,
+    UnknownRecoveryPointError,
+)
+from ._job import Job, step
+from ._outcomes import Halt, RecoveryPoint, Response
+from ._run import Run, RunError, RunStatus, StepEvent
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AcidicError",
+    "App",
+    "ArgumentMismatchError",
+    "ContentionError",
+    "Context",
+    "DefinitionMismatchError",
+    "Halt",
+    "InvalidKeyError",
+    "Job",
+    "JobDefinitionError",
+    "KeyLockedError",
+    "LockLostError",
+    "NotInStepError",
+    "RecoveryPoint",
+    "Response",
+    "Run",
+    "RunError",
+    "RunStatus",
+    "SchemaVersionError",
+    "SerializationError",
+    "StepEvent",
+    "StorageError",
+    "UnknownJobError",
+    "UnknownRecoveryPointError",
+    "step",
+]

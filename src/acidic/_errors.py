@@ -1,0 +1,110 @@
+"""The errors acidic raises.
+
+Every error acidic raises on its own account derives from :class:`AcidicError`.
+Exceptions raised by a step's own code are never wrapped: they leave
+:meth:`acidic.App.run` unchanged.
+
+    AcidicError
+    ├── JobDefinitionError          the job class is malformed (raised at class definition)
+    ├── UnknownJobError             the job is not registered with this App
+    ├── InvalidKeyError             an empty or over-long idempotency key (also a ValueError)
+    ├── SerializationError          a value that cannot be stored as JSON (also a TypeError)
+    ├── ArgumentMismatchError       the key exists for other arguments or another job
+    ├── KeyLockedError              a live run holds the key
+    ├── LockLostError               this owner's lock was taken over; its step was not committed
+    ├── UnknownRecoveryPointError   the stored recovery point is not a step of the job
+    ├── DefinitionMismatchError     the stored step list is incompatible with the code's
+    ├── NotInStepError              a step-only attribute used outside a running step
+    ├── SchemaVersionError          the database schema is missing, older or newer than this code
+    └── StorageError                the database failed in a way acidic could not recover from
+        └── ContentionError         a race kept failing after the bounded number of retries
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AcidicError",
+    "ArgumentMismatchError",
+    "ContentionError",
+    "DefinitionMismatchError",
+    "InvalidKeyError",
+    "JobDefinitionError",
+    "KeyLockedError",
+    "LockLostError",
+    "NotInStepError",
+    "SchemaVersionError",
+    "SerializationError",
+    "StorageError",
+    "UnknownJobError",
+    "UnknownRecoveryPointError",
+]
+
+
+class AcidicError(Exception):
+    """Root of every error acidic raises on its own account."""
+
+
+class JobDefinitionError(AcidicError, TypeError):
+    """A job class is malformed: no steps, duplicate step names, a bad step signature,
+    a reserved or unsupported field. Raised when the class is defined."""
+
+
+class UnknownJobError(AcidicError, LookupError):
+    """A job class or a stored job name is not registered with this :class:`acidic.App`."""
+
+
+class InvalidKeyError(AcidicError, ValueError):
+    """An idempotency key is empty, too long or not a string."""
+
+
+class SerializationError(AcidicError, TypeError):
+    """An argument, a context value or a result cannot be stored as JSON.
+
+    Also raised for an argument whose type does not match its field's annotation.
+    """
+
+
+class ArgumentMismatchError(AcidicError):
+    """The idempotency key already exists for other arguments or another job."""
+
+
+class KeyLockedError(AcidicError):
+    """Another live run holds the key's lock; try again later."""
+
+
+class LockLostError(AcidicError):
+    """This run's lock went stale and was taken over by another owner.
+
+    The step that was about to commit was rolled back (fencing); the new owner
+    continues the run from its recovery point.
+    """
+
+
+class UnknownRecoveryPointError(AcidicError):
+    """The recovery point (stored, or returned by a step) is not a step of the job."""
+
+
+class DefinitionMismatchError(AcidicError):
+    """The step list stored with a run is incompatible with the job's current steps.
+
+    Compatible means the current step list starts with the stored one: steps may be
+    appended at the end, never removed, renamed or reordered while runs are unfinished.
+    """
+
+
+class NotInStepError(AcidicError, RuntimeError):
+    """``key``, ``ctx``, ``attempt`` ... were used on a job instance that is not running."""
+
+
+class SchemaVersionError(AcidicError):
+    """acidic's tables are missing, older than this code (run ``app.migrate()``),
+    or newer than this code (upgrade acidic)."""
+
+
+class StorageError(AcidicError):
+    """The database failed while acidic was reading or writing its own tables."""
+
+
+class ContentionError(StorageError):
+    """A race on a key (serialization failure, deadlock, unique violation) kept
+    failing after acidic's bounded retries."""

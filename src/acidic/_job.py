@@ -1,0 +1,317 @@
+"""Jobs and steps: how a user declares a multi-step job.
+
+A job is a class deriving from :class:`Job`. Its annotated attributes are its
+arguments (a keyword-only dataclass, validated strictly and stored as JSON); its
+methods decorated with :func:`step` are its steps, in definition order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
+
+import pydantic
+import pydantic_core
+
+from ._context import Context
+from ._encoding import encode_value, step_key
+from ._errors import JobDefinitionError, NotInStepError, SerializationError
+
+__all__ = ["Job", "JobDefinition", "StepSpec", "StepState", "step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Names a job's fields may not use: they are the job's run-time attributes.
+RESERVED_NAMES = frozenset(
+    {"key", "step_key", "ctx", "attempt", "retrying", "unique_by", "lock_timeout", "signal"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One step of a job: its name, its function and whether it runs in a transaction."""
+
+    name: str
+    func: Callable[..., Any]
+    transactional: bool
+
+
+@overload
+def step(func: F, /) -> F: ...
+@overload
+def step(*, transactional: bool = True) -> Callable[[F], F]: ...
+def step(func: F | None = None, /, *, transactional: bool = True) -> F | Callable[[F], F]:
+    """Mark a method as a step of its job.
+
+    A transactional step (the default) is called as ``method(self, tx)`` where ``tx`` is
+    an open SQLAlchemy ``Connection``: its writes, the context and the move of the
+    recovery point commit together or not at all.
+
+    ``@step(transactional=False)`` marks a step for foreign calls (HTTP APIs, e-mail):
+    it is called as ``method(self)`` with no transaction open, and is at-least-once:
+    a crash after the call and before its progress commits runs it again. Give the
+    foreign API ``self.step_key`` as its idempotency key.
+    """
+
+    def mark(f: F) -> F:
+        if not callable(f):
+            raise JobDefinitionError(f"@acidic.step must decorate a function, not {f!r}")
+        if inspect.iscoroutinefunction(f):
+            raise JobDefinitionError(f"step {f.__qualname__}: async steps are not supported yet")
+        f.__acidic_step__ = StepSpec(  # type: ignore[attr-defined]
+            name=f.__name__, func=f, transactional=transactional
+        )
+        return f
+
+    if func is not None:
+        return mark(func)
+    return mark
+
+
+@dataclass(slots=True)
+class StepState:
+    """What the engine gives a job instance while it runs one of its steps."""
+
+    key: str
+    ctx: Context
+    attempt: int
+    retrying: bool
+    step: str
+
+
+class JobDefinition:
+    """What acidic derives from a job class once, when the class is defined."""
+
+    __slots__ = ("args_model", "cls", "field_names", "steps", "steps_by_name")
+
+    def __init__(self, cls: type[Job]) -> None:
+        self.cls = cls
+        self.field_names: tuple[str, ...] = tuple(
+            f.name for f in dataclasses.fields(typing.cast(Any, cls))
+        )
+        self.steps: tuple[StepSpec, ...] = _collect_steps(cls)
+        self.steps_by_name = {s.name: s for s in self.steps}
+        self.args_model = _args_model(cls, self.field_names)
+
+    @property
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+    def encode_args(self, job: Job) -> dict[str, Any]:
+        """Validate ``job``'s arguments strictly and return them as JSON data, in field order."""
+        values = {name: getattr(job, name) for name in self.field_names}
+        where = f"job {self.cls.__qualname__}"
+        try:
+            model = self.args_model.model_validate(values, strict=True)
+            encoded: dict[str, Any] = model.model_dump(mode="json")
+        except pydantic.ValidationError as exc:
+            raise SerializationError(f"{where}: invalid arguments: {_describe(exc)}") from exc
+        except pydantic_core.PydanticSerializationError as exc:
+            raise SerializationError(f"{where}: arguments cannot be stored as JSON: {exc}") from exc
+        # Values typed Any (or object) pass validation untouched: hold them to the
+        # same rules as context values, then prove the stored form reads back equal.
+        for name in self.field_names:
+            encode_value(encoded[name], f"{where}: argument {name!r}")
+        decoded = self.decode_args(encoded)
+        for name in self.field_names:
+            if decoded[name] != values[name]:
+                raise SerializationError(
+                    f"{where}: argument {name!r} does not survive JSON: {values[name]!r} "
+                    f"would be read back as {decoded[name]!r}"
+                )
+        return encoded
+
+    def decode_args(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Turn stored JSON arguments back into typed Python values."""
+        try:
+            model = self.args_model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise SerializationError(
+                f"job {self.cls.__qualname__}: stored arguments do not match the fields: "
+                f"{_describe(exc)}"
+            ) from exc
+        return {name: getattr(model, name) for name in self.field_names}
+
+    def instantiate(self, data: dict[str, Any]) -> Job:
+        return self.cls(**self.decode_args(data))
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def _collect_steps(cls: type) -> tuple[StepSpec, ...]:
+    by_name: dict[str, StepSpec] = {}
+    attr_of: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            spec = getattr(value, "__acidic_step__", None)
+            if not isinstance(spec, StepSpec):
+                continue
+            owner = attr_of.get(spec.name)
+            if owner is not None and owner != attr:
+                raise JobDefinitionError(
+                    f"job {cls.__qualname__}: duplicate step name {spec.name!r} "
+                    f"(attributes {owner!r} and {attr!r})"
+                )
+            attr_of[spec.name] = attr
+            _check_signature(cls, spec)
+            by_name[spec.name] = spec  # an override keeps its parent's position
+    return tuple(by_name.values())
+
+
+def _check_signature(cls: type, spec: StepSpec) -> None:
+    try:
+        sig = inspect.signature(spec.func)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - builtins only
+        raise JobDefinitionError(f"step {spec.name}: cannot read its signature") from exc
+    required = [
+        p
+        for p in sig.parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    expected = ["self", "tx"] if spec.transactional else ["self"]
+    keyword_only = [p for p in required if p.kind is p.KEYWORD_ONLY]
+    if len(required) != len(expected) or keyword_only:
+        kind = "a transactional step" if spec.transactional else "a step(transactional=False)"
+        shown = ", ".join(expected)
+        raise JobDefinitionError(
+            f"job {cls.__qualname__}: step {spec.name}{sig} has the wrong signature; "
+            f"{kind} is called as {spec.name}({shown})"
+        )
+
+
+def _args_model(cls: type, field_names: tuple[str, ...]) -> type[pydantic.BaseModel]:
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception as exc:
+        raise JobDefinitionError(
+            f"job {cls.__qualname__}: cannot resolve the field annotations: {exc}"
+        ) from exc
+    fields: dict[str, Any] = {}
+    for name in field_names:
+        if name in RESERVED_NAMES:
+            raise JobDefinitionError(
+                f"job {cls.__qualname__}: field {name!r} is reserved for acidic's step attributes"
+            )
+        if name.startswith("_"):
+            raise JobDefinitionError(
+                f"job {cls.__qualname__}: field {name!r} starts with '_'; arguments must be public"
+            )
+        fields[name] = (hints[name], ...)
+    try:
+        return pydantic.create_model(
+            f"{cls.__qualname__}.Arguments",
+            __config__=pydantic.ConfigDict(
+                arbitrary_types_allowed=False, ser_json_inf_nan="strings", frozen=True
+            ),
+            **fields,
+        )
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
+        raise JobDefinitionError(
+            f"job {cls.__qualname__}: a field's type cannot be stored as JSON: {exc}"
+        ) from exc
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(dataclasses.field,))
+class Job:
+    """Base class of acidic jobs.
+
+    Declare arguments as annotated fields (like a keyword-only dataclass) and steps as
+    methods decorated with :func:`acidic.step`::
+
+        @app.job
+        class SendWelcome(acidic.Job):
+            user_id: int
+
+            @acidic.step
+            def create_account(self, tx): ...
+
+    Class attributes that tune a job:
+
+    ``lock_timeout``
+        seconds after which a lock whose owner stopped renewing it is considered
+        stale and the run may be taken over (default: the App's, 90 s).
+
+    Pass ``abstract=True`` in the class statement for a base class without steps.
+    """
+
+    lock_timeout: ClassVar[float | None] = None
+    __acidic_definition__: ClassVar[JobDefinition]
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(kw_only=True)(cls)
+        definition = JobDefinition(cls)
+        if not definition.steps and not abstract:
+            raise JobDefinitionError(
+                f"job {cls.__qualname__} has no steps: decorate methods with @acidic.step "
+                "(or pass abstract=True for a base class)"
+            )
+        timeout = cls.__dict__.get("lock_timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise JobDefinitionError(
+                f"job {cls.__qualname__}: lock_timeout must be a positive number of seconds, "
+                f"not {timeout!r}"
+            )
+        cls.__acidic_definition__ = definition
+
+    def __post_init__(self) -> None:
+        # Fail on the line that builds the job, not later in a worker.
+        type(self).__acidic_definition__.encode_args(self)
+
+    def unique_by(self) -> Any:
+        """What identifies this job's run when no key is given: by default, all its arguments.
+
+        Override to deduplicate on fewer fields; return any JSON-storable value.
+        """
+        return None
+
+    # -- available inside a running step -------------------------------------------------
+
+    def _state(self) -> StepState:
+        state: StepState | None = self.__dict__.get("_acidic_state")
+        if state is None:
+            raise NotInStepError(
+                f"{type(self).__qualname__}: this attribute is only available while a step runs"
+            )
+        return state
+
+    @property
+    def key(self) -> str:
+        """The run's idempotency key."""
+        return self._state().key
+
+    @property
+    def step_key(self) -> str:
+        """A stable idempotency key for foreign APIs, the same for every attempt of this
+        step of this run (``acidic-`` and 48 hex digits)."""
+        state = self._state()
+        return step_key(state.key, state.step)
+
+    @property
+    def ctx(self) -> Context:
+        """The run's persisted context."""
+        return self._state().ctx
+
+    @property
+    def attempt(self) -> int:
+        """How many times this run has been started (claimed to execute), this time included."""
+        return self._state().attempt
+
+    @property
+    def retrying(self) -> bool:
+        """True when this step was started before and did not finish (it errored, halted,
+        or its process died during a non-transactional step)."""
+        return self._state().retrying

@@ -1,0 +1,102 @@
+"""Read-only records of runs, as :meth:`acidic.App.get` returns them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Run", "RunError", "RunStatus", "StepEvent"]
+
+
+class RunStatus(StrEnum):
+    """Where a run stands. Compares equal to its lowercase name (``"succeeded"``)."""
+
+    #: Stored, never started.
+    PENDING = "pending"
+    #: A live owner holds the lock and is executing steps (or crashed, until its
+    #: lock is older than ``lock_timeout`` and the run is taken over).
+    RUNNING = "running"
+    #: A step returned :class:`acidic.Halt`; the run is released and continues at the
+    #: same step when the key is run again.
+    HALTED = "halted"
+    #: Finished; ``result`` holds the stored result.
+    SUCCEEDED = "succeeded"
+    #: The last attempt raised; ``error`` says where and why. The run is released and a
+    #: later run of the key resumes at its recovery point.
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self is RunStatus.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """The last error of a run: the exception's type, message and traceback, and its step."""
+
+    type: str
+    message: str
+    traceback: str
+    step: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "step": self.step,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunError:
+        return cls(
+            type=str(data.get("type", "")),
+            message=str(data.get("message", "")),
+            traceback=str(data.get("traceback", "")),
+            step=data.get("step"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """One entry of a run's history: a step ``started``, ``succeeded``, ``errored``
+    or ``halted``."""
+
+    step: str
+    event: str
+    at: dt.datetime
+    attempt: int
+    #: For ``errored`` events, the error; else None.
+    error: RunError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A snapshot of one run, identified by its idempotency key."""
+
+    key: str
+    #: The registered name of the job.
+    job: str
+    #: The decoded arguments (typed when the job is registered with the App, else as stored).
+    args: dict[str, Any]
+    status: RunStatus
+    #: The next step to run; None once the run has succeeded.
+    recovery_point: str | None
+    ctx: dict[str, Any]
+    result: Any
+    error: RunError | None
+    #: How many times the run was claimed to execute (takeovers included).
+    attempts: int
+    created_at: dt.datetime
+    last_run_at: dt.datetime | None
+    locked_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    #: The step names the run was started with (its definition).
+    steps: list[str]
+    history: list[StepEvent]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED

@@ -1,0 +1,267 @@
+"""Everything that differs between PostgreSQL, SQLite and MySQL/MariaDB, in one place.
+
+The store writes its SQL once against :mod:`._schema`; a :class:`Dialect` supplies
+the few things that cannot be said portably: how to open an engine, how to insert a
+row unless its key exists, how to take a row lock without waiting, how to serialise
+migrations, and which driver errors mean "locked" or "try again".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from .._errors import AcidicError, SchemaVersionError
+
+__all__ = ["Dialect", "dialect_for", "make_engine"]
+
+#: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
+MIGRATION_LOCK_NAME = "acidic.migrate"
+MIGRATION_LOCK_ID = 0x616369646963  # "acidic"
+
+
+class Dialect:
+    """Dialect hooks; subclasses override what their database does differently."""
+
+    name = "generic"
+    #: Directory of ``migrations/`` holding this dialect's SQL files.
+    migrations = "generic"
+
+    def insert_unless_exists(
+        self, table: sa.Table, values: dict[str, Any], key_column: str
+    ) -> sa.Insert:
+        """An INSERT that does nothing when a row with the same key exists."""
+        raise NotImplementedError
+
+    def inserted(self, conn: Connection, stmt: sa.Insert) -> int | None:
+        """Run :meth:`insert_unless_exists`; the new row's id, or None if the key existed."""
+        row: sa.Row[Any] | None = conn.execute(stmt.returning(sa.column("id"))).first()
+        return None if row is None else int(row[0])
+
+    def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        """Make ``stmt`` lock the rows it reads, failing at once if one is locked."""
+        return stmt.with_for_update(nowait=True)
+
+    def is_lock_unavailable(self, exc: BaseException) -> bool:
+        """The error of a NOWAIT lock that found the row locked."""
+        return False
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """A serialization failure, deadlock or busy database: the transaction may be retried."""
+        return False
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sa.exc.IntegrityError)
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        """Hold a lock that serialises concurrent ``migrate()`` calls."""
+        yield
+
+    def prepare_ddl(self, conn: Connection, sql: str) -> str:
+        return sql
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None)
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+class PostgreSQL(Dialect):
+    name = "postgresql"
+    migrations = "postgresql"
+
+    def insert_unless_exists(
+        self, table: sa.Table, values: dict[str, Any], key_column: str
+    ) -> sa.Insert:
+        return (
+            pg_dialect.insert(table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[key_column])
+        )
+
+    def is_lock_unavailable(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) == "55P03"
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) in ("40001", "40P01")
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        # Session-scoped, so it outlives the migration's transaction; a crash ends the
+        # session and frees it.
+        conn.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            conn.commit()
+
+
+class SQLite(Dialect):
+    name = "sqlite"
+    migrations = "sqlite"
+
+    def insert_unless_exists(
+        self, table: sa.Table, values: dict[str, Any], key_column: str
+    ) -> sa.Insert:
+        return (
+            sqlite_dialect.insert(table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[key_column])
+        )
+
+    def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        # Writes run in BEGIN IMMEDIATE transactions: holding SQLite's single write
+        # lock already excludes every other writer.
+        return stmt
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        orig = getattr(exc, "orig", exc)
+        return isinstance(orig, sqlite3.OperationalError) and (
+            "locked" in str(orig) or "busy" in str(orig)
+        )
+
+
+class MySQL(Dialect):
+    name = "mysql"
+    migrations = "mysql"
+
+    def insert_unless_exists(
+        self, table: sa.Table, values: dict[str, Any], key_column: str
+    ) -> sa.Insert:
+        # Not INSERT IGNORE: it would also turn truncations and other errors into
+        # warnings. A duplicate key is caught in inserted() instead.
+        return sa.insert(table).values(values)
+
+    def inserted(self, conn: Connection, stmt: sa.Insert) -> int | None:
+        try:
+            result = conn.execute(stmt)
+        except sa.exc.IntegrityError as exc:
+            if _mysql_code(exc) == 1062:  # ER_DUP_ENTRY
+                return None
+            raise
+        primary_key: Any = result.inserted_primary_key
+        return int(primary_key[0])
+
+    def is_lock_unavailable(self, exc: BaseException) -> bool:
+        # MySQL 8: ER_LOCK_NOWAIT; MariaDB reports NOWAIT as a lock wait timeout.
+        return _mysql_code(exc) in (3572, 1205)
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        return _mysql_code(exc) in (1213, 1205)  # deadlock, lock wait timeout
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        got = conn.execute(
+            sa.text("SELECT GET_LOCK(:name, 300)"), {"name": MIGRATION_LOCK_NAME}
+        ).scalar()
+        conn.commit()
+        if got != 1:
+            raise SchemaVersionError("timed out waiting for another process's migration")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": MIGRATION_LOCK_NAME})
+            conn.commit()
+
+    def prepare_ddl(self, conn: Connection, sql: str) -> str:
+        version = str(conn.execute(sa.text("SELECT VERSION()")).scalar() or "")
+        if "mariadb" not in version.lower():
+            sql = sql.replace("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+        return sql
+
+
+_BY_NAME: dict[str, type[Dialect]] = {
+    "postgresql": PostgreSQL,
+    "sqlite": SQLite,
+    "mysql": MySQL,
+    "mariadb": MySQL,
+}
+
+
+def dialect_for(engine: Engine) -> Dialect:
+    try:
+        return _BY_NAME[engine.dialect.name]()
+    except KeyError:
+        raise AcidicError(
+            f"acidic supports PostgreSQL, SQLite and MySQL/MariaDB, not {engine.dialect.name!r}"
+        ) from None
+
+
+#: Seconds a SQLite connection waits for the write lock before reporting "busy".
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def _normalise_url(url: URL) -> URL:
+    """Pick the drivers acidic is tested with when the URL names none."""
+    backend = url.get_backend_name()
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.drivername in ("mysql", "mariadb"):
+        url = url.set(drivername=f"{backend}+pymysql")
+    if backend in ("mysql", "mariadb") and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
+        raise AcidicError(
+            "acidic needs a SQLite database file: an in-memory database is private to one "
+            "connection and cannot hold runs that survive a crash"
+        )
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that later writes can fail with "database is locked"
+        # without waiting; IMMEDIATE takes the write lock up front (and waits for it).
+        read_only = conn.get_execution_options().get("acidic_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(database: str | URL | Engine) -> Engine:
+    """The engine acidic uses for ``database`` (a URL, or a user's Engine)."""
+    if isinstance(database, Engine):
+        if database.dialect.name == "sqlite":
+            # acidic needs its own transaction handling on SQLite; share the file, not the pool.
+            return _sqlite_engine(database.url)
+        return database
+    url = _normalise_url(make_url(database))
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    options: dict[str, Any] = {}
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        # REPEATABLE READ would let a step read a snapshot older than the row it updates.
+        options["isolation_level"] = "READ COMMITTED"
+    return sa.create_engine(url, **options)

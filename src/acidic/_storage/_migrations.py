@@ -1,0 +1,92 @@
+"""Versioned migrations: ordered SQL files per dialect and the runner that applies them.
+
+Files live in ``migrations/<dialect>/NNNN_name.sql``; every dialect has the same
+versions. The runner records each applied version in ``acidic_schema_version`` and
+serialises concurrent runners with a database lock, so ``migrate()`` is safe to call
+from every process at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .._errors import SchemaVersionError
+from ._dialects import Dialect
+from ._schema import schema_version
+
+__all__ = ["Migration", "applied_version", "latest_version", "load_migrations", "migrate"]
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        lines = [ln for ln in self.sql.splitlines() if not ln.lstrip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def load_migrations(dialect: Dialect) -> list[Migration]:
+    folder = resources.files("acidic._storage.migrations").joinpath(dialect.migrations)
+    found = []
+    for entry in folder.iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"acidic migrations for {dialect.name} are not numbered 1..n")
+    return found
+
+
+def latest_version(dialect: Dialect) -> int:
+    return len(load_migrations(dialect))
+
+
+def applied_version(conn: Connection) -> int | None:
+    """The schema version of the database, or None when acidic's tables do not exist."""
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return None
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(schema_version.c.version), 0))
+        ).scalar_one()
+    )
+
+
+def migrate(engine: Engine, dialect: Dialect) -> list[str]:
+    """Apply pending migrations; return the names of those applied (empty: up to date)."""
+    migrations = load_migrations(dialect)
+    applied: list[str] = []
+    # The lock is session-wide and taken before the transaction, so that on MySQL,
+    # whose DDL commits implicitly, the version rows commit before it is released.
+    with engine.connect() as conn, dialect.migration_lock(conn), conn.begin():
+        schema_version.create(conn, checkfirst=True)
+        current = applied_version(conn) or 0
+        if current > len(migrations):
+            raise SchemaVersionError(
+                f"the database schema is at version {current}, newer than this acidic "
+                f"(which knows up to {len(migrations)}): upgrade acidic instead of migrating"
+            )
+        for migration in migrations[current:]:
+            for statement in migration.statements():
+                conn.exec_driver_sql(dialect.prepare_ddl(conn, statement))
+            conn.execute(
+                schema_version.insert().values(
+                    version=migration.version,
+                    name=migration.name,
+                    applied_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            applied.append(f"{migration.version:04d}_{migration.name}")
+    return applied

@@ -1,0 +1,128 @@
+"""The declared schema of acidic's tables.
+
+The migrations in ``migrations/<dialect>/`` must produce exactly this schema; a test
+applies them to one database, ``metadata.create_all`` to another and compares both.
+Queries are written against these ``Table`` objects (SQLAlchemy Core), once for all
+dialects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["history", "metadata", "runs", "schema_version"]
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every dialect.
+
+    PostgreSQL stores ``timestamptz``; MySQL/MariaDB ``DATETIME(6)`` and SQLite text
+    hold naive UTC, converted at the boundary so Python always sees aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("acidic stores aware datetimes only")
+        value = value.astimezone(dt.UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        stamp: dt.datetime = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        if stamp.tzinfo is None:
+            return stamp.replace(tzinfo=dt.UTC)
+        return stamp.astimezone(dt.UTC)
+
+
+# Long JSON documents: TEXT is 64 KiB on MySQL/MariaDB, so use LONGTEXT there.
+JsonText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# SQLite only aliases the rowid for INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+runs = Table(
+    "acidic_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("job", String(255), nullable=False),
+    Column("args", JsonText, nullable=False),
+    Column("steps", JsonText, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("recovery_point", String(255), nullable=True),
+    Column("ctx", JsonText, nullable=False),
+    Column("result", JsonText, nullable=True),
+    Column("error", JsonText, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("lock_token", String(32), nullable=True),
+    Column("locked_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_run_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+history = Table(
+    "acidic_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        BigInteger,
+        ForeignKey("acidic_runs.id", ondelete="CASCADE", name="acidic_history_run_fk"),
+        nullable=False,
+    ),
+    Column("step", String(255), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("error", JsonText, nullable=True),
+    Index("acidic_history_run_idx", "run_id", "id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+schema_version = Table(
+    "acidic_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(255), nullable=False),
+    Column("applied_at", UTCDateTime(), nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
