@@ -5,8 +5,10 @@ Every database-backed test runs once per backend (``sqlite``, ``postgresql``,
 Locally a backend whose server is unreachable is skipped; with ``CI`` set in the
 environment it is a failure, so CI can never pass without testing all three.
 
-Server addresses can be changed with ``ACIDIC_TEST_POSTGRESQL`` and
-``ACIDIC_TEST_MYSQL`` (SQLAlchemy URLs of an admin connection).
+On PostgreSQL a test's "database" is a schema of its own in the ``test`` database
+(selected through ``search_path`` in the URL): creating a schema takes milliseconds
+where CREATE DATABASE takes a second. Server addresses can be changed with
+``ACIDIC_TEST_POSTGRESQL`` and ``ACIDIC_TEST_MYSQL`` (URLs of an admin connection).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import sqlalchemy as sa
 
 import acidic
 
-POSTGRESQL_ADMIN = os.environ.get("ACIDIC_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRESQL_ADMIN = os.environ.get(
+    "ACIDIC_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 MYSQL_ADMIN = os.environ.get("ACIDIC_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ("sqlite", "postgresql", "mysql")
 IN_CI = bool(os.environ.get("CI"))
@@ -49,19 +53,30 @@ def create_database(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     name = f"acidic_t_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine(backend)
+    kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+            conn.exec_driver_sql(f"CREATE {kind} {name}")
     except sa.exc.OperationalError as exc:
         admin.dispose()
         _unavailable(backend, exc)
-    url = admin.url.set(database=name)
+    if backend == "postgresql":
+        url = admin.url.update_query_dict(
+            {"options": f"-csearch_path={name}", "application_name": name}
+        )
+    else:
+        url = admin.url.set(database=name)
     try:
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             if backend == "postgresql":
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                # End the test's leftover sessions (e.g. of killed children) first.
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE application_name = '{name}'"
+                )
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
             else:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
         admin.dispose()

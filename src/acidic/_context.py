@@ -29,11 +29,13 @@ class Context(MutableMapping[str, Any]):
 
     @classmethod
     def from_json(cls, text: str) -> Context:
+        """Build a context from its stored JSON text."""
         ctx = cls()
         ctx._data = loads(text)
         return ctx
 
     def to_json(self) -> str:
+        """The stored JSON text of this context (raises SerializationError)."""
         return encode(self._data, "ctx")
 
     def copy(self) -> Context:

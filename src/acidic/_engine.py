@@ -241,11 +241,25 @@ class Engine:
                 state.ctx = Context.from_json(committed_ctx)
                 self._record_failure(claim, spec, state, exc, started, record_start=True)
                 raise
-            with self.store.translated(f"committing step {spec.name} of {state.key!r}"):
+            try:
                 if not self.store.write_progress(conn, claim.row.id, claim.token, values, events):
                     tx.rollback()
                     raise _lost(state, spec)
                 tx.commit()
+            except sa.exc.SQLAlchemyError as exc:
+                # The progress write or the commit failed (connection lost, deferred
+                # constraint, serialization failure): nothing of the step is known to be
+                # committed by us, so report it like a step failure. If the commit did
+                # reach the database, the recovery point moved and the run resumes there.
+                if tx.is_active:
+                    tx.rollback()
+                state.ctx = Context.from_json(committed_ctx)
+                error = StorageError(
+                    f"key {state.key!r}: committing step {spec.name} failed: {exc}"
+                )
+                error.__cause__ = exc
+                self._record_failure(claim, spec, state, error, started, record_start=True)
+                raise error from exc
         finally:
             conn.close()
         return decision.next, ctx_json
@@ -359,7 +373,8 @@ class Engine:
             traceback="".join(traceback.format_exception(exc)),
             step=spec.name,
         )
-        error_json = json.dumps(error.to_json(), ensure_ascii=False)
+        # ASCII-escaped: a traceback may hold text the database cannot store raw.
+        error_json = json.dumps(error.to_json())
         now = self.clock()
         events = [EventRow(spec.name, "errored", now, state.attempt, error_json)]
         if record_start:

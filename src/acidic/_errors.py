@@ -5,8 +5,8 @@ Exceptions raised by a step's own code are never wrapped: they leave
 :meth:`acidic.App.run` unchanged.
 
     AcidicError
-    ├── JobDefinitionError          the job class is malformed (raised at class definition)
-    ├── UnknownJobError             the job is not registered with this App
+    ├── JobDefinitionError          the job class is malformed (also a TypeError)
+    ├── UnknownJobError             the job is not registered with this App (also a LookupError)
     ├── InvalidKeyError             an empty or over-long idempotency key (also a ValueError)
     ├── SerializationError          a value that cannot be stored as JSON (also a TypeError)
     ├── ArgumentMismatchError       the key exists for other arguments or another job
@@ -14,7 +14,7 @@ Exceptions raised by a step's own code are never wrapped: they leave
     ├── LockLostError               this owner's lock was taken over; its step was not committed
     ├── UnknownRecoveryPointError   the stored recovery point is not a step of the job
     ├── DefinitionMismatchError     the stored step list is incompatible with the code's
-    ├── NotInStepError              a step-only attribute used outside a running step
+    ├── NotInStepError              a step-only attribute used outside a step (also a RuntimeError)
     ├── SchemaVersionError          the database schema is missing, older or newer than this code
     └── StorageError                the database failed in a way acidic could not recover from
         └── ContentionError         a race kept failing after the bounded number of retries

@@ -29,6 +29,7 @@ class RunStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
+        """True only for ``succeeded``: a failed or halted run can still be resumed."""
         return self is RunStatus.SUCCEEDED
 
 
@@ -42,6 +43,7 @@ class RunError:
     step: str | None
 
     def to_json(self) -> dict[str, Any]:
+        """The error as a JSON object, as stored."""
         return {
             "type": self.type,
             "message": self.message,
@@ -51,6 +53,7 @@ class RunError:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunError:
+        """Read an error back from its stored JSON object."""
         return cls(
             type=str(data.get("type", "")),
             message=str(data.get("message", "")),
@@ -99,4 +102,5 @@ class Run:
 
     @property
     def succeeded(self) -> bool:
+        """True when the run finished with a stored result."""
         return self.status is RunStatus.SUCCEEDED

@@ -9,6 +9,7 @@ migrations, and which driver errors mean "locked" or "try again".
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -68,6 +69,10 @@ class Dialect:
 
     def prepare_ddl(self, conn: Connection, sql: str) -> str:
         return sql
+
+    def database_missing(self, engine: Engine) -> bool:
+        """True when connecting would create the database (a SQLite file) as a side effect."""
+        return False
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -130,6 +135,10 @@ class SQLite(Dialect):
         # Writes run in BEGIN IMMEDIATE transactions: holding SQLite's single write
         # lock already excludes every other writer.
         return stmt
+
+    def database_missing(self, engine: Engine) -> bool:
+        database = engine.url.database
+        return bool(database) and not os.path.exists(str(database))
 
     def is_retryable(self, exc: BaseException) -> bool:
         orig = getattr(exc, "orig", exc)

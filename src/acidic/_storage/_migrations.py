@@ -15,6 +15,7 @@ from importlib import resources
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateTable
 
 from .._errors import SchemaVersionError
 from ._dialects import Dialect
@@ -71,7 +72,10 @@ def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     # The lock is session-wide and taken before the transaction, so that on MySQL,
     # whose DDL commits implicitly, the version rows commit before it is released.
     with engine.connect() as conn, dialect.migration_lock(conn), conn.begin():
-        schema_version.create(conn, checkfirst=True)
+        # Compiled from the declared table, then adapted like the migration files
+        # (MySQL 8 has no utf8mb4_nopad_bin).
+        create = str(CreateTable(schema_version, if_not_exists=True).compile(conn))
+        conn.exec_driver_sql(dialect.prepare_ddl(conn, create))
         current = applied_version(conn) or 0
         if current > len(migrations):
             raise SchemaVersionError(

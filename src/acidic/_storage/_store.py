@@ -110,8 +110,11 @@ class Store:
         """Refuse to work on a database whose schema is not the one this code writes."""
         if self._schema_checked:
             return
-        with self._translated("checking the schema"), self.engine.connect() as conn:
-            version = _migrations.applied_version(conn)
+        if self.dialect.database_missing(self.engine):
+            version = None  # do not create an empty SQLite file just to look into it
+        else:
+            with self._translated("checking the schema"), self.engine.connect() as conn:
+                version = _migrations.applied_version(conn)
         latest = _migrations.latest_version(self.dialect)
         where = self.engine.url.render_as_string(hide_password=True)
         if version is None or version < latest:
