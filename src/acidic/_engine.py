@@ -99,21 +99,30 @@ class Engine:
         """Run ``job`` under ``key`` to its end: its result, or None if it halted."""
         definition = type(job).__acidic_definition__
         encoded_args = definition.encode_args(job)
+        # A key derived from unique_by() identifies the run by that value alone: other
+        # arguments may differ between calls, and the first call's arguments are used.
+        same_args = key is not None or type(job).unique_by is Job.unique_by
         key = self.key_for(name, job, encoded_args) if key is None else check_key(key)
-        claim = self.claim(name, definition, key, encoded_args)
+        claim = self.claim(name, definition, key, encoded_args, same_args=same_args)
         if isinstance(claim, Finished):
             return claim.result
         return self.execute(job, definition, claim)
 
     def claim(
-        self, name: str, definition: JobDefinition, key: str, encoded_args: dict[str, Any]
+        self,
+        name: str,
+        definition: JobDefinition,
+        key: str,
+        encoded_args: dict[str, Any],
+        *,
+        same_args: bool = True,
     ) -> _Claim | Finished:
         """Create the key's run or take it over, or return its stored result."""
         self.store.check_schema()
         dialect = self.store.dialect
         for attempt in range(RACE_RETRIES):
             try:
-                outcome = self._try_claim(name, definition, key, encoded_args)
+                outcome = self._try_claim(name, definition, key, encoded_args, same_args)
             except sa.exc.DBAPIError as exc:
                 if not (dialect.is_retryable(exc) or dialect.is_unique_violation(exc)):
                     raise StorageError(
@@ -129,7 +138,12 @@ class Engine:
         )
 
     def _try_claim(
-        self, name: str, definition: JobDefinition, key: str, encoded_args: dict[str, Any]
+        self,
+        name: str,
+        definition: JobDefinition,
+        key: str,
+        encoded_args: dict[str, Any],
+        same_args: bool,
     ) -> _Claim | Finished | None:
         """One attempt; None when a concurrent writer changed the row under us."""
         store = self.store
@@ -157,14 +171,14 @@ class Engine:
                 }
             )
             return None if new is None else _Claim(new, token, retrying=False)
-        _check_same_call(row, name, encoded_args)
+        _check_same_call(row, name, encoded_args if same_args else None)
         if row.status == RunStatus.SUCCEEDED:
             return Finished(None if row.result is None else loads(row.result))
         timeout = self.lock_timeout_for(definition)
         stale_before = now - dt.timedelta(seconds=timeout)
         if _is_locked(row, stale_before):
             raise _locked(row, timeout)
-        _check_definition(row, definition)
+        _check_definition(row, name, definition)
         claimed = store.claim(
             row.id,
             token=token,
@@ -227,7 +241,14 @@ class Engine:
             with self.store.translated(f"starting step {spec.name} of {state.key!r}"):
                 tx = conn.begin()
             try:
-                returned = spec.func(job, conn)
+                # While the step runs, a COMMIT on its connection is refused (see Store).
+                conn.execution_options(
+                    acidic_in_step=f"step {spec.name} of job {definition.cls.__qualname__}"
+                )
+                try:
+                    returned = spec.func(job, conn)
+                finally:
+                    conn.execution_options(acidic_in_step=None)
                 if not tx.is_active or not conn.in_transaction():
                     raise JobDefinitionError(
                         f"step {spec.name} of job {definition.cls.__qualname__} ended its "
@@ -237,7 +258,7 @@ class Engine:
                 ctx_json = state.ctx.to_json()
                 values, events = self._progress(decision, spec, state, ctx_json, started)
             except BaseException as exc:
-                tx.rollback()
+                _rollback(conn, tx)
                 state.ctx = Context.from_json(committed_ctx)
                 self._record_failure(claim, spec, state, exc, started, record_start=True)
                 raise
@@ -251,8 +272,7 @@ class Engine:
                 # constraint, serialization failure): nothing of the step is known to be
                 # committed by us, so report it like a step failure. If the commit did
                 # reach the database, the recovery point moved and the run resumes there.
-                if tx.is_active:
-                    tx.rollback()
+                _rollback(conn, tx)
                 state.ctx = Context.from_json(committed_ctx)
                 error = StorageError(
                     f"key {state.key!r}: committing step {spec.name} failed: {exc}"
@@ -411,6 +431,21 @@ class _Decision:
     result_json: str | None = None
 
 
+def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:
+    """Roll back the step's transaction, or whatever the step left open instead, and
+    give the connection back: on SQLite it may hold the write lock that recording the
+    failure needs next."""
+    if tx.is_active:
+        tx.rollback()
+        conn.close()
+    else:
+        # The step ended or broke the transaction itself (e.g. a refused commit):
+        # SQLAlchemy no longer tracks what the driver holds open, and the pool would
+        # not roll it back. Discard the connection; the server rolls back.
+        conn.invalidate()
+        conn.close()
+
+
 def _is_locked(row: RunRow, stale_before: dt.datetime) -> bool:
     return row.lock_token is not None and row.locked_at is not None and row.locked_at > stale_before
 
@@ -431,11 +466,13 @@ def _lost(state: StepState, spec: StepSpec) -> LockLostError:
     )
 
 
-def _check_same_call(row: RunRow, name: str, encoded_args: dict[str, Any]) -> None:
+def _check_same_call(row: RunRow, name: str, encoded_args: dict[str, Any] | None) -> None:
     if row.job != name:
         raise ArgumentMismatchError(
             f"key {row.key!r} belongs to job {row.job}, not {name}; use another key"
         )
+    if encoded_args is None:
+        return
     stored = json.loads(row.args)
     if stored != encoded_args:
         fields = sorted(set(stored) | set(encoded_args))
@@ -449,9 +486,8 @@ def _check_same_call(row: RunRow, name: str, encoded_args: dict[str, Any]) -> No
         )
 
 
-def _check_definition(row: RunRow, definition: JobDefinition) -> None:
+def _check_definition(row: RunRow, job: str, definition: JobDefinition) -> None:
     names = definition.step_names
-    job = definition.cls.__qualname__
     if row.recovery_point not in definition.steps_by_name:
         raise UnknownRecoveryPointError(
             f"key {row.key!r}: the stored recovery point {row.recovery_point!r} is not a step "

@@ -155,6 +155,11 @@ def _collect_steps(cls: type) -> tuple[StepSpec, ...]:
         for attr, value in vars(klass).items():
             spec = getattr(value, "__acidic_step__", None)
             if not isinstance(spec, StepSpec):
+                if attr in attr_of.values() and klass is not cls.__mro__[-1]:
+                    raise JobDefinitionError(
+                        f"job {cls.__qualname__}: {klass.__qualname__}.{attr} overrides a step "
+                        "without @acidic.step; decorate the override too"
+                    )
                 continue
             owner = attr_of.get(spec.name)
             if owner is not None and owner != attr:

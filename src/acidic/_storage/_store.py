@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .._errors import SchemaVersionError, StorageError
+from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._dialects import Dialect, dialect_for, make_engine
 from ._schema import history, runs
@@ -86,6 +86,17 @@ _BY_KEY = sa.select(*_RUN_COLUMNS).where(runs.c.idempotency_key == sa.bindparam(
 _BY_ID = sa.select(*_RUN_COLUMNS).where(runs.c.id == sa.bindparam("id"))
 
 
+def _refuse_commit_in_step(conn: Connection) -> None:
+    # Raised before COMMIT is sent: a step that commits its own transaction would
+    # commit its writes without the move of the recovery point.
+    step = conn.get_execution_options().get("acidic_in_step")
+    if step:
+        raise JobDefinitionError(
+            f"{step} tried to commit its transaction: a transactional step must leave "
+            "commit and rollback to acidic, which commits its writes with its progress"
+        )
+
+
 def _run_row(row: Any) -> RunRow:
     return RunRow(*row)  # the columns of _RUN_COLUMNS, in RunRow's field order
 
@@ -96,6 +107,8 @@ class Store:
     def __init__(self, database: str | sa.URL | Engine) -> None:
         self.engine = make_engine(database)
         self.dialect: Dialect = dialect_for(self.engine)
+        if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
+            sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
         self._schema_checked = False
 
     # -- schema -----------------------------------------------------------------------
