@@ -144,7 +144,18 @@ class Slow(acidic.Job):
         return acidic.Response(self.attempt)
 
 
-JOBS: dict[str, type[acidic.Job]] = {"CreateRide": CreateRide, "Slow": Slow}
+class ShortLockRide(CreateRide):
+    """CreateRide whose locks go stale after half a second: the job's ``lock_timeout``
+    class attribute, which overrides the App's."""
+
+    lock_timeout = 0.5
+
+
+JOBS: dict[str, type[acidic.Job]] = {
+    "CreateRide": CreateRide,
+    "Slow": Slow,
+    "ShortLockRide": ShortLockRide,
+}
 
 
 def make_app(url: str, **options: Any) -> acidic.App:

@@ -117,6 +117,21 @@ def test_definition__same_step_under_two_attribute_names_raises() -> None:
             again = once
 
 
+def test_definition__override_without_step_decorator_raises() -> None:
+    """An undecorated override would silently leave the parent's step running."""
+
+    class Base(acidic.Job, abstract=True):
+        @acidic.step
+        def charge(self, tx: sa.Connection) -> None:
+            pass
+
+    with pytest.raises(acidic.JobDefinitionError, match=r"without @acidic\.step"):
+
+        class Child(Base):
+            def charge(self, tx: sa.Connection) -> None:
+                pass
+
+
 def test_definition__async_step_raises() -> None:
     with pytest.raises(acidic.JobDefinitionError, match="async"):
 
