@@ -389,7 +389,7 @@ def test_step_error__history_shows_errored_then_started_succeeded(steps_app: aci
         ("four", "succeeded", 2),
     ]
     assert [e.error is not None for e in run.history] == [False] * 3 + [True] + [False] * 6
-    times = [e.at for e in run.history]
+    times = [e.time for e in run.history]
     assert times == sorted(times)
 
 

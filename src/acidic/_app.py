@@ -28,6 +28,16 @@ DEFAULT_DATABASE_URL = "sqlite:///acidic.sqlite3"
 DEFAULT_LOCK_TIMEOUT = 90.0
 
 
+def _shown(database: str | sa.URL | sa.Engine) -> str:
+    """The database URL as it may be printed: its password hidden."""
+    if isinstance(database, sa.Engine):
+        database = database.url
+    try:
+        return sa.make_url(database).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return str(database)
+
+
 class App:
     """An acidic application: a database for runs and the jobs that may run there.
 
@@ -59,7 +69,16 @@ class App:
             raise AcidicError(
                 f"lock_timeout must be a positive number of seconds, not {lock_timeout!r}"
             )
-        self._store = Store(database)
+        self._owns_engine = not isinstance(database, sa.Engine)
+        try:
+            self._store = Store(database)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+            raise AcidicError(f"unusable database URL {_shown(database)!r}: {exc}") from exc
+        except ImportError as exc:
+            raise AcidicError(
+                f"unusable database URL {_shown(database)!r}: its database driver is not "
+                f"installed ({exc}); install acidic[postgresql] or acidic[mysql]"
+            ) from exc
         self._engine = Engine(self._store, lock_timeout=float(lock_timeout), clock=utcnow)
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}
@@ -188,7 +207,7 @@ class App:
                 StepEvent(
                     step=e.step,
                     event=e.event,
-                    at=e.at,
+                    time=e.at,
                     attempt=e.attempt,
                     error=None if e.error is None else RunError.from_json(json.loads(e.error)),
                 )
@@ -199,8 +218,9 @@ class App:
     # -- life cycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close acidic's database connections."""
-        self._store.dispose()
+        """Close acidic's database connections (an Engine you passed in stays open)."""
+        if self._owns_engine or self._store.engine.dialect.name == "sqlite":
+            self._store.dispose()
 
     def __enter__(self) -> App:
         return self

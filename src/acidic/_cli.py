@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -110,19 +110,8 @@ def shown_url(url: str) -> str:
 
 
 def open_app(url: str, **options: Any) -> App:
-    """An :class:`App` on ``url``, or a :class:`CLIError` saying why the URL is unusable."""
-    try:
-        return App(url, **options)
-    except AcidicError:
-        raise
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        _bad_url(url, str(exc))
-    except ImportError as exc:
-        _bad_url(url, f"its database driver is not installed ({exc})")
-
-
-def _bad_url(url: str, why: str) -> NoReturn:
-    raise CLIError(f"unusable database URL {shown_url(url)!r}: {why}")
+    """An :class:`App` on ``url`` (an unusable URL raises a clear AcidicError)."""
+    return App(url, **options)
 
 
 HELP = f"""Durable, idempotent, multi-step jobs on a SQL database.

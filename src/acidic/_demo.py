@@ -338,7 +338,7 @@ def _show_history(run: Run, console: Console) -> None:
         table.add_row(
             event.step,
             f"[{style}]{event.event}[/]" if style else event.event,
-            event.at.astimezone(dt.UTC).strftime("%H:%M:%S.%f")[:-3],
+            event.time.astimezone(dt.UTC).strftime("%H:%M:%S.%f")[:-3],
             str(event.attempt),
         )
     console.print()

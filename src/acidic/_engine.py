@@ -106,6 +106,8 @@ class Engine:
         claim = self.claim(name, definition, key, encoded_args, same_args=same_args)
         if isinstance(claim, Finished):
             return claim.result
+        if not same_args:  # the run keeps the arguments it was created with
+            job = definition.instantiate(json.loads(claim.row.args))
         return self.execute(job, definition, claim)
 
     def claim(
@@ -122,7 +124,12 @@ class Engine:
         dialect = self.store.dialect
         for attempt in range(RACE_RETRIES):
             try:
-                outcome = self._try_claim(name, definition, key, encoded_args, same_args)
+                # The first try does not wait for SQLite's write lock: if the lock is held
+                # by a racer that just created this key, the next try finds its row and
+                # reports KeyLockedError at once instead of queueing behind its step.
+                outcome = self._try_claim(
+                    name, definition, key, encoded_args, same_args, patient=attempt > 0
+                )
             except sa.exc.DBAPIError as exc:
                 if not (dialect.is_retryable(exc) or dialect.is_unique_violation(exc)):
                     raise StorageError(
@@ -144,6 +151,8 @@ class Engine:
         key: str,
         encoded_args: dict[str, Any],
         same_args: bool,
+        *,
+        patient: bool,
     ) -> _Claim | Finished | None:
         """One attempt; None when a concurrent writer changed the row under us."""
         store = self.store
@@ -168,7 +177,8 @@ class Engine:
                     "created_at": now,
                     "last_run_at": now,
                     "finished_at": None,
-                }
+                },
+                patient=patient,
             )
             return None if new is None else _Claim(new, token, retrying=False)
         _check_same_call(row, name, encoded_args if same_args else None)

@@ -68,8 +68,11 @@ class StepEvent:
     or ``halted``."""
 
     step: str
+    #: ``started``, ``succeeded``, ``errored`` or ``halted``.
     event: str
-    at: dt.datetime
+    #: When it happened (aware UTC, the application's clock).
+    time: dt.datetime
+    #: The run's attempt number when it happened.
     attempt: int
     #: For ``errored`` events, the error; else None.
     error: RunError | None = None

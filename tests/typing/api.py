@@ -132,7 +132,7 @@ def use(conn: sa.Connection) -> None:
         for event in run.history:
             assert_type(event.step, str)
             assert_type(event.event, str)
-            assert_type(event.at, dt.datetime)
+            assert_type(event.time, dt.datetime)
         if run.status == acidic.RunStatus.SUCCEEDED:
             pass
 

@@ -25,6 +25,9 @@ from ._schema import history, runs
 
 __all__ = ["EventRow", "RunRow", "Store"]
 
+#: Seconds an impatient SQLite write waits for the write lock.
+IMPATIENT_BUSY_TIMEOUT = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
@@ -192,11 +195,18 @@ class Store:
 
     # -- claims -----------------------------------------------------------------------
 
-    def insert_claimed(self, values: dict[str, Any]) -> RunRow | None:
-        """Insert a new run already claimed by its creator; None if the key exists."""
+    def insert_claimed(self, values: dict[str, Any], *, patient: bool = True) -> RunRow | None:
+        """Insert a new run already claimed by its creator; None if the key exists.
+
+        Not ``patient``: on SQLite, give up after a few milliseconds if another
+        connection holds the write lock (a retryable "database is locked" error).
+        """
         stmt = self.dialect.insert_unless_exists(runs, values, "idempotency_key")
-        with self.transaction() as conn:
-            run_id = self.dialect.inserted(conn, stmt)
+        with self.engine.connect() as conn:
+            if not patient:
+                conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
+            with conn.begin():
+                run_id = self.dialect.inserted(conn, stmt)
         if run_id is None:
             return None
         return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
