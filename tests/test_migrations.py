@@ -132,11 +132,16 @@ def _catalog(conn: sa.Connection) -> dict[str, Any]:
         found[f"{table}.foreign_keys"] = _rows(
             conn, "SELECT * FROM pragma_foreign_key_list(:t)", t=table
         )
-        indexes = _rows(conn, "SELECT * FROM pragma_index_list(:t) ORDER BY name", t=table)
+        # seq (the creation order) is left out: it is not part of the schema.
+        indexes = _rows(
+            conn,
+            'SELECT name, "unique", origin, partial FROM pragma_index_list(:t) ORDER BY name',
+            t=table,
+        )
         found[f"{table}.indexes"] = indexes
         for index in indexes:
-            found[f"{table}.index.{index[1]}"] = _rows(
-                conn, "SELECT * FROM pragma_index_xinfo(:i)", i=index[1]
+            found[f"{table}.index.{index[0]}"] = _rows(
+                conn, "SELECT * FROM pragma_index_xinfo(:i)", i=index[0]
             )
     return found
 

@@ -65,6 +65,24 @@ def applied_version(conn: Connection) -> int | None:
     )
 
 
+def read_version(engine: Engine) -> int | None:
+    """Like :func:`applied_version`, in one query on a connection of its own (the common
+    case, tables present, costs one round trip), without waiting for any writer."""
+    with engine.connect().execution_options(acidic_read_only=True) as conn:
+        try:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(schema_version.c.version), 0))
+                ).scalar_one()
+            )
+        except sa.exc.DBAPIError:
+            conn.rollback()  # e.g. no such table; ask the catalog to be sure
+            return applied_version(conn)
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply pending migrations; return the names of those applied (empty: up to date)."""
     migrations = load_migrations(dialect)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -24,11 +25,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["history", "metadata", "runs", "schema_version"]
+__all__ = ["history", "metadata", "runs", "schema_version", "signals"]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -89,7 +92,17 @@ runs = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_run_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # 0002: background execution. queue NULL marks an inline run.
+    Column("queue", String(100), nullable=True),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("run_at", UTCDateTime(), nullable=True),
+    Column("lock_expires_at", UTCDateTime(), nullable=True),
+    Column("attempt_limit", Integer, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
+    Index("acidic_runs_due_idx", "queue", "run_at"),
+    Index("acidic_runs_lock_idx", "lock_expires_at"),
+    Index("acidic_runs_finished_idx", "finished_at"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",
@@ -111,6 +124,25 @@ history = Table(
     Column("attempt", Integer, nullable=False),
     Column("error", JsonText, nullable=True),
     Index("acidic_history_run_idx", "run_id", "id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+signals = Table(
+    "acidic_signals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        BigInteger,
+        ForeignKey("acidic_runs.id", ondelete="CASCADE", name="acidic_signals_run_fk"),
+        nullable=False,
+    ),
+    Column("name", String(255), nullable=False),
+    Column("payload", JsonText, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("acidic_signals_run_idx", "run_id", "name", "id"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",

@@ -129,8 +129,8 @@ class Store:
         if self.dialect.database_missing(self.engine):
             version = None  # do not create an empty SQLite file just to look into it
         else:
-            with self._translated("checking the schema"), self.engine.connect() as conn:
-                version = _migrations.applied_version(conn)
+            with self._translated("checking the schema"):
+                version = _migrations.read_version(self.engine)
         latest = _migrations.latest_version(self.dialect)
         where = self.engine.url.render_as_string(hide_password=True)
         if version is None or version < latest:
