@@ -19,14 +19,17 @@ from ._errors import (
     KeyLockedError,
     LockLostError,
     NotInStepError,
+    Retry,
+    RunCancelledError,
     SchemaVersionError,
     SerializationError,
     StorageError,
     UnknownJobError,
+    UnknownKeyError,
     UnknownRecoveryPointError,
 )
 from ._job import Job, step
-from ._outcomes import Halt, RecoveryPoint, Response
+from ._outcomes import Halt, RecoveryPoint, Response, Sleep
 from ._run import Run, RunError, RunStatus, StepEvent
 
 __version__ = "0.1.0.dev0"
@@ -47,14 +50,18 @@ __all__ = [
     "NotInStepError",
     "RecoveryPoint",
     "Response",
+    "Retry",
     "Run",
+    "RunCancelledError",
     "RunError",
     "RunStatus",
     "SchemaVersionError",
     "SerializationError",
+    "Sleep",
     "StepEvent",
     "StorageError",
     "UnknownJobError",
+    "UnknownKeyError",
     "UnknownRecoveryPointError",
     "step",
 ]

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 
-from ._encoding import MAX_KEY_LENGTH, check_key, loads
-from ._engine import Engine, utcnow
-from ._errors import AcidicError, JobDefinitionError, SerializationError, UnknownJobError
+from ._encoding import MAX_KEY_LENGTH, check_key, dumps, encode, loads
+from ._engine import Engine, check_same_call, utcnow
+from ._errors import (
+    AcidicError,
+    JobDefinitionError,
+    SerializationError,
+    UnknownJobError,
+    UnknownKeyError,
+)
 from ._job import Job
+from ._outcomes import to_seconds
 from ._run import Run, RunError, RunStatus, StepEvent
-from ._storage import Store
+from ._storage import EventRow, RunRow, Store
+from ._worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -58,6 +67,7 @@ class App:
         database: str | sa.URL | sa.Engine | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        queues: Sequence[str] = ("default",),
     ) -> None:
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -80,6 +90,12 @@ class App:
                 f"installed ({exc}); install acidic[postgresql] or acidic[mysql]"
             ) from exc
         self._engine = Engine(self._store, lock_timeout=float(lock_timeout), clock=utcnow)
+        queue_names = tuple(queues)
+        if not queue_names or not all(
+            isinstance(q, str) and 0 < len(q) <= 100 for q in queue_names
+        ):
+            raise AcidicError(f"queues must be names of 1 to 100 characters, not {queues!r}")
+        self._queues = queue_names
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}
 
@@ -182,6 +198,9 @@ class App:
             if row is None:
                 return None
             events = store.history(row.id)
+        return self._to_run(row, events)
+
+    def _to_run(self, row: RunRow, events: list[EventRow]) -> Run:
         job_cls = self._jobs.get(row.job)
         args: dict[str, Any] = json.loads(row.args)
         if job_cls is not None:
@@ -213,7 +232,201 @@ class App:
                 )
                 for e in events
             ],
+            queue=row.queue,
+            priority=row.priority,
+            run_at=row.run_at,
+            lock_expires_at=row.lock_expires_at,
+            max_attempts=row.attempt_limit,
         )
+
+    # -- background execution ---------------------------------------------------------
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The declared queue names."""
+        return self._queues
+
+    def enqueue(
+        self,
+        job: Job,
+        key: str | None = None,
+        *,
+        run_at: dt.datetime | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        connection: sa.Connection | None = None,
+    ) -> Run:
+        """Store ``job`` as a ``pending`` run for a worker, and wake the workers.
+
+        ``run_at`` (timezone-aware) delays it; within a queue, higher ``priority`` runs
+        first, then earlier ``run_at``, then enqueue order. With ``connection`` (a
+        SQLAlchemy Connection in your own transaction, on acidic's database) the run
+        exists only if that transaction commits. Enqueueing a key that exists returns
+        the existing run, or raises :class:`ArgumentMismatchError` for other arguments.
+        """
+        if not isinstance(job, Job):
+            raise UnknownJobError(f"app.enqueue() takes a job instance, not {job!r}")
+        name = self.name_of(job)
+        if queue not in self._queues:
+            raise AcidicError(
+                f"queue {queue!r} is not declared; this App's queues are {list(self._queues)} "
+                "(App(queues=[...]))"
+            )
+        if run_at is not None and (not isinstance(run_at, dt.datetime) or run_at.tzinfo is None):
+            raise AcidicError(f"run_at must be a timezone-aware datetime, not {run_at!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise AcidicError(f"priority must be an int, not {priority!r}")
+        definition = type(job).__acidic_definition__
+        encoded = definition.encode_args(job)
+        same_args = key is not None or type(job).unique_by is Job.unique_by
+        key = self._engine.key_for(name, job, encoded) if key is None else check_key(key)
+        self._store.check_schema()
+        now = utcnow()
+        values = {
+            "idempotency_key": key,
+            "job": name,
+            "args": dumps(encoded),
+            "steps": dumps(definition.step_names),
+            "status": RunStatus.PENDING.value,
+            "recovery_point": definition.steps[0].name,
+            "ctx": "{}",
+            "result": None,
+            "error": None,
+            "attempts": 0,
+            "lock_token": None,
+            "locked_at": None,
+            "created_at": now,
+            "last_run_at": None,
+            "finished_at": None,
+            "queue": queue,
+            "priority": priority,
+            "run_at": (run_at or now).astimezone(dt.UTC),
+            "lock_expires_at": None,
+            "attempt_limit": type(job).max_attempts,
+            "cancel_requested": False,
+        }
+        with self._store.translated(f"enqueueing key {key!r}"):
+            row = self._store.enqueue(values, connection)
+            if row is None:
+                existing = (
+                    self._store.find_in(connection, key)
+                    if connection is not None
+                    else self._store.find(key)
+                )
+                if existing is None:  # pragma: no cover - deleted in between
+                    raise AcidicError(f"key {key!r} vanished while enqueueing")
+                check_same_call(existing, name, encoded if same_args else None)
+                row = existing
+        return self._to_run(row, [])
+
+    def resume(self, key: str) -> Run:
+        """Make a halted or scheduled run due now, for a worker (or the next ``app.run``)."""
+        return self._wake(key, (RunStatus.HALTED, RunStatus.SCHEDULED), {}, "resume")
+
+    def signal(self, key: str, name: str, payload: Any = None) -> Run:
+        """Deliver a named signal to the run (stored: one sent before the run halts is kept
+        for it) and wake it if it is halted. Steps read it with ``self.signal(name)``."""
+        if not isinstance(name, str) or not name or len(name) > MAX_KEY_LENGTH:
+            raise AcidicError(f"signal name must be 1 to {MAX_KEY_LENGTH} characters, not {name!r}")
+        payload_json = encode(payload, f"payload of signal {name!r}")
+        row = self._row(key)
+        with self._store.translated(f"signalling key {key!r}"):
+            self._store.add_signal(row.id, name, payload_json, utcnow())
+        return self._wake(key, (RunStatus.HALTED,), {}, "signal", missing_ok=True)
+
+    def retry(self, key: str) -> Run:
+        """Give a failed run a fresh budget of its job's ``max_attempts`` and make it due
+        now; it resumes at its recovery point."""
+        row = self._row(key)
+        job_cls = self._jobs.get(row.job)
+        budget = job_cls.max_attempts if job_cls is not None else 1
+        return self._wake(
+            key, (RunStatus.FAILED,), {"attempt_limit": row.attempts + budget}, "retry"
+        )
+
+    def cancel(self, key: str) -> Run:
+        """Cancel a run: a pending, scheduled, halted or failed run at once; a running one
+        at its next step boundary (that step is not committed). A finished run is left
+        as it is."""
+        row = self._row(key)
+        now = utcnow()
+        parked = (RunStatus.PENDING, RunStatus.SCHEDULED, RunStatus.HALTED, RunStatus.FAILED)
+        with self._store.translated(f"cancelling key {key!r}"):
+            if not self._store.wake(
+                row.id,
+                [s.value for s in parked],
+                {"status": RunStatus.CANCELLED.value, "run_at": None, "finished_at": now},
+                None,
+            ):
+                self._store.wake(
+                    row.id, [RunStatus.RUNNING.value], {"cancel_requested": True}, None
+                )
+        run = self.get(key)
+        assert run is not None
+        return run
+
+    def prune(self, older_than: float | dt.timedelta) -> int:
+        """Delete succeeded and cancelled runs finished more than ``older_than`` (seconds
+        or a timedelta) ago, with their history, in batches; return how many. Unfinished
+        and failed runs are never pruned."""
+        seconds = to_seconds(older_than, "older_than")
+        self._store.check_schema()
+        with self._store.translated("pruning runs"):
+            return self._store.prune(utcnow() - dt.timedelta(seconds=seconds))
+
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 1,
+        poll_interval: float = 1.0,
+        grace: float = 30.0,
+        heartbeat: float | None = None,
+    ) -> Worker:
+        """A :class:`acidic.Worker` executing this App's runs; call ``.run()`` on it."""
+        return Worker(
+            self,
+            queues=queues,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+            grace=grace,
+            heartbeat=heartbeat,
+        )
+
+    def _row(self, key: str) -> RunRow:
+        key = check_key(key)
+        self._store.check_schema()
+        with self._store.translated(f"reading key {key!r}"):
+            row = self._store.find(key)
+        if row is None:
+            raise UnknownKeyError(f"no run has the key {key!r}")
+        return row
+
+    def _wake(
+        self,
+        key: str,
+        statuses: Sequence[RunStatus],
+        values: dict[str, Any],
+        action: str,
+        *,
+        missing_ok: bool = False,
+    ) -> Run:
+        row = self._row(key)
+        with self._store.translated(f"{action} of key {key!r}"):
+            woken = self._store.wake(
+                row.id,
+                [s.value for s in statuses],
+                {"status": RunStatus.PENDING.value, "run_at": utcnow(), **values},
+                row.queue,
+            )
+        if not woken and not missing_ok:
+            raise AcidicError(
+                f"cannot {action} key {key!r}: it is {row.status}, not "
+                + " or ".join(s.value for s in statuses)
+            )
+        run = self.get(key)
+        assert run is not None
+        return run
 
     # -- life cycle -------------------------------------------------------------------
 

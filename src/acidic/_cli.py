@@ -37,6 +37,7 @@ EXIT_USAGE = 2
 COMMANDS: dict[str, str] = {
     "demo": "acidic._demo:demo",
     "migrate": "acidic._cli:migrate",
+    "worker": "acidic._worker_cli:worker",
 }
 
 

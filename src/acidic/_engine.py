@@ -37,22 +37,31 @@ from ._errors import (
     JobDefinitionError,
     KeyLockedError,
     LockLostError,
+    Retry,
+    RunCancelledError,
     StorageError,
     UnknownRecoveryPointError,
 )
 from ._job import Job, JobDefinition, StepSpec, StepState
-from ._outcomes import Halt, RecoveryPoint, Response
+from ._outcomes import Halt, RecoveryPoint, Response, Sleep
 from ._run import RunError, RunStatus
 from ._storage import EventRow, RunRow, Store
 
-__all__ = ["Engine", "Finished"]
+__all__ = ["Ended", "Engine", "Finished"]
 
 #: How many times a race on a key (deadlock, serialization failure, busy SQLite,
 #: a row created or claimed under our feet) is retried before ContentionError.
 RACE_RETRIES = 8
 
 _CLAIMABLE = tuple(
-    s.value for s in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.HALTED, RunStatus.FAILED)
+    s.value
+    for s in (
+        RunStatus.PENDING,
+        RunStatus.SCHEDULED,
+        RunStatus.RUNNING,
+        RunStatus.HALTED,
+        RunStatus.FAILED,
+    )
 )
 
 Clock = Callable[[], dt.datetime]
@@ -108,7 +117,8 @@ class Engine:
             return claim.result
         if not same_args:  # the run keeps the arguments it was created with
             job = definition.instantiate(json.loads(claim.row.args))
-        return self.execute(job, definition, claim)
+        ended = self.execute(job, definition, claim)
+        return ended.value
 
     def claim(
         self,
@@ -159,6 +169,8 @@ class Engine:
         row = store.find(key)
         token = uuid.uuid4().hex
         now = self.clock()
+        timeout = self.lock_timeout_for(definition)
+        expires = now + dt.timedelta(seconds=timeout)
         if row is None:
             new = store.insert_claimed(
                 {
@@ -174,26 +186,34 @@ class Engine:
                     "attempts": 1,
                     "lock_token": token,
                     "locked_at": now,
+                    "lock_expires_at": expires,
                     "created_at": now,
                     "last_run_at": now,
                     "finished_at": None,
+                    "queue": None,
+                    "priority": 0,
+                    "run_at": None,
+                    "attempt_limit": None,
+                    "cancel_requested": False,
                 },
                 patient=patient,
             )
             return None if new is None else _Claim(new, token, retrying=False)
-        _check_same_call(row, name, encoded_args if same_args else None)
+        check_same_call(row, name, encoded_args if same_args else None)
         if row.status == RunStatus.SUCCEEDED:
             return Finished(None if row.result is None else loads(row.result))
-        timeout = self.lock_timeout_for(definition)
-        stale_before = now - dt.timedelta(seconds=timeout)
-        if _is_locked(row, stale_before):
-            raise _locked(row, timeout)
+        if row.status == RunStatus.CANCELLED:
+            raise RunCancelledError(f"key {key!r} (job {name}) was cancelled; it does not run")
+        if row.status == RunStatus.SCHEDULED and row.run_at is not None and row.run_at > now:
+            return Finished(None)  # asleep (Sleep or a retry's backoff) until run_at
+        if _is_locked(row, now):
+            raise _locked(row)
         _check_definition(row, name, definition)
         claimed = store.claim(
             row.id,
             token=token,
             now=now,
-            stale_before=stale_before,
+            expires=expires,
             steps=dumps(definition.step_names),
             claimable=_CLAIMABLE,
         )
@@ -202,7 +222,11 @@ class Engine:
         fresh = store.find(key)
         if fresh is not None and fresh.status == RunStatus.SUCCEEDED:
             return None  # finished meanwhile: the next attempt returns its result
-        raise _locked(fresh or row, timeout)
+        raise _locked(fresh or row)
+
+    def claimed(self, row: RunRow, token: str) -> _Claim:
+        """A run claimed by a worker, ready for :meth:`execute`."""
+        return _Claim(row, token, retrying=self._retrying(row))
 
     def _retrying(self, row: RunRow) -> bool:
         last = self.store.last_event(row.id)
@@ -210,7 +234,20 @@ class Engine:
 
     # -- execution --------------------------------------------------------------------
 
-    def execute(self, job: Job, definition: JobDefinition, claim: _Claim) -> Any:
+    def execute(
+        self,
+        job: Job,
+        definition: JobDefinition,
+        claim: _Claim,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Ended:
+        """Drive a claimed run from its recovery point until it ends, parks or is released.
+
+        A step's exception is recorded (failed, or scheduled for a retry) and raised;
+        :class:`acidic.Retry` is recorded and returned as ``scheduled``. When
+        ``should_stop()`` turns true, the run is released at the next step boundary.
+        """
         row = claim.row
         assert row.recovery_point is not None  # claimed runs are unfinished
         state = StepState(
@@ -219,32 +256,25 @@ class Engine:
             attempt=row.attempts,
             retrying=claim.retrying,
             step=row.recovery_point,
+            read_signal=lambda name: self.store.latest_signal(row.id, name),
         )
-        committed_ctx = row.ctx
+        run = _Execution(job, definition, claim, state, row.ctx, should_stop)
         job.__dict__["_acidic_state"] = state
         try:
             while True:
                 spec = definition.steps_by_name.get(state.step)
                 if spec is None:  # pragma: no cover - checked at claim and at RecoveryPoint
                     raise UnknownRecoveryPointError(state.step)
-                runner = self._transactional_step if spec.transactional else self._foreign_step
-                outcome, committed_ctx = runner(job, definition, spec, claim, state, committed_ctx)
-                if isinstance(outcome, _Done):
-                    return outcome.value
-                state.step = outcome
+                step = self._transactional_step if spec.transactional else self._foreign_step
+                ended = step(run, spec)
+                if ended is not None:
+                    return ended
                 state.retrying = False
         finally:
             job.__dict__.pop("_acidic_state", None)
 
-    def _transactional_step(
-        self,
-        job: Job,
-        definition: JobDefinition,
-        spec: StepSpec,
-        claim: _Claim,
-        state: StepState,
-        committed_ctx: str,
-    ) -> tuple[str | _Done, str]:
+    def _transactional_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
+        state = run.state
         started = self.clock()
         conn = self.store.engine.connect()
         try:
@@ -253,29 +283,29 @@ class Engine:
             try:
                 # While the step runs, a COMMIT on its connection is refused (see Store).
                 conn.execution_options(
-                    acidic_in_step=f"step {spec.name} of job {definition.cls.__qualname__}"
+                    acidic_in_step=f"step {spec.name} of job {run.definition.cls.__qualname__}"
                 )
                 try:
-                    returned = spec.func(job, conn)
+                    returned = spec.func(run.job, conn)
                 finally:
                     conn.execution_options(acidic_in_step=None)
                 if not tx.is_active or not conn.in_transaction():
                     raise JobDefinitionError(
-                        f"step {spec.name} of job {definition.cls.__qualname__} ended its "
+                        f"step {spec.name} of job {run.definition.cls.__qualname__} ended its "
                         "transaction itself; a step must leave commit and rollback to acidic"
                     )
-                decision = self._decide(definition, spec, state, returned)
+                decision = self._decide(run, spec, returned)
                 ctx_json = state.ctx.to_json()
-                values, events = self._progress(decision, spec, state, ctx_json, started)
+                values, events, ended = self._progress(run, decision, spec, ctx_json, started)
             except BaseException as exc:
                 _rollback(conn, tx)
-                state.ctx = Context.from_json(committed_ctx)
-                self._record_failure(claim, spec, state, exc, started, record_start=True)
-                raise
+                return self._failed(run, spec, exc, started, record_start=True)
             try:
-                if not self.store.write_progress(conn, claim.row.id, claim.token, values, events):
-                    tx.rollback()
-                    raise _lost(state, spec)
+                if not self.store.write_progress(
+                    conn, run.claim.row.id, run.claim.token, values, events
+                ):
+                    _rollback(conn, tx)
+                    return self._refused(run, spec)
                 tx.commit()
             except sa.exc.SQLAlchemyError as exc:
                 # The progress write or the commit failed (connection lost, deferred
@@ -283,120 +313,181 @@ class Engine:
                 # committed by us, so report it like a step failure. If the commit did
                 # reach the database, the recovery point moved and the run resumes there.
                 _rollback(conn, tx)
-                state.ctx = Context.from_json(committed_ctx)
                 error = StorageError(
                     f"key {state.key!r}: committing step {spec.name} failed: {exc}"
                 )
                 error.__cause__ = exc
-                self._record_failure(claim, spec, state, error, started, record_start=True)
-                raise error from exc
+                return self._failed(run, spec, error, started, record_start=True)
         finally:
             conn.close()
-        return decision.next, ctx_json
+        return run.advance(decision, ctx_json, ended)
 
-    def _foreign_step(
-        self,
-        job: Job,
-        definition: JobDefinition,
-        spec: StepSpec,
-        claim: _Claim,
-        state: StepState,
-        committed_ctx: str,
-    ) -> tuple[str | _Done, str]:
+    def _foreign_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
+        state = run.state
         started = self.clock()
         with self.store.translated(f"starting step {spec.name} of {state.key!r}"):
             with self.store.transaction() as conn:
                 ok = self.store.write_progress(
                     conn,
-                    claim.row.id,
-                    claim.token,
-                    {"locked_at": started},
+                    run.claim.row.id,
+                    run.claim.token,
+                    {"locked_at": started, "lock_expires_at": self._expiry(run, started)},
                     [EventRow(spec.name, "started", started, state.attempt)],
                 )
             if not ok:
-                raise _lost(state, spec)
+                return self._refused(run, spec)
         try:
-            returned = spec.func(job)
-            decision = self._decide(definition, spec, state, returned)
+            returned = spec.func(run.job)
+            decision = self._decide(run, spec, returned)
             ctx_json = state.ctx.to_json()
-            values, events = self._progress(decision, spec, state, ctx_json, None)
+            values, events, ended = self._progress(run, decision, spec, ctx_json, None)
         except BaseException as exc:
-            state.ctx = Context.from_json(committed_ctx)
-            self._record_failure(claim, spec, state, exc, started, record_start=False)
-            raise
+            return self._failed(run, spec, exc, started, record_start=False)
         with self.store.translated(f"committing step {spec.name} of {state.key!r}"):
             with self.store.transaction() as conn:
-                ok = self.store.write_progress(conn, claim.row.id, claim.token, values, events)
+                ok = self.store.write_progress(
+                    conn, run.claim.row.id, run.claim.token, values, events
+                )
             if not ok:
-                raise _lost(state, spec)
-        return decision.next, ctx_json
+                return self._refused(run, spec)
+        return run.advance(decision, ctx_json, ended)
 
-    def _decide(
-        self, definition: JobDefinition, spec: StepSpec, state: StepState, returned: object
-    ) -> _Decision:
+    def _expiry(self, run: _Execution, now: dt.datetime) -> dt.datetime:
+        return now + dt.timedelta(seconds=self.lock_timeout_for(run.definition))
+
+    def _decide(self, run: _Execution, spec: StepSpec, returned: object) -> _Decision:
+        definition = run.definition
         names = definition.step_names
+        index = names.index(spec.name)
+        following = names[index + 1] if index + 1 < len(names) else None
         if returned is None:
-            index = names.index(spec.name)
-            if index + 1 < len(names):
-                return _Decision(RunStatus.RUNNING, names[index + 1])
-            return _Decision(RunStatus.SUCCEEDED, _Done(None), result_json=None)
+            if following is not None:
+                return _Decision(RunStatus.RUNNING, following)
+            return _Decision(RunStatus.SUCCEEDED, None, result_json=None)
         if isinstance(returned, Response):
             result_json = encode(returned.value, f"result of step {spec.name}")
-            # Return what later calls will read back, so every caller sees the same value.
-            return _Decision(
-                RunStatus.SUCCEEDED, _Done(loads(result_json)), result_json=result_json
-            )
+            return _Decision(RunStatus.SUCCEEDED, None, result_json=result_json)
         if isinstance(returned, RecoveryPoint):
             if returned.step not in definition.steps_by_name:
                 raise UnknownRecoveryPointError(
-                    f"step {spec.name} of job {definition.cls.__qualname__} (key {state.key!r}) "
-                    f"returned RecoveryPoint({returned.step!r}), which is not one of its steps "
-                    f"{names}"
+                    f"step {spec.name} of job {definition.cls.__qualname__} (key "
+                    f"{run.state.key!r}) returned RecoveryPoint({returned.step!r}), which is "
+                    f"not one of its steps {names}"
                 )
             return _Decision(RunStatus.RUNNING, returned.step)
         if isinstance(returned, Halt):
-            return _Decision(RunStatus.HALTED, _Done(None))
+            return _Decision(RunStatus.HALTED, spec.name)
+        if isinstance(returned, Sleep):
+            if following is None:
+                raise JobDefinitionError(
+                    f"step {spec.name} of job {definition.cls.__qualname__} returned Sleep(), "
+                    "but it is the last step: there is no step to wake up to"
+                )
+            return _Decision(RunStatus.SCHEDULED, following, wake_at=returned.wake_at(self.clock()))
         raise JobDefinitionError(
             f"step {spec.name} of job {definition.cls.__qualname__} returned {returned!r}; "
-            "a step returns None, acidic.Response(value), acidic.RecoveryPoint(step) or "
-            "acidic.Halt()"
+            "a step returns None, acidic.Response(value), acidic.RecoveryPoint(step), "
+            "acidic.Sleep(...) or acidic.Halt()"
         )
 
     def _progress(
         self,
+        run: _Execution,
         decision: _Decision,
         spec: StepSpec,
-        state: StepState,
         ctx_json: str,
         started: dt.datetime | None,
-    ) -> tuple[dict[str, Any], list[EventRow]]:
+    ) -> tuple[dict[str, Any], list[EventRow], Ended | None]:
+        """The row values and history events that record a step's end, and how the
+        execution ends (None: it continues with the next step)."""
         now = self.clock()
+        attempt = run.state.attempt
         values: dict[str, Any] = {"ctx": ctx_json, "error": None}
+        released = {"lock_token": None, "locked_at": None, "lock_expires_at": None}
         end = "halted" if decision.status is RunStatus.HALTED else "succeeded"
-        if decision.status is RunStatus.RUNNING:
-            values.update(recovery_point=decision.next, locked_at=now)
-        else:
-            values.update(status=decision.status.value, lock_token=None, locked_at=None)
-            if decision.status is RunStatus.SUCCEEDED:
-                values.update(recovery_point=None, result=decision.result_json, finished_at=now)
-        events = [EventRow(spec.name, end, now, state.attempt)]
+        ended: Ended | None = None
+        status = decision.status
+        if status is RunStatus.RUNNING and run.should_stop():
+            # Graceful stop: hand the run back, due now, without using up an attempt.
+            limit = run.claim.row.attempt_limit
+            values.update(
+                released,
+                status=RunStatus.PENDING.value,
+                recovery_point=decision.next,
+                run_at=now,
+                attempt_limit=None if limit is None else limit + 1,
+            )
+            ended = Ended(RunStatus.PENDING)
+        elif status is RunStatus.RUNNING:
+            values.update(
+                recovery_point=decision.next,
+                locked_at=now,
+                lock_expires_at=self._expiry(run, now),
+            )
+        elif status is RunStatus.SUCCEEDED:
+            values.update(
+                released,
+                status=status.value,
+                recovery_point=None,
+                result=decision.result_json,
+                finished_at=now,
+                run_at=None,
+            )
+            # Return what later calls will read back, so every caller sees the same value.
+            value = None if decision.result_json is None else loads(decision.result_json)
+            ended = Ended(status, value)
+        elif status is RunStatus.SCHEDULED:
+            values.update(
+                released, status=status.value, recovery_point=decision.next, run_at=decision.wake_at
+            )
+            ended = Ended(status)
+        else:  # HALTED
+            values.update(released, status=status.value, run_at=None)
+            ended = Ended(status)
+        events = [EventRow(spec.name, end, now, attempt)]
         if started is not None:
-            events.insert(0, EventRow(spec.name, "started", started, state.attempt))
-        return values, events
+            events.insert(0, EventRow(spec.name, "started", started, attempt))
+        return values, events, ended
 
-    def _record_failure(
+    def _refused(self, run: _Execution, spec: StepSpec) -> Ended:
+        """A progress write was refused: the run was cancelled, or its lock lost."""
+        claim = run.claim
+        if not self.store.cancel_requested(claim.row.id, claim.token):
+            raise _lost(run.state, spec)
+        now = self.clock()
+        self.store.update_run(
+            claim.row.id,
+            {
+                "status": RunStatus.CANCELLED.value,
+                "finished_at": now,
+                "run_at": None,
+                "lock_token": None,
+                "locked_at": None,
+                "lock_expires_at": None,
+            },
+            token=claim.token,
+        )
+        raise RunCancelledError(
+            f"key {run.state.key!r} (job {claim.row.job}) was cancelled; step {spec.name} "
+            "was not committed"
+        )
+
+    def _failed(
         self,
-        claim: _Claim,
+        run: _Execution,
         spec: StepSpec,
-        state: StepState,
         exc: BaseException,
         started: dt.datetime,
         *,
         record_start: bool,
-    ) -> None:
-        """Store the error with its step and release the lock; never mask ``exc``."""
-        if isinstance(exc, LockLostError):
-            return
+    ) -> Ended:
+        """Record the step's failure (the context reverts to its last commit), release the
+        lock, and raise ``exc``; a :class:`Retry` is returned as ``scheduled`` instead."""
+        state = run.state
+        state.ctx = Context.from_json(run.committed_ctx)
+        if isinstance(exc, LockLostError | RunCancelledError):
+            raise exc
+        status, wake_at = self._after_failure(run, exc)
         error = RunError(
             type=f"{type(exc).__module__}.{type(exc).__qualname__}",
             message=str(exc),
@@ -410,35 +501,83 @@ class Engine:
         if record_start:
             events.insert(0, EventRow(spec.name, "started", started, state.attempt))
         try:
-            with self.store.transaction() as conn:
-                self.store.write_progress(
-                    conn,
-                    claim.row.id,
-                    claim.token,
-                    {
-                        "status": RunStatus.FAILED.value,
-                        "error": error_json,
-                        "lock_token": None,
-                        "locked_at": None,
-                    },
-                    events,
-                )
+            self.store.update_run(
+                run.claim.row.id,
+                {
+                    "status": status.value,
+                    "error": error_json,
+                    "run_at": wake_at,
+                    "lock_token": None,
+                    "locked_at": None,
+                    "lock_expires_at": None,
+                },
+                token=run.claim.token,
+                events=events,
+            )
         except Exception as db_exc:
             # The step's exception is what the caller must see; the lock will go
             # stale and the run be taken over, so nothing is lost.
             exc.add_note(f"acidic could not record this failure: {db_exc!r}")
+        if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
+            return Ended(status, error=exc)
+        raise exc
+
+    def _after_failure(
+        self, run: _Execution, exc: BaseException
+    ) -> tuple[RunStatus, dt.datetime | None]:
+        """Failed for good, or scheduled for another attempt (and when)."""
+        limit = run.claim.row.attempt_limit
+        job = run.job
+        if isinstance(exc, Retry):
+            has_budget = limit is None or run.state.attempt < limit
+        else:
+            # Inline runs (no limit) fail at once: the caller sees the error and decides.
+            has_budget = limit is not None and run.state.attempt < limit
+            if isinstance(exc, type(job).discard_on or ()):
+                has_budget = False
+        if not has_budget:
+            return RunStatus.FAILED, None
+        if isinstance(exc, Retry) and exc.after is not None:
+            delay = exc.after
+        else:
+            delay = job.backoff(run.state.attempt)
+        return RunStatus.SCHEDULED, self.clock() + dt.timedelta(seconds=delay)
 
 
 @dataclass(frozen=True, slots=True)
-class _Done:
-    value: Any
+class Ended:
+    """How an execution ended: the run's new status, and its result when it succeeded."""
+
+    status: RunStatus
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class _Execution:
+    """The state of one execution of a claimed run."""
+
+    job: Job
+    definition: JobDefinition
+    claim: _Claim
+    state: StepState
+    committed_ctx: str
+    should_stop: Callable[[], bool]
+
+    def advance(self, decision: _Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
+        self.committed_ctx = ctx_json
+        if ended is None:
+            assert decision.next is not None
+            self.state.step = decision.next
+        return ended
 
 
 @dataclass(frozen=True, slots=True)
 class _Decision:
     status: RunStatus
-    next: str | _Done  # the next step's name, or the end of this execution
+    next: str | None  # the step to continue at (now, after a sleep, or after a halt)
     result_json: str | None = None
+    wake_at: dt.datetime | None = None
 
 
 def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:
@@ -456,16 +595,18 @@ def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:
         conn.close()
 
 
-def _is_locked(row: RunRow, stale_before: dt.datetime) -> bool:
-    return row.lock_token is not None and row.locked_at is not None and row.locked_at > stale_before
+def _is_locked(row: RunRow, now: dt.datetime) -> bool:
+    return (
+        row.lock_token is not None and row.lock_expires_at is not None and row.lock_expires_at > now
+    )
 
 
-def _locked(row: RunRow, timeout: float) -> KeyLockedError:
-    since = row.locked_at.isoformat() if row.locked_at else "just now"
+def _locked(row: RunRow) -> KeyLockedError:
+    expiry = row.lock_expires_at.isoformat() if row.lock_expires_at else "soon"
     return KeyLockedError(
         f"key {row.key!r} (job {row.job}) is held by a live run at step "
-        f"{row.recovery_point!r} since {since}; it becomes claimable {timeout:g} s after "
-        "its owner last renewed the lock"
+        f"{row.recovery_point!r}; unless its owner renews the lock, it becomes claimable "
+        f"at {expiry}"
     )
 
 
@@ -476,7 +617,7 @@ def _lost(state: StepState, spec: StepSpec) -> LockLostError:
     )
 
 
-def _check_same_call(row: RunRow, name: str, encoded_args: dict[str, Any] | None) -> None:
+def check_same_call(row: RunRow, name: str, encoded_args: dict[str, Any] | None) -> None:
     if row.job != name:
         raise ArgumentMismatchError(
             f"key {row.key!r} belongs to job {row.job}, not {name}; use another key"

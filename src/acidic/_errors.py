@@ -7,6 +7,7 @@ Exceptions raised by a step's own code are never wrapped: they leave
     AcidicError
     ├── JobDefinitionError          the job class is malformed (also a TypeError)
     ├── UnknownJobError             the job is not registered with this App (also a LookupError)
+    ├── UnknownKeyError             no run has that key (also a LookupError)
     ├── InvalidKeyError             an empty or over-long idempotency key (also a ValueError)
     ├── SerializationError          a value that cannot be stored as JSON (also a TypeError)
     ├── ArgumentMismatchError       the key exists for other arguments or another job
@@ -16,11 +17,15 @@ Exceptions raised by a step's own code are never wrapped: they leave
     ├── DefinitionMismatchError     the stored step list is incompatible with the code's
     ├── NotInStepError              a step-only attribute used outside a step (also a RuntimeError)
     ├── SchemaVersionError          the database schema is missing, older or newer than this code
+    ├── RunCancelledError           the run was cancelled (by app.cancel)
+    ├── Retry                       a step raises it to be run again later
     └── StorageError                the database failed in a way acidic could not recover from
         └── ContentionError         a race kept failing after the bounded number of retries
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 __all__ = [
     "AcidicError",
@@ -32,10 +37,13 @@ __all__ = [
     "KeyLockedError",
     "LockLostError",
     "NotInStepError",
+    "Retry",
+    "RunCancelledError",
     "SchemaVersionError",
     "SerializationError",
     "StorageError",
     "UnknownJobError",
+    "UnknownKeyError",
     "UnknownRecoveryPointError",
 ]
 
@@ -51,6 +59,10 @@ class JobDefinitionError(AcidicError, TypeError):
 
 class UnknownJobError(AcidicError, LookupError):
     """A job class or a stored job name is not registered with this :class:`acidic.App`."""
+
+
+class UnknownKeyError(AcidicError, LookupError):
+    """No run is stored under the idempotency key given to resume, signal, retry or cancel."""
 
 
 class InvalidKeyError(AcidicError, ValueError):
@@ -99,6 +111,29 @@ class NotInStepError(AcidicError, RuntimeError):
 class SchemaVersionError(AcidicError):
     """acidic's tables are missing, older than this code (run ``app.migrate()``),
     or newer than this code (upgrade acidic)."""
+
+
+class RunCancelledError(AcidicError):
+    """The run was cancelled with :meth:`acidic.App.cancel`; it will not run again."""
+
+
+class Retry(AcidicError):
+    """Raise from a step to run it again later: after ``after`` (seconds or a
+    ``timedelta``), else after the job's backoff.
+
+    It counts as an attempt: once the job's ``max_attempts`` are used, the run fails.
+    """
+
+    def __init__(self, after: float | dt.timedelta | None = None, message: str = "") -> None:
+        super().__init__(message or "retry requested by the step")
+        if after is not None:
+            if isinstance(after, dt.timedelta):
+                after = after.total_seconds()
+            if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+                raise ValueError(
+                    f"Retry(after=...) takes seconds >= 0 or a timedelta, not {after!r}"
+                )
+        self.after: float | None = None if after is None else float(after)
 
 
 class StorageError(AcidicError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import random
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Names a job's fields may not use: they are the job's run-time attributes.
 RESERVED_NAMES = frozenset(
-    {"key", "step_key", "ctx", "attempt", "retrying", "unique_by", "lock_timeout", "signal"}
+    {
+        "key",
+        "step_key",
+        "ctx",
+        "attempt",
+        "retrying",
+        "unique_by",
+        "lock_timeout",
+        "signal",
+        "max_attempts",
+        "discard_on",
+        "backoff",
+    }
 )
+
+#: Default retry budget of an enqueued run.
+DEFAULT_MAX_ATTEMPTS = 25
+#: Backoff: base * 2**(attempt-1) seconds, capped, with "equal jitter" (half fixed).
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +100,8 @@ class StepState:
     attempt: int
     retrying: bool
     step: str
+    #: Reads the latest payload of a named signal delivered to the run (or None).
+    read_signal: Callable[[str], Any] = lambda _name: None
 
 
 class JobDefinition:
@@ -246,11 +267,17 @@ class Job:
     ``lock_timeout``
         seconds after which a lock whose owner stopped renewing it is considered
         stale and the run may be taken over (default: the App's, 90 s).
+    ``max_attempts``
+        how many attempts an enqueued run gets before an error fails it (default 25).
+    ``discard_on``
+        a tuple of exception classes that fail an enqueued run at once, without retry.
 
     Pass ``abstract=True`` in the class statement for a base class without steps.
     """
 
     lock_timeout: ClassVar[float | None] = None
+    max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
+    discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
     __acidic_definition__: ClassVar[JobDefinition]
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
@@ -270,6 +297,19 @@ class Job:
                 f"job {cls.__qualname__}: lock_timeout must be a positive number of seconds, "
                 f"not {timeout!r}"
             )
+        attempts = cls.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise JobDefinitionError(
+                f"job {cls.__qualname__}: max_attempts must be an int >= 1, not {attempts!r}"
+            )
+        discard = cls.discard_on
+        if not isinstance(discard, tuple) or not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in discard
+        ):
+            raise JobDefinitionError(
+                f"job {cls.__qualname__}: discard_on must be a tuple of exception classes, "
+                f"not {discard!r}"
+            )
         cls.__acidic_definition__ = definition
 
     def __post_init__(self) -> None:
@@ -282,6 +322,16 @@ class Job:
         Override to deduplicate on fewer fields; return any JSON-storable value.
         """
         return None
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retrying after the ``attempt``-th attempt failed.
+
+        Default: exponential (1 s, 2 s, 4 s, ...) capped at one hour, with jitter: a
+        random value between half and all of it, so that failures do not retry in step.
+        Override for another policy.
+        """
+        ceiling: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(attempt - 1, 0))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
 
     # -- available inside a running step -------------------------------------------------
 
@@ -314,6 +364,11 @@ class Job:
     def attempt(self) -> int:
         """How many times this run has been started (claimed to execute), this time included."""
         return self._state().attempt
+
+    def signal(self, name: str) -> Any:
+        """The payload of the latest signal ``name`` delivered to this run (see
+        :meth:`acidic.App.signal`), or None if none was."""
+        return self._state().read_signal(name)
 
     @property
     def retrying(self) -> bool:

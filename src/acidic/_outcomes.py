@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Halt", "RecoveryPoint", "Response", "StepOutcome"]
+__all__ = ["Halt", "RecoveryPoint", "Response", "Sleep", "StepOutcome", "to_seconds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,4 +32,46 @@ class Halt:
     """
 
 
-StepOutcome = Response | RecoveryPoint | Halt | None
+StepOutcome = "Response | RecoveryPoint | Halt | Sleep | None"
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Sleep:
+    """Park the run and continue at the next step later: ``Sleep(seconds)`` (a number or
+    a ``timedelta``) or ``Sleep(until=aware_datetime)``.
+
+    The run's status is ``scheduled`` until then; the wake-up time is stored, so it
+    survives the stop of every worker. The step's writes and context commit first.
+    """
+
+    seconds: float | None
+    until: dt.datetime | None
+
+    def __init__(
+        self, seconds: float | dt.timedelta | None = None, *, until: dt.datetime | None = None
+    ) -> None:
+        if (seconds is None) == (until is None):
+            raise ValueError("Sleep takes either seconds or until=, not both or neither")
+        if until is not None and (not isinstance(until, dt.datetime) or until.tzinfo is None):
+            raise ValueError(f"Sleep(until=...) needs a timezone-aware datetime, not {until!r}")
+        object.__setattr__(self, "seconds", None if seconds is None else to_seconds(seconds))
+        object.__setattr__(self, "until", until)
+
+    def wake_at(self, now: dt.datetime) -> dt.datetime:
+        """When the sleep ends, seen from ``now``."""
+        if self.until is not None:
+            return self.until
+        return now + dt.timedelta(seconds=self.seconds or 0.0)
+
+
+def to_seconds(value: float | dt.timedelta, what: str = "a duration") -> float:
+    """Seconds from a number or a ``timedelta``; refuses negatives and other types."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{what} must be seconds (int or float) or a timedelta, not {value!r}")
+    if not seconds >= 0:
+        raise ValueError(f"{what} must not be negative, not {value!r}")
+    return seconds

@@ -21,11 +21,15 @@ class RunStatus(StrEnum):
     #: A step returned :class:`acidic.Halt`; the run is released and continues at the
     #: same step when the key is run again.
     HALTED = "halted"
+    #: Parked until ``run_at``: by :class:`acidic.Sleep`, or waiting out a retry's backoff.
+    SCHEDULED = "scheduled"
     #: Finished; ``result`` holds the stored result.
     SUCCEEDED = "succeeded"
     #: The last attempt raised; ``error`` says where and why. The run is released and a
     #: later run of the key resumes at its recovery point.
     FAILED = "failed"
+    #: Stopped by :meth:`acidic.App.cancel`; it never runs again.
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -102,6 +106,15 @@ class Run:
     #: The step names the run was started with (its definition).
     steps: list[str]
     history: list[StepEvent]
+    #: The queue of an enqueued run; None for a run started inline by ``app.run``.
+    queue: str | None = None
+    priority: int = 0
+    #: When a pending or scheduled run is due; None otherwise.
+    run_at: dt.datetime | None = None
+    #: When the owner's lock goes stale unless renewed; None when unlocked.
+    lock_expires_at: dt.datetime | None = None
+    #: The attempt count at which an error fails an enqueued run; None for inline runs.
+    max_attempts: int | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -27,6 +27,8 @@ __all__ = ["Dialect", "dialect_for", "make_engine"]
 #: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
 MIGRATION_LOCK_NAME = "acidic.migrate"
 MIGRATION_LOCK_ID = 0x616369646963  # "acidic"
+#: PostgreSQL NOTIFY channel on which enqueues wake workers (the payload is the queue).
+NOTIFY_CHANNEL = "acidic_runs"
 
 
 class Dialect:
@@ -50,6 +52,13 @@ class Dialect:
     def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Make ``stmt`` lock the rows it reads, failing at once if one is locked."""
         return stmt.with_for_update(nowait=True)
+
+    def lock_rows_skip_locked(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        """Make ``stmt`` lock the rows it reads, skipping rows others have locked."""
+        return stmt.with_for_update(skip_locked=True)
+
+    def notify(self, conn: Connection, queue: str) -> None:
+        """Wake workers listening for ``queue`` when ``conn``'s transaction commits."""
 
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         """The error of a NOWAIT lock that found the row locked."""
@@ -99,6 +108,13 @@ class PostgreSQL(Dialect):
             .on_conflict_do_nothing(index_elements=[key_column])
         )
 
+    def notify(self, conn: Connection, queue: str) -> None:
+        # Delivered at commit, and only if the transaction commits.
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :queue)"),
+            {"channel": NOTIFY_CHANNEL, "queue": queue},
+        )
+
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == "55P03"
 
@@ -134,6 +150,9 @@ class SQLite(Dialect):
     def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         # Writes run in BEGIN IMMEDIATE transactions: holding SQLite's single write
         # lock already excludes every other writer.
+        return stmt
+
+    def lock_rows_skip_locked(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         return stmt
 
     def database_missing(self, engine: Engine) -> bool:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .._encoding import loads
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._dialects import Dialect, dialect_for, make_engine
-from ._schema import history, runs
+from ._schema import history, runs, signals
 
 __all__ = ["EventRow", "RunRow", "Store"]
 
@@ -49,6 +50,12 @@ class RunRow:
     created_at: dt.datetime
     last_run_at: dt.datetime | None
     finished_at: dt.datetime | None
+    queue: str | None = None
+    priority: int = 0
+    run_at: dt.datetime | None = None
+    lock_expires_at: dt.datetime | None = None
+    attempt_limit: int | None = None
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,12 @@ _RUN_COLUMNS = (
     runs.c.created_at,
     runs.c.last_run_at,
     runs.c.finished_at,
+    runs.c.queue,
+    runs.c.priority,
+    runs.c.run_at,
+    runs.c.lock_expires_at,
+    runs.c.attempt_limit,
+    runs.c.cancel_requested,
 )
 _EVENT_COLUMNS = (
     history.c.step,
@@ -217,7 +230,7 @@ class Store:
         *,
         token: str,
         now: dt.datetime,
-        stale_before: dt.datetime,
+        expires: dt.datetime,
         steps: str,
         claimable: Sequence[str],
     ) -> RunRow | None:
@@ -226,7 +239,7 @@ class Store:
         Returns the claimed row, or None when another owner holds a live lock (found
         without waiting) or the run changed state meanwhile.
         """
-        free = sa.or_(runs.c.lock_token.is_(None), runs.c.locked_at <= stale_before)
+        free = sa.or_(runs.c.lock_token.is_(None), runs.c.lock_expires_at <= now)
         try:
             with self.transaction() as conn:
                 locked = conn.execute(
@@ -240,6 +253,8 @@ class Store:
                     .values(
                         lock_token=token,
                         locked_at=now,
+                        lock_expires_at=expires,
+                        run_at=None,
                         last_run_at=now,
                         status="running",
                         attempts=runs.c.attempts + 1,
@@ -265,13 +280,72 @@ class Store:
         values: dict[str, Any],
         events: Sequence[EventRow] = (),
     ) -> bool:
-        """In ``conn``'s transaction, update the run if ``token`` still owns it, and
-        append ``events`` to its history. False (nothing written) if the lock was lost."""
+        """In ``conn``'s transaction, update the run if ``token`` still owns it and no
+        cancellation was requested, and append ``events`` to its history. False (nothing
+        written) otherwise: :meth:`refusal` says which."""
         updated = conn.execute(
-            runs.update().where(runs.c.id == run_id, runs.c.lock_token == token).values(values)
+            runs.update()
+            .where(
+                runs.c.id == run_id,
+                runs.c.lock_token == token,
+                runs.c.cancel_requested == sa.false(),
+            )
+            .values(values)
         ).rowcount
         if updated != 1:
             return False
+        self._append(conn, run_id, events)
+        return True
+
+    def latest_signal(self, run_id: int, name: str) -> Any:
+        """The decoded payload of the latest signal ``name`` of the run, or None."""
+        stmt = (
+            sa.select(signals.c.payload)
+            .where(signals.c.run_id == run_id, signals.c.name == name)
+            .order_by(signals.c.id.desc())
+            .limit(1)
+        )
+        with (
+            self._translated("reading a signal"),
+            self.engine.connect().execution_options(acidic_read_only=True) as conn,
+        ):
+            payload = conn.execute(stmt).scalar()
+            conn.rollback()
+        return None if payload is None else loads(payload)
+
+    def cancel_requested(self, run_id: int, token: str) -> bool:
+        """After a refused progress write: True if ``token`` still owns the run and the
+        refusal was a cancellation request, False if the lock was lost."""
+        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+            row = conn.execute(
+                sa.select(runs.c.lock_token, runs.c.cancel_requested).where(runs.c.id == run_id)
+            ).first()
+            conn.rollback()
+        return row is not None and row[0] == token and bool(row[1])
+
+    def update_run(
+        self,
+        run_id: int,
+        values: dict[str, Any],
+        *,
+        token: str | None = None,
+        statuses: Sequence[str] | None = None,
+        events: Sequence[EventRow] = (),
+    ) -> bool:
+        """Update a run in a transaction of its own, if it is still owned by ``token``
+        (when given) and in one of ``statuses`` (when given); append ``events``."""
+        conditions = [runs.c.id == run_id]
+        if token is not None:
+            conditions.append(runs.c.lock_token == token)
+        if statuses is not None:
+            conditions.append(runs.c.status.in_(statuses))
+        with self.transaction() as conn:
+            if conn.execute(runs.update().where(*conditions).values(values)).rowcount != 1:
+                return False
+            self._append(conn, run_id, events)
+        return True
+
+    def _append(self, conn: Connection, run_id: int, events: Sequence[EventRow]) -> None:
         if events:
             conn.execute(
                 history.insert().values(
@@ -288,7 +362,164 @@ class Store:
                     ]
                 )
             )
-        return True
+
+    # -- the queue --------------------------------------------------------------------
+
+    def enqueue(self, values: dict[str, Any], conn: Connection | None = None) -> RunRow | None:
+        """Insert a pending run (in ``conn``'s transaction when given) and wake workers;
+        None if the key exists (nothing written)."""
+        stmt = self.dialect.insert_unless_exists(runs, values, "idempotency_key")
+
+        def insert(c: Connection) -> int | None:
+            run_id = self.dialect.inserted(c, stmt)
+            if run_id is not None:
+                self.dialect.notify(c, values["queue"])
+            return run_id
+
+        if conn is not None:
+            # The caller's transaction: a MySQL duplicate-key error aborts only the
+            # statement, a PostgreSQL/SQLite ON CONFLICT never errors.
+            run_id = insert(conn)
+        else:
+            with self.transaction() as own:
+                run_id = insert(own)
+        if run_id is None:
+            return None
+        return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
+
+    def find_in(self, conn: Connection, key: str) -> RunRow | None:
+        row = conn.execute(_BY_KEY, {"key": key}).first()
+        return None if row is None else _run_row(row)
+
+    def claim_due(
+        self,
+        queue: str,
+        jobs: Sequence[str],
+        limit: int,
+        *,
+        token: str,
+        now: dt.datetime,
+        lock_timeout: Callable[[str], float],
+    ) -> list[RunRow]:
+        """Claim up to ``limit`` runs of ``queue`` that a worker should execute now: due
+        pending/scheduled runs (highest priority first, then earliest ``run_at``, then
+        enqueue order), else runs whose owner's lock expired. Rows locked by another
+        claimer are skipped, never waited for."""
+        base = sa.select(runs.c.id, runs.c.job).where(runs.c.queue == queue, runs.c.job.in_(jobs))
+        due = base.where(
+            runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now
+        ).order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
+        stale = base.where(runs.c.status == "running", runs.c.lock_expires_at <= now).order_by(
+            runs.c.lock_expires_at
+        )
+        claimed: list[int] = []
+        with self.transaction() as conn:
+            for query in (due, stale):
+                if len(claimed) >= limit:
+                    break
+                picked = conn.execute(
+                    self.dialect.lock_rows_skip_locked(query.limit(limit - len(claimed)))
+                ).all()
+                for run_id, job in picked:
+                    conn.execute(
+                        runs.update()
+                        .where(runs.c.id == run_id)
+                        .values(
+                            status="running",
+                            lock_token=token,
+                            locked_at=now,
+                            lock_expires_at=now + dt.timedelta(seconds=lock_timeout(job)),
+                            last_run_at=now,
+                            run_at=None,
+                            attempts=runs.c.attempts + 1,
+                        )
+                    )
+                    claimed.append(run_id)
+            if not claimed:
+                return []
+            rows = conn.execute(
+                sa.select(*_RUN_COLUMNS).where(runs.c.id.in_(claimed)).order_by(runs.c.id)
+            ).all()
+        order = {run_id: i for i, run_id in enumerate(claimed)}
+        return sorted((_run_row(r) for r in rows), key=lambda r: order[r.id])
+
+    def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
+        """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
+        scope = (runs.c.queue.in_(queues), runs.c.job.in_(jobs))
+        waiting = sa.select(sa.func.min(runs.c.run_at)).where(
+            *scope, runs.c.status.in_(("pending", "scheduled"))
+        )
+        expiring = sa.select(sa.func.min(runs.c.lock_expires_at)).where(
+            *scope, runs.c.status == "running"
+        )
+        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+            times = [conn.execute(waiting).scalar(), conn.execute(expiring).scalar()]
+            conn.rollback()
+        found = [t for t in times if t is not None]
+        if not found:
+            return None
+        earliest: dt.datetime = min(found)
+        return earliest if earliest.tzinfo else earliest.replace(tzinfo=dt.UTC)
+
+    def renew_locks(
+        self, held: Sequence[tuple[int, str, dt.datetime]], now: dt.datetime
+    ) -> set[int]:
+        """Heartbeat: push back the lock expiry of runs still owned by their token;
+        return the ids whose lock was lost."""
+        lost: set[int] = set()
+        with self.transaction() as conn:
+            for run_id, token, expires in held:
+                updated = conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.lock_token == token)
+                    .values(locked_at=now, lock_expires_at=expires)
+                ).rowcount
+                if updated != 1:
+                    lost.add(run_id)
+        return lost
+
+    def add_signal(self, run_id: int, name: str, payload: str, now: dt.datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                signals.insert().values(run_id=run_id, name=name, payload=payload, created_at=now)
+            )
+
+    def wake(
+        self, run_id: int, statuses: Sequence[str], values: dict[str, Any], queue: str | None
+    ) -> bool:
+        """Make a parked run due now (or change it as ``values`` say) if it is in one of
+        ``statuses``; wake workers of its queue."""
+        with self.transaction() as conn:
+            updated = conn.execute(
+                runs.update().where(runs.c.id == run_id, runs.c.status.in_(statuses)).values(values)
+            ).rowcount
+            if updated == 1 and queue is not None:
+                self.dialect.notify(conn, queue)
+        return updated == 1
+
+    def prune(self, finished_before: dt.datetime, batch: int = 1000) -> int:
+        """Delete succeeded and cancelled runs finished before the given time, with their
+        history and signals, ``batch`` runs per transaction; return how many."""
+        total = 0
+        while True:
+            with self.transaction() as conn:
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(runs.c.id)
+                        .where(
+                            runs.c.status.in_(("succeeded", "cancelled")),
+                            runs.c.finished_at < finished_before,
+                        )
+                        .limit(batch)
+                    )
+                ]
+                if not ids:
+                    return total
+                conn.execute(history.delete().where(history.c.run_id.in_(ids)))
+                conn.execute(signals.delete().where(signals.c.run_id.in_(ids)))
+                conn.execute(runs.delete().where(runs.c.id.in_(ids)))
+            total += len(ids)
 
     def dispose(self) -> None:
         self.engine.dispose()

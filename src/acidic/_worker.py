@@ -1,0 +1,320 @@
+"""The worker: executes enqueued runs from the database, the run rows being the queue.
+
+One process runs a dispatcher (claims due runs, round-robin over its queues), a pool
+of executor threads (one run each), a heartbeat (renews the locks of its runs) and, on
+PostgreSQL, a listener (LISTEN/NOTIFY wakes the dispatcher the moment a run is
+enqueued; elsewhere it polls). SIGTERM or SIGINT stops it gracefully: no new claims,
+each run stops at its next step boundary and is handed back without using up an
+attempt; a second signal, or the grace period running out, stops it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ._engine import Ended, utcnow
+from ._errors import AcidicError, LockLostError, RunCancelledError
+from ._storage import RunRow
+from ._storage._dialects import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    from ._app import App
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("acidic.worker")
+
+#: Exit codes of :meth:`Worker.run`.
+EXIT_OK = 0
+EXIT_FORCED = 1
+
+
+@dataclass(slots=True)
+class _Held:
+    run_id: int
+    key: str
+    token: str
+    lock_timeout: float
+
+
+class Worker:
+    """Executes due runs of an :class:`acidic.App` until stopped.
+
+    ``queues`` (default: all of the App's) are served round-robin, so a busy queue
+    cannot starve another. ``concurrency`` runs execute at once, in threads.
+    ``poll_interval`` is how often the database is polled where no notification
+    arrives; ``heartbeat`` how often locks are renewed (default: a third of the
+    shortest lock timeout); ``grace`` how long a graceful stop may take.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 1,
+        poll_interval: float = 1.0,
+        grace: float = 30.0,
+        heartbeat: float | None = None,
+    ) -> None:
+        chosen = tuple(queues) if queues else app.queues
+        unknown = [q for q in chosen if q not in app.queues]
+        if unknown:
+            raise AcidicError(f"queues {unknown} are not declared by the App ({list(app.queues)})")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise AcidicError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        if not poll_interval > 0 or not grace >= 0:
+            raise AcidicError("poll_interval must be > 0 and grace >= 0")
+        self.app = app
+        self.queues = chosen
+        self.concurrency = concurrency
+        self.poll_interval = float(poll_interval)
+        self.grace = float(grace)
+        timeouts = [
+            app._engine.lock_timeout_for(c.__acidic_definition__) for c in app.jobs.values()
+        ]
+        shortest = min(timeouts, default=app._engine.lock_timeout)
+        self.heartbeat = float(heartbeat) if heartbeat else max(shortest / 3, 0.05)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._held: dict[int, _Held] = {}
+        self._lock = threading.Lock()
+        self._next_queue = 0
+        self._signals = 0
+        self.processed = 0
+
+    # -- control ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop gracefully: claim nothing more, release runs at their next step boundary."""
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self, *, install_signal_handlers: bool = True) -> int:
+        """Execute runs until stopped; return the exit code (0 after a graceful stop)."""
+        if install_signal_handlers:
+            self._install_signal_handlers()
+        store = self.app._store
+        store.check_schema()
+        log.info(
+            "worker started",
+            extra={
+                "queues": list(self.queues),
+                "concurrency": self.concurrency,
+                "pid": os.getpid(),
+            },
+        )
+        threads = [
+            threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True)
+        ]
+        if store.dialect.name == "postgresql":
+            threads.append(
+                threading.Thread(target=self._listen_loop, name="acidic-listener", daemon=True)
+            )
+        for thread in threads:
+            thread.start()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="acidic-executor")
+        try:
+            self._dispatch(pool)
+        finally:
+            pool.shutdown(wait=False)
+            deadline = time.monotonic() + self.grace
+            while self._held and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self._stopped.set()
+        if self._held:
+            log.warning(
+                "grace period over with runs still executing", extra={"runs": len(self._held)}
+            )
+            return EXIT_FORCED
+        log.info("worker stopped", extra={"processed": self.processed})
+        return EXIT_OK
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                log.warning("second signal: stopping at once")
+                os._exit(EXIT_FORCED)
+            log.info("signal %s: stopping gracefully", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # -- dispatching ------------------------------------------------------------------
+
+    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._held)
+            claimed: list[RunRow] = []
+            if free > 0:
+                try:
+                    claimed = self._claim(free)
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    delay = min(0.1 * 2 ** (failures - 1), 5.0)
+                    log.exception("claiming failed; retrying in %.1f s", delay)
+                    self._stopping.wait(delay)
+                    continue
+            for row in claimed:
+                pool.submit(self._execute, row)
+            if claimed and len(self._held) < self.concurrency:
+                continue  # there may be more due runs
+            self._wait(free > 0 and not claimed)
+
+    def _claim(self, free: int) -> list[RunRow]:
+        app = self.app
+        jobs = list(app.jobs)
+        token = uuid.uuid4().hex
+        claimed: list[RunRow] = []
+        # Round-robin: start with the next queue each time, one run per queue per turn.
+        order = self.queues[self._next_queue :] + self.queues[: self._next_queue]
+        self._next_queue = (self._next_queue + 1) % len(self.queues)
+        while len(claimed) < free:
+            got_any = False
+            for queue in order:
+                if len(claimed) >= free:
+                    break
+                rows = app._store.claim_due(
+                    queue,
+                    jobs,
+                    1,
+                    token=token,
+                    now=utcnow(),
+                    lock_timeout=lambda job: app._engine.lock_timeout_for(
+                        app.jobs[job].__acidic_definition__
+                    ),
+                )
+                for row in rows:
+                    timeout = app._engine.lock_timeout_for(app.jobs[row.job].__acidic_definition__)
+                    with self._lock:
+                        self._held[row.id] = _Held(row.id, row.key, token, timeout)
+                    claimed.append(row)
+                    got_any = True
+            if not got_any:
+                break
+        return claimed
+
+    def _wait(self, idle: bool) -> None:
+        timeout = self.poll_interval
+        if idle:
+            with contextlib.suppress(Exception):
+                due = self.app._store.next_due(self.queues, list(self.app.jobs))
+                if due is not None:
+                    timeout = min(timeout, max((due - utcnow()).total_seconds(), 0.0))
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    # -- executing --------------------------------------------------------------------
+
+    def _execute(self, row: RunRow) -> None:
+        app = self.app
+        engine = app._engine
+        started = time.monotonic()
+        try:
+            job_cls = app.jobs[row.job]
+            definition = job_cls.__acidic_definition__
+            job = definition.instantiate(json.loads(row.args))
+            claim = engine.claimed(row, self._held[row.id].token)
+            ended = engine.execute(job, definition, claim, should_stop=self._stopping.is_set)
+            self._log_end(row, ended, started)
+        except (LockLostError, RunCancelledError) as exc:
+            log.warning(
+                "run %s: %s",
+                row.key,
+                exc,
+                extra={"key": row.key, "job": row.job, "outcome": type(exc).__name__},
+            )
+        except Exception as exc:
+            log.info(
+                "run %s errored: %s: %s",
+                row.key,
+                type(exc).__name__,
+                exc,
+                extra={"key": row.key, "job": row.job, "outcome": "errored"},
+            )
+        finally:
+            with self._lock:
+                self._held.pop(row.id, None)
+            self.processed += 1
+            self._wake.set()
+
+    def _log_end(self, row: RunRow, ended: Ended, started: float) -> None:
+        log.info(
+            "run %s %s",
+            row.key,
+            ended.status.value,
+            extra={
+                "key": row.key,
+                "job": row.job,
+                "attempt": row.attempts,
+                "outcome": ended.status.value,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+
+    # -- background threads -------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        store = self.app._store
+        while not self._stopped.wait(self.heartbeat):
+            with self._lock:
+                held = list(self._held.values())
+            if not held:
+                continue
+            now = utcnow()
+            try:
+                lost = store.renew_locks(
+                    [(h.run_id, h.token, now + dt.timedelta(seconds=h.lock_timeout)) for h in held],
+                    now,
+                )
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            with self._lock:  # a run that just ended released its lock: not lost
+                lost &= set(self._held)
+            for run_id in lost:
+                log.info("run id %s: lock no longer held (ended or taken over)", run_id)
+
+    def _listen_loop(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            try:
+                for _ in self._notifications():
+                    self._wake.set()
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = min(0.1 * 2 ** (failures - 1), 5.0)
+                log.warning("LISTEN connection lost; reconnecting in %.1f s", delay)
+                self._stopped.wait(delay)
+
+    def _notifications(self) -> Iterator[Any]:
+        import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
+
+        url = self.app._store.engine.url
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._wake.set()  # runs enqueued while we were not listening
+            while not self._stopped.is_set():
+                for note in conn.notifies(timeout=0.5):
+                    if note.payload in self.queues:
+                        yield note

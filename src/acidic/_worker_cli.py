@@ -1,0 +1,91 @@
+"""``acidic worker``: run a worker process for an App named by ``module:attribute``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from ._app import App
+from ._cli import CLIError
+
+__all__ = ["load_app", "worker"]
+
+
+def load_app(target: str) -> App:
+    """The App at ``module:attribute`` (the current directory is importable)."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise CLIError(f"--app takes module:attribute (e.g. myproject.jobs:app), not {target!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(f"cannot import {module_name!r} for --app: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise CLIError(f"{target} is not an acidic.App (found {type(app).__name__})")
+    return app
+
+
+@click.command()
+@click.option(
+    "--app", "app_path", required=True, metavar="MODULE:ATTR", help="the acidic.App to serve"
+)
+@click.option(
+    "--queues",
+    default=None,
+    metavar="A,B",
+    help="comma-separated queues to serve [default: all the App declares]",
+)
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="runs executed at once",
+)
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="seconds between polls where LISTEN/NOTIFY is not available",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds a graceful stop (SIGTERM, Ctrl-C) may take",
+)
+@click.option("--log-level", default="INFO", show_default=True, help="logging level")
+def worker(
+    app_path: str,
+    queues: str | None,
+    concurrency: int,
+    poll_interval: float,
+    grace: float,
+    log_level: str,
+) -> None:
+    """Execute enqueued runs until stopped.
+
+    SIGTERM or Ctrl-C stops gracefully: no new runs are claimed, each running run
+    stops at its next step boundary and is handed back (without using up an attempt),
+    and the worker exits 0. A second signal, or the grace period running out, stops
+    at once with exit code 1; runs it held are taken over after their lock timeout.
+    """
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    app = load_app(app_path)
+    chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    code = app.worker(
+        queues=chosen, concurrency=concurrency, poll_interval=poll_interval, grace=grace
+    ).run()
+    sys.exit(code)
