@@ -151,10 +151,24 @@ class ShortLockRide(CreateRide):
     lock_timeout = 0.5
 
 
+class Hold(acidic.Job):
+    """Slow's first step alone: sleeps ``seconds`` holding its transaction open, then
+    finishes the run with the attempt number."""
+
+    seconds: float
+
+    @acidic.step
+    def hold(self, tx: sa.Connection) -> acidic.Response:
+        _record(tx, self.key, "hold")
+        time.sleep(self.seconds)
+        return acidic.Response(self.attempt)
+
+
 JOBS: dict[str, type[acidic.Job]] = {
     "CreateRide": CreateRide,
     "Slow": Slow,
     "ShortLockRide": ShortLockRide,
+    "Hold": Hold,
 }
 
 

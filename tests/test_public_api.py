@@ -13,7 +13,7 @@ import acidic
 from acidic import _errors
 
 # A line of the tree drawn in acidic/_errors.py: "├── Name   what it means (also a X)".
-TREE_LINE = re.compile(r"^(?P<lead>[ │]*(?:[├└]── )?)(?P<name>[A-Z]\w*Error)\b(?P<rest>.*)$")
+TREE_LINE = re.compile(r"^(?P<lead>[ │]*(?:[├└]── )?)(?P<name>[A-Z]\w*Error|Retry)\b(?P<rest>.*)$")
 
 
 def _init_names() -> set[str]:

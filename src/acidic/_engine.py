@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import random
 import time
 import traceback
@@ -48,6 +49,8 @@ from ._run import RunError, RunStatus
 from ._storage import EventRow, RunRow, Store
 
 __all__ = ["Ended", "Engine", "Finished"]
+
+log = logging.getLogger("acidic.run")
 
 #: How many times a race on a key (deadlock, serialization failure, busy SQLite,
 #: a row created or claimed under our feet) is retried before ContentionError.
@@ -320,6 +323,7 @@ class Engine:
                 return self._failed(run, spec, error, started, record_start=True)
         finally:
             conn.close()
+        self._log(run, spec, started, ended)
         return run.advance(decision, ctx_json, ended)
 
     def _foreign_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
@@ -350,7 +354,31 @@ class Engine:
                 )
             if not ok:
                 return self._refused(run, spec)
+        self._log(run, spec, started, ended)
         return run.advance(decision, ctx_json, ended)
+
+    def _log(
+        self,
+        run: _Execution,
+        spec: StepSpec,
+        started: dt.datetime,
+        ended: Ended | None,
+        outcome: str | None = None,
+    ) -> None:
+        """One line per step transition, with fields for structured log handlers."""
+        if not log.isEnabledFor(logging.INFO):
+            return
+        if outcome is None:
+            outcome = "succeeded" if ended is None else ended.status.value
+        fields = {
+            "key": run.state.key,
+            "job": run.claim.row.job,
+            "step": spec.name,
+            "attempt": run.state.attempt,
+            "duration_ms": round((self.clock() - started).total_seconds() * 1000, 1),
+            "outcome": outcome,
+        }
+        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"acidic": fields})
 
     def _expiry(self, run: _Execution, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.lock_timeout_for(run.definition))
@@ -518,6 +546,7 @@ class Engine:
             # The step's exception is what the caller must see; the lock will go
             # stale and the run be taken over, so nothing is lost.
             exc.add_note(f"acidic could not record this failure: {db_exc!r}")
+        self._log(run, spec, started, None, f"errored:{type(exc).__name__}->{status.value}")
         if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
             return Ended(status, error=exc)
         raise exc
