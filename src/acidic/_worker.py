@@ -187,6 +187,8 @@ class Worker:
         # Round-robin: start with the next queue each time, one run per queue per turn.
         order = self.queues[self._next_queue :] + self.queues[: self._next_queue]
         self._next_queue = (self._next_queue + 1) % len(self.queues)
+        # One queue: claim all free slots at once. Several: a share per queue per turn.
+        share = max(1, free // len(order))
         while len(claimed) < free:
             got_any = False
             for queue in order:
@@ -195,7 +197,7 @@ class Worker:
                 rows = app._store.claim_due(
                     queue,
                     jobs,
-                    1,
+                    min(share, free - len(claimed)),
                     token=token,
                     now=utcnow(),
                     lock_timeout=lambda job: app._engine.lock_timeout_for(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -88,4 +89,9 @@ def worker(
     code = app.worker(
         queues=chosen, concurrency=concurrency, poll_interval=poll_interval, grace=grace
     ).run()
+    if code != 0:
+        # Forced stop: steps still running in executor threads must not keep the
+        # process alive; their runs are taken over once their locks expire.
+        logging.shutdown()
+        os._exit(code)
     sys.exit(code)

@@ -37,6 +37,8 @@ class Dialect:
     name = "generic"
     #: Directory of ``migrations/`` holding this dialect's SQL files.
     migrations = "generic"
+    #: One writer at a time (SQLite): avoid write transactions that may write nothing.
+    single_writer = False
 
     def insert_unless_exists(
         self, table: sa.Table, values: dict[str, Any], key_column: str
@@ -137,6 +139,7 @@ class PostgreSQL(Dialect):
 class SQLite(Dialect):
     name = "sqlite"
     migrations = "sqlite"
+    single_writer = True
 
     def insert_unless_exists(
         self, table: sa.Table, values: dict[str, Any], key_column: str

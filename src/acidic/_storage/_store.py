@@ -413,6 +413,16 @@ class Store:
             runs.c.lock_expires_at
         )
         claimed: list[int] = []
+        if self.dialect.single_writer:
+            # Look before taking SQLite's only write lock: idle polls must not queue
+            # behind (and delay) running steps.
+            with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+                anything = (
+                    conn.execute(due.limit(1)).first() or conn.execute(stale.limit(1)).first()
+                )
+                conn.rollback()
+            if anything is None:
+                return []
         with self.transaction() as conn:
             for query in (due, stale):
                 if len(claimed) >= limit:
