@@ -31,6 +31,7 @@ from ._errors import (
 from ._job import Job, step
 from ._outcomes import Halt, RecoveryPoint, Response, Sleep
 from ._run import Run, RunError, RunStatus, StepEvent
+from ._worker import Worker
 
 __version__ = "0.1.0.dev0"
 
@@ -63,5 +64,6 @@ __all__ = [
     "UnknownJobError",
     "UnknownKeyError",
     "UnknownRecoveryPointError",
+    "Worker",
     "step",
 ]

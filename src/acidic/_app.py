@@ -79,6 +79,12 @@ class App:
             raise AcidicError(
                 f"lock_timeout must be a positive number of seconds, not {lock_timeout!r}"
             )
+        queue_names = tuple(queues)
+        if not queue_names or not all(
+            isinstance(q, str) and 0 < len(q) <= 100 for q in queue_names
+        ):
+            raise AcidicError(f"queues must be names of 1 to 100 characters, not {queues!r}")
+        self._queues = queue_names
         self._owns_engine = not isinstance(database, sa.Engine)
         try:
             self._store = Store(database)
@@ -89,13 +95,12 @@ class App:
                 f"unusable database URL {_shown(database)!r}: its database driver is not "
                 f"installed ({exc}); install acidic[postgresql] or acidic[mysql]"
             ) from exc
-        self._engine = Engine(self._store, lock_timeout=float(lock_timeout), clock=utcnow)
-        queue_names = tuple(queues)
-        if not queue_names or not all(
-            isinstance(q, str) and 0 < len(q) <= 100 for q in queue_names
-        ):
-            raise AcidicError(f"queues must be names of 1 to 100 characters, not {queues!r}")
-        self._queues = queue_names
+        self._engine = Engine(
+            self._store,
+            lock_timeout=float(lock_timeout),
+            clock=utcnow,
+            default_queue=queue_names[0],
+        )
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}
 

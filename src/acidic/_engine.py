@@ -16,6 +16,7 @@ through :class:`acidic._storage.Store`. The rules it enforces:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -91,10 +92,19 @@ class _Claim:
 class Engine:
     """Runs jobs inline against a :class:`Store`."""
 
-    def __init__(self, store: Store, *, lock_timeout: float, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lock_timeout: float,
+        clock: Clock = utcnow,
+        default_queue: str = "default",
+    ) -> None:
         self.store = store
         self.lock_timeout = lock_timeout
         self.clock = clock
+        #: Where an inline run goes when it parks, so that a worker can continue it.
+        self.default_queue = default_queue
 
     # -- keys and claims --------------------------------------------------------------
 
@@ -207,16 +217,17 @@ class Engine:
             return Finished(None if row.result is None else loads(row.result))
         if row.status == RunStatus.CANCELLED:
             raise RunCancelledError(f"key {key!r} (job {name}) was cancelled; it does not run")
-        if row.status == RunStatus.SCHEDULED and row.run_at is not None and row.run_at > now:
-            return Finished(None)  # asleep (Sleep or a retry's backoff) until run_at
+        waiting = (RunStatus.SCHEDULED, RunStatus.PENDING)
+        if row.status in waiting and row.run_at is not None and row.run_at > now:
+            return Finished(None)  # not due: asleep (Sleep, a retry's backoff) or run_at ahead
         if _is_locked(row, now):
             raise _locked(row)
         _check_definition(row, name, definition)
         claimed = store.claim(
             row.id,
             token=token,
-            now=now,
-            expires=expires,
+            clock=self.clock,
+            lock_timeout=timeout,
             steps=dumps(definition.step_names),
             claimable=_CLAIMABLE,
         )
@@ -226,6 +237,33 @@ class Engine:
         if fresh is not None and fresh.status == RunStatus.SUCCEEDED:
             return None  # finished meanwhile: the next attempt returns its result
         raise _locked(fresh or row)
+
+    def check_claimed(self, row: RunRow, definition: JobDefinition) -> None:
+        """The checks ``app.run`` makes before executing an existing run."""
+        _check_definition(row, row.job, definition)
+
+    def fail_claimed(self, row: RunRow, token: str, exc: BaseException) -> None:
+        """Fail a claimed run that cannot execute (changed job code, used-up budget).
+        The claim does not count as an attempt: nothing was executed."""
+        error = RunError(
+            type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            step=row.recovery_point,
+        )
+        self.store.update_run(
+            row.id,
+            {
+                "status": RunStatus.FAILED.value,
+                "error": json.dumps(error.to_json()),
+                "attempts": row.attempts - 1,
+                "run_at": None,
+                "lock_token": None,
+                "locked_at": None,
+                "lock_expires_at": None,
+            },
+            token=token,
+        )
 
     def claimed(self, row: RunRow, token: str) -> _Claim:
         """A run claimed by a worker, ready for :meth:`execute`."""
@@ -324,6 +362,7 @@ class Engine:
         finally:
             conn.close()
         self._log(run, spec, started, ended)
+        self._wake_if_signalled(run, ended, started)
         return run.advance(decision, ctx_json, ended)
 
     def _foreign_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
@@ -355,6 +394,7 @@ class Engine:
             if not ok:
                 return self._refused(run, spec)
         self._log(run, spec, started, ended)
+        self._wake_if_signalled(run, ended, started)
         return run.advance(decision, ctx_json, ended)
 
     def _log(
@@ -379,6 +419,23 @@ class Engine:
             "outcome": outcome,
         }
         log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"acidic": fields})
+
+    def _wake_if_signalled(
+        self, run: _Execution, ended: Ended | None, started: dt.datetime
+    ) -> None:
+        """A signal sent while the step was deciding to halt found the run still running
+        and could not wake it: wake it now, so the halted step runs again and sees it."""
+        if ended is None or ended.status is not RunStatus.HALTED:
+            return
+        row = run.claim.row
+        with contextlib.suppress(Exception):  # best effort: app.resume still works
+            if self.store.signalled_since(row.id, started):
+                self.store.wake(
+                    row.id,
+                    [RunStatus.HALTED.value],
+                    {"status": RunStatus.PENDING.value, "run_at": self.clock()},
+                    row.queue or self.default_queue,
+                )
 
     def _expiry(self, run: _Execution, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.lock_timeout_for(run.definition))
@@ -464,13 +521,20 @@ class Engine:
             # Return what later calls will read back, so every caller sees the same value.
             value = None if decision.result_json is None else loads(decision.result_json)
             ended = Ended(status, value)
-        elif status is RunStatus.SCHEDULED:
+        else:
+            # Parked (Sleep, or Halt until app.resume/app.signal makes it due): an inline
+            # run joins the default queue so a worker can continue it, and the wake-up
+            # claim will not use up an attempt of the retry budget.
+            limit = run.claim.row.attempt_limit
             values.update(
-                released, status=status.value, recovery_point=decision.next, run_at=decision.wake_at
+                released,
+                status=status.value,
+                run_at=decision.wake_at,
+                queue=run.claim.row.queue or self.default_queue,
+                attempt_limit=None if limit is None else limit + 1,
             )
-            ended = Ended(status)
-        else:  # HALTED
-            values.update(released, status=status.value, run_at=None)
+            if status is RunStatus.SCHEDULED:
+                values["recovery_point"] = decision.next
             ended = Ended(status)
         events = [EventRow(spec.name, end, now, attempt)]
         if started is not None:
@@ -516,6 +580,8 @@ class Engine:
         if isinstance(exc, LockLostError | RunCancelledError):
             raise exc
         status, wake_at = self._after_failure(run, exc)
+        if self.store.cancel_requested(run.claim.row.id, run.claim.token):
+            status, wake_at = RunStatus.CANCELLED, None
         error = RunError(
             type=f"{type(exc).__module__}.{type(exc).__qualname__}",
             message=str(exc),
@@ -538,6 +604,9 @@ class Engine:
                     "lock_token": None,
                     "locked_at": None,
                     "lock_expires_at": None,
+                    "queue": run.claim.row.queue
+                    or (self.default_queue if status is RunStatus.SCHEDULED else None),
+                    **({"finished_at": now} if status is RunStatus.CANCELLED else {}),
                 },
                 token=run.claim.token,
                 events=events,

@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,7 +90,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._held: dict[int, _Held] = {}
+        self._held: dict[str, _Held] = {}  # by lock token
         self._lock = threading.Lock()
         self._next_queue = 0
         self._signals = 0
@@ -182,12 +181,11 @@ class Worker:
     def _claim(self, free: int) -> list[RunRow]:
         app = self.app
         jobs = list(app.jobs)
-        token = uuid.uuid4().hex
         claimed: list[RunRow] = []
-        # Round-robin: start with the next queue each time, one run per queue per turn.
+        # Round-robin: start with the next queue each time, a share per queue per turn
+        # (with one queue, every free slot at once).
         order = self.queues[self._next_queue :] + self.queues[: self._next_queue]
         self._next_queue = (self._next_queue + 1) % len(self.queues)
-        # One queue: claim all free slots at once. Several: a share per queue per turn.
         share = max(1, free // len(order))
         while len(claimed) < free:
             got_any = False
@@ -198,21 +196,23 @@ class Worker:
                     queue,
                     jobs,
                     min(share, free - len(claimed)),
-                    token=token,
-                    now=utcnow(),
-                    lock_timeout=lambda job: app._engine.lock_timeout_for(
-                        app.jobs[job].__acidic_definition__
-                    ),
+                    clock=utcnow,
+                    lock_timeout=self._lock_timeout,
                 )
                 for row in rows:
-                    timeout = app._engine.lock_timeout_for(app.jobs[row.job].__acidic_definition__)
+                    assert row.lock_token is not None
                     with self._lock:
-                        self._held[row.id] = _Held(row.id, row.key, token, timeout)
+                        self._held[row.lock_token] = _Held(
+                            row.id, row.key, row.lock_token, self._lock_timeout(row.job)
+                        )
                     claimed.append(row)
                     got_any = True
             if not got_any:
                 break
         return claimed
+
+    def _lock_timeout(self, job: str) -> float:
+        return self.app._engine.lock_timeout_for(self.app.jobs[job].__acidic_definition__)
 
     def _wait(self, idle: bool) -> None:
         timeout = self.poll_interval
@@ -230,11 +230,24 @@ class Worker:
         app = self.app
         engine = app._engine
         started = time.monotonic()
+        token = row.lock_token
+        assert token is not None
         try:
-            job_cls = app.jobs[row.job]
-            definition = job_cls.__acidic_definition__
-            job = definition.instantiate(json.loads(row.args))
-            claim = engine.claimed(row, self._held[row.id].token)
+            definition = app.jobs[row.job].__acidic_definition__
+            try:
+                if row.attempt_limit is not None and row.attempts > row.attempt_limit:
+                    # Only takeovers get here: the run's executions kept dying.
+                    raise AcidicError(
+                        f"run {row.key!r} used its {row.attempt_limit} attempts: its "
+                        "executions kept ending without recording an outcome (crashed workers)"
+                    )
+                engine.check_claimed(row, definition)
+                job = definition.instantiate(json.loads(row.args))
+            except AcidicError as exc:
+                engine.fail_claimed(row, token, exc)
+                log.warning("run %s failed before any step: %s", row.key, exc)
+                return
+            claim = engine.claimed(row, token)
             ended = engine.execute(job, definition, claim, should_stop=self._stopping.is_set)
             self._log_end(row, ended, started)
         except (LockLostError, RunCancelledError) as exc:
@@ -254,7 +267,7 @@ class Worker:
             )
         finally:
             with self._lock:
-                self._held.pop(row.id, None)
+                self._held.pop(token, None)
             self.processed += 1
             self._wake.set()
 
@@ -291,7 +304,7 @@ class Worker:
                 log.exception("heartbeat failed")
                 continue
             with self._lock:  # a run that just ended released its lock: not lost
-                lost &= set(self._held)
+                lost &= {h.run_id for h in self._held.values()}
             for run_id in lost:
                 log.info("run id %s: lock no longer held (ended or taken over)", run_id)
 

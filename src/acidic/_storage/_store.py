@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,8 +230,8 @@ class Store:
         run_id: int,
         *,
         token: str,
-        now: dt.datetime,
-        expires: dt.datetime,
+        clock: Callable[[], dt.datetime],
+        lock_timeout: float,
         steps: str,
         claimable: Sequence[str],
     ) -> RunRow | None:
@@ -239,9 +240,12 @@ class Store:
         Returns the claimed row, or None when another owner holds a live lock (found
         without waiting) or the run changed state meanwhile.
         """
-        free = sa.or_(runs.c.lock_token.is_(None), runs.c.lock_expires_at <= now)
         try:
             with self.transaction() as conn:
+                # Read the clock once the write lock is ours (SQLite may have waited).
+                now = clock()
+                expires = now + dt.timedelta(seconds=lock_timeout)
+                free = sa.or_(runs.c.lock_token.is_(None), runs.c.lock_expires_at <= now)
                 locked = conn.execute(
                     self.dialect.lock_row_nowait(sa.select(runs.c.id).where(runs.c.id == run_id))
                 ).first()
@@ -312,6 +316,18 @@ class Store:
             payload = conn.execute(stmt).scalar()
             conn.rollback()
         return None if payload is None else loads(payload)
+
+    def signalled_since(self, run_id: int, since: dt.datetime) -> bool:
+        """Whether a signal was delivered to the run at or after ``since``."""
+        stmt = (
+            sa.select(signals.c.id)
+            .where(signals.c.run_id == run_id, signals.c.created_at >= since)
+            .limit(1)
+        )
+        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+            found = conn.execute(stmt).first()
+            conn.rollback()
+        return found is not None
 
     def cancel_requested(self, run_id: int, token: str) -> bool:
         """After a refused progress write: True if ``token`` still owns the run and the
@@ -397,34 +413,44 @@ class Store:
         jobs: Sequence[str],
         limit: int,
         *,
-        token: str,
-        now: dt.datetime,
+        clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
     ) -> list[RunRow]:
-        """Claim up to ``limit`` runs of ``queue`` that a worker should execute now: due
-        pending/scheduled runs (highest priority first, then earliest ``run_at``, then
-        enqueue order), else runs whose owner's lock expired. Rows locked by another
-        claimer are skipped, never waited for."""
-        base = sa.select(runs.c.id, runs.c.job).where(runs.c.queue == queue, runs.c.job.in_(jobs))
-        due = base.where(
-            runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now
-        ).order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
-        stale = base.where(runs.c.status == "running", runs.c.lock_expires_at <= now).order_by(
-            runs.c.lock_expires_at
-        )
-        claimed: list[int] = []
+        """Claim up to ``limit`` runs of ``queue`` that a worker should execute now: runs
+        whose owner's lock expired first (a crashed owner's runs must not wait behind a
+        busy queue), then due pending/scheduled runs (highest priority first, then
+        earliest ``run_at``, then enqueue order). Rows locked by another claimer are
+        skipped, never waited for. Each claimed run gets a token of its own."""
+
+        def candidates(now: dt.datetime) -> tuple[sa.Select[Any], sa.Select[Any]]:
+            base = sa.select(runs.c.id, runs.c.job).where(
+                runs.c.queue == queue, runs.c.job.in_(jobs)
+            )
+            stale = base.where(runs.c.status == "running", runs.c.lock_expires_at <= now).order_by(
+                runs.c.lock_expires_at
+            )
+            due = base.where(
+                runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now
+            ).order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
+            return stale, due
+
         if self.dialect.single_writer:
             # Look before taking SQLite's only write lock: idle polls must not queue
             # behind (and delay) running steps.
+            stale, due = candidates(clock())
             with self.engine.connect().execution_options(acidic_read_only=True) as conn:
                 anything = (
-                    conn.execute(due.limit(1)).first() or conn.execute(stale.limit(1)).first()
+                    conn.execute(stale.limit(1)).first() or conn.execute(due.limit(1)).first()
                 )
                 conn.rollback()
             if anything is None:
                 return []
+        claimed: list[int] = []
         with self.transaction() as conn:
-            for query in (due, stale):
+            # The clock is read once the transaction holds its locks (SQLite may have
+            # waited for the write lock): a lock must not start life already expired.
+            now = clock()
+            for query in candidates(now):
                 if len(claimed) >= limit:
                     break
                 picked = conn.execute(
@@ -436,7 +462,7 @@ class Store:
                         .where(runs.c.id == run_id)
                         .values(
                             status="running",
-                            lock_token=token,
+                            lock_token=uuid.uuid4().hex,
                             locked_at=now,
                             lock_expires_at=now + dt.timedelta(seconds=lock_timeout(job)),
                             last_run_at=now,
