@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ class Worker:
         self._lock = threading.Lock()
         self._next_queue = 0
         self._signals = 0
+        #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
+        self.outcomes: Counter[str] = Counter()
 
     # -- control ----------------------------------------------------------------------
 
@@ -251,6 +254,7 @@ class Worker:
             ended = engine.execute(job, definition, claim, should_stop=self._stopping.is_set)
             self._log_end(row, ended, started)
         except (LockLostError, RunCancelledError) as exc:
+            self.outcomes[type(exc).__name__] += 1
             log.warning(
                 "run %s: %s",
                 row.key,
@@ -258,6 +262,7 @@ class Worker:
                 extra={"key": row.key, "job": row.job, "outcome": type(exc).__name__},
             )
         except Exception as exc:
+            self.outcomes["errored"] += 1
             log.info(
                 "run %s errored: %s: %s",
                 row.key,
@@ -271,7 +276,13 @@ class Worker:
             self.processed += 1
             self._wake.set()
 
+    @property
+    def running(self) -> int:
+        """How many runs this worker is executing now."""
+        return len(self._held)
+
     def _log_end(self, row: RunRow, ended: Ended, started: float) -> None:
+        self.outcomes[ended.status.value] += 1
         log.info(
             "run %s %s",
             row.key,

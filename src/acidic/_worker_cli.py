@@ -6,11 +6,17 @@ import importlib
 import logging
 import os
 import sys
+import threading
 
 import click
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
 
 from ._app import App
 from ._cli import CLIError
+from ._worker import Worker
 
 __all__ = ["load_app", "worker"]
 
@@ -30,6 +36,40 @@ def load_app(target: str) -> App:
     if not isinstance(app, App):
         raise CLIError(f"{target} is not an acidic.App (found {type(app).__name__})")
     return app
+
+
+def _summary(runner: Worker) -> Table:
+    table = Table(title="acidic worker", show_header=True, header_style="bold")
+    table.add_column("queues")
+    table.add_column("running", justify="right")
+    table.add_column("done", justify="right")
+    table.add_column("outcomes")
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(runner.outcomes.items())) or "-"
+    table.add_row(
+        ",".join(runner.queues),
+        f"{runner.running}/{runner.concurrency}",
+        str(runner.processed),
+        outcomes,
+    )
+    return table
+
+
+def _run_with_summary(runner: Worker, console: Console) -> int:
+    """On a terminal: a live summary below the log lines, refreshed twice a second."""
+    done = threading.Event()
+    with Live(_summary(runner), console=console, refresh_per_second=2) as live:
+
+        def refresh() -> None:
+            while not done.wait(0.5):
+                live.update(_summary(runner))
+
+        thread = threading.Thread(target=refresh, name="acidic-summary", daemon=True)
+        thread.start()
+        try:
+            return runner.run()
+        finally:
+            done.set()
+            live.update(_summary(runner))
 
 
 @click.command()
@@ -79,16 +119,25 @@ def worker(
     and the worker exits 0. A second signal, or the grace period running out, stops
     at once with exit code 1; runs it held are taken over after their lock timeout.
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    console = Console(stderr=True)
+    if sys.stderr.isatty():
+        # Log lines print above the live summary instead of tearing it.
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        logging.basicConfig(
+            level=log_level.upper(), format="%(name)s %(message)s", handlers=[handler]
+        )
+    else:
+        logging.basicConfig(
+            level=log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+            stream=sys.stderr,
+        )
     app = load_app(app_path)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    code = app.worker(
+    runner = app.worker(
         queues=chosen, concurrency=concurrency, poll_interval=poll_interval, grace=grace
-    ).run()
+    )
+    code = _run_with_summary(runner, console) if sys.stderr.isatty() else runner.run()
     if code != 0:
         # Forced stop: steps still running in executor threads must not keep the
         # process alive; their runs are taken over once their locks expire.
