@@ -11,7 +11,6 @@ attempt; a second signal, or the grace period running out, stops it at once.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -94,6 +93,7 @@ class Worker:
         self._held: dict[str, _Held] = {}  # by lock token
         self._lock = threading.Lock()
         self._next_queue = 0
+        self._notified: set[str] = set()
         self._signals = 0
         #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
@@ -164,10 +164,10 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             free = self.concurrency - len(self._held)
-            claimed: list[RunRow] = []
+            claimed = 0
             if free > 0:
                 try:
-                    claimed = self._claim(free)
+                    claimed = self._claim(free, pool)
                     failures = 0
                 except Exception:
                     failures += 1
@@ -175,30 +175,33 @@ class Worker:
                     log.exception("claiming failed; retrying in %.1f s", delay)
                     self._stopping.wait(delay)
                     continue
-            for row in claimed:
-                pool.submit(self._execute, row)
             if claimed and len(self._held) < self.concurrency:
                 continue  # there may be more due runs
             self._wait(free > 0 and not claimed)
 
-    def _claim(self, free: int) -> list[RunRow]:
+    def _claim(self, free: int, pool: ThreadPoolExecutor) -> int:
+        """Claim up to ``free`` runs and hand each to an executor as soon as it is
+        claimed; return how many."""
         app = self.app
         jobs = list(app.jobs)
-        claimed: list[RunRow] = []
+        claimed = 0
         # Round-robin: start with the next queue each time, a share per queue per turn
-        # (with one queue, every free slot at once).
-        order = self.queues[self._next_queue :] + self.queues[: self._next_queue]
+        # (with one queue, every free slot at once); queues just notified go first.
+        order = list(self.queues[self._next_queue :] + self.queues[: self._next_queue])
         self._next_queue = (self._next_queue + 1) % len(self.queues)
+        with self._lock:
+            notified, self._notified = self._notified, set()
+        order.sort(key=lambda q: q not in notified)
         share = max(1, free // len(order))
-        while len(claimed) < free:
+        while claimed < free:
             got_any = False
             for queue in order:
-                if len(claimed) >= free:
+                if claimed >= free:
                     break
                 rows = app._store.claim_due(
                     queue,
                     jobs,
-                    min(share, free - len(claimed)),
+                    min(share, free - claimed),
                     clock=utcnow,
                     lock_timeout=self._lock_timeout,
                 )
@@ -208,7 +211,8 @@ class Worker:
                         self._held[row.lock_token] = _Held(
                             row.id, row.key, row.lock_token, self._lock_timeout(row.job)
                         )
-                    claimed.append(row)
+                    pool.submit(self._execute, row)
+                    claimed += 1
                     got_any = True
             if not got_any:
                 break
@@ -305,11 +309,9 @@ class Worker:
                 held = list(self._held.values())
             if not held:
                 continue
-            now = utcnow()
             try:
                 lost = store.renew_locks(
-                    [(h.run_id, h.token, now + dt.timedelta(seconds=h.lock_timeout)) for h in held],
-                    now,
+                    [(h.run_id, h.token, h.lock_timeout) for h in held], utcnow
                 )
             except Exception:
                 log.exception("heartbeat failed")
@@ -343,4 +345,6 @@ class Worker:
             while not self._stopped.is_set():
                 for note in conn.notifies(timeout=0.5):
                     if note.payload in self.queues:
+                        with self._lock:
+                            self._notified.add(note.payload)
                         yield note

@@ -498,17 +498,18 @@ class Store:
         return earliest if earliest.tzinfo else earliest.replace(tzinfo=dt.UTC)
 
     def renew_locks(
-        self, held: Sequence[tuple[int, str, dt.datetime]], now: dt.datetime
+        self, held: Sequence[tuple[int, str, float]], clock: Callable[[], dt.datetime]
     ) -> set[int]:
-        """Heartbeat: push back the lock expiry of runs still owned by their token;
-        return the ids whose lock was lost."""
+        """Heartbeat: push back the lock expiry (by each run's lock timeout, in seconds)
+        of runs still owned by their token; return the ids whose lock was lost."""
         lost: set[int] = set()
         with self.transaction() as conn:
-            for run_id, token, expires in held:
+            now = clock()  # once the transaction holds its locks (SQLite may have waited)
+            for run_id, token, timeout in held:
                 updated = conn.execute(
                     runs.update()
                     .where(runs.c.id == run_id, runs.c.lock_token == token)
-                    .values(locked_at=now, lock_expires_at=expires)
+                    .values(locked_at=now, lock_expires_at=now + dt.timedelta(seconds=timeout))
                 ).rowcount
                 if updated != 1:
                     lost.add(run_id)
