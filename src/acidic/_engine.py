@@ -245,17 +245,11 @@ class Engine:
     def fail_claimed(self, row: RunRow, token: str, exc: BaseException) -> None:
         """Fail a claimed run that cannot execute (changed job code, used-up budget).
         The claim does not count as an attempt: nothing was executed."""
-        error = RunError(
-            type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-            step=row.recovery_point,
-        )
         self.store.update_run(
             row.id,
             {
                 "status": RunStatus.FAILED.value,
-                "error": json.dumps(error.to_json()),
+                "error": _error_json(exc, row.recovery_point),
                 "attempts": row.attempts - 1,
                 "run_at": None,
                 "lock_token": None,
@@ -582,14 +576,7 @@ class Engine:
         status, wake_at = self._after_failure(run, exc)
         if self.store.cancel_requested(run.claim.row.id, run.claim.token):
             status, wake_at = RunStatus.CANCELLED, None
-        error = RunError(
-            type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-            step=spec.name,
-        )
-        # ASCII-escaped: a traceback may hold text the database cannot store raw.
-        error_json = json.dumps(error.to_json())
+        error_json = _error_json(exc, spec.name)
         now = self.clock()
         events = [EventRow(spec.name, "errored", now, state.attempt, error_json)]
         if record_start:
@@ -676,6 +663,18 @@ class _Decision:
     next: str | None  # the step to continue at (now, after a sleep, or after a halt)
     result_json: str | None = None
     wake_at: dt.datetime | None = None
+
+
+def _error_json(exc: BaseException, step: str | None) -> str:
+    """The stored form of a run's error."""
+    error = RunError(
+        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        step=step,
+    )
+    # ASCII-escaped: a traceback may hold text the database cannot store raw.
+    return json.dumps(error.to_json())
 
 
 def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:
