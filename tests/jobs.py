@@ -145,10 +145,10 @@ class Slow(acidic.Job):
 
 
 class ShortLockRide(CreateRide):
-    """CreateRide whose locks go stale after half a second: the job's ``lock_timeout``
+    """CreateRide whose locks go stale after one second: the job's ``lock_timeout``
     class attribute, which overrides the App's."""
 
-    lock_timeout = 0.5
+    lock_timeout = 1.0
 
 
 class Hold(acidic.Job):

@@ -31,7 +31,9 @@ RIDE_HISTORY = [
 ]
 #: Slow's sleeps: long enough to stop the owner inside a step, short enough to be quick.
 SECONDS = 1.0
-LOCK_TIMEOUT = 0.5
+#: Short enough for a quick test, long enough that a loaded CI machine still checks
+#: the refusal before the lock goes stale.
+LOCK_TIMEOUT = 1.0
 
 
 def _crash_in_create_ride(
@@ -84,7 +86,7 @@ def test_takeover__killed_owner_is_taken_over_after_the_jobs_lock_timeout(
     assert run is not None
     assert procs.lock_age(run) < LOCK_TIMEOUT  # the refusal above was before staleness
 
-    # The App's lock_timeout is the default 90 s: the job's 0.5 s wins.
+    # The App's lock_timeout is the default 90 s: the job's 1 s wins.
     procs.sleep_until_stale(app, key, LOCK_TIMEOUT)
     result = app.run(ShortLockRide(**ARGS), key=key)
     _check_taken_over(app, key, result)
