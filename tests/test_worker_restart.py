@@ -1,0 +1,152 @@
+"""PostgreSQL restarts under running workers: nothing is lost, nothing runs twice.
+
+Disruptive: it restarts the machine's PostgreSQL server, so every other user of the
+server sees its connections dropped. ``scripts/test`` runs it alone, after the main
+(parallel) run; it always starts PostgreSQL again before it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import acidic
+from tests import worker_app as wa
+from tests.conftest import IN_CI
+
+pytestmark = pytest.mark.disruptive
+
+RUNS = 200
+#: Seconds each run holds its transaction open, so that the restart finds steps running.
+PAUSE = 0.05
+LOCK_TIMEOUT = 2.0
+CLUSTERS = Path("/etc/postgresql")
+
+
+def _pg_ctlcluster(action: str) -> subprocess.CompletedProcess[str]:
+    version = sorted(os.listdir(CLUSTERS))[-1]
+    return subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _accepts_connections(app: acidic.App) -> bool:
+    try:
+        with wa.reader(app).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError:
+        return False
+    return True
+
+
+def _ensure_postgresql_running(app: acidic.App) -> None:
+    """Start the server unless it runs, and wait until it accepts connections."""
+    if _pg_ctlcluster("status").returncode != 0:
+        started = _pg_ctlcluster("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+    wa.wait_for(lambda: _accepts_connections(app), "PostgreSQL to accept connections", 60, 0.1)
+
+
+def _status_counts(app: acidic.App) -> dict[str, int]:
+    try:
+        return wa.status_counts(app)
+    except sa.exc.OperationalError:  # the server is restarting
+        return {}
+
+
+@pytest.fixture
+def app(database_url: str) -> Any:
+    if not CLUSTERS.is_dir() or os.geteuid() != 0:
+        message = "restarting PostgreSQL needs root and pg_ctlcluster"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    application = wa.make_app(database_url)
+    application.migrate()
+    wa.create_tables(application)
+    try:
+        yield application
+    finally:
+        wa.dispose_engines()
+        application.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_worker__postgresql_restart_loses_nothing_and_runs_nothing_twice(
+    app: acidic.App, database_url: str, tmp_path: Path
+) -> None:
+    exec_log = tmp_path / "executions"
+    exec_log.mkdir()
+    with wa.worker_processes() as workers:
+        try:
+            for i in range(2):
+                workers.append(
+                    wa.spawn_worker(
+                        database_url,
+                        tmp_path / f"worker-{i}.log",
+                        concurrency=2,
+                        poll_interval=0.5,
+                        lock_timeout=LOCK_TIMEOUT,
+                        exec_log=exec_log,
+                    )
+                )
+            for worker in workers:
+                worker.wait_started(timeout=60)
+            with app.engine.begin() as conn:
+                for i in range(RUNS):
+                    app.enqueue(wa.Drain(n=i, pause=PAUSE), key=f"restart-{i:04d}", connection=conn)
+            wa.wait_for(
+                lambda: _status_counts(app).get("succeeded", 0) >= RUNS // 4,
+                "a quarter of the runs to succeed",
+                60,
+                0.02,
+            )
+            restarted = _pg_ctlcluster("restart")
+            assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+            restarted_us = wa.now_us()
+        finally:
+            _ensure_postgresql_running(app)
+        app.engine.dispose()  # the pools' connections died with the server
+        wa.dispose_engines()
+        done_at_restart = _status_counts(app).get("succeeded", 0)
+        assert done_at_restart < RUNS, "the restart came too late to prove anything"
+
+        wa.wait_for(
+            lambda: _status_counts(app) == {"succeeded": RUNS},
+            f"all {RUNS} runs to succeed after the restart",
+            90,
+            0.2,
+            detail=lambda: (_status_counts(app), [w.output()[-3000:] for w in workers]),
+        )
+        assert all(w.alive() for w in workers), [w.output()[-3000:] for w in workers]
+        for worker in workers:
+            worker.signal_group(signal.SIGTERM)
+        codes = [worker.wait(30) for worker in workers]
+        assert codes == [0, 0], [w.output()[-3000:] for w in workers]
+
+    rows = wa.effects(app)
+    per_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        per_key[row["run_key"]].append(row)
+    assert len(per_key) == RUNS  # none lost
+    assert {k: len(v) for k, v in per_key.items() if len(v) != 1} == {}  # none twice
+    # Both workers reconnected: each committed work after the restart.
+    after = {r["pid"] for r in rows if r["started_us"] > restarted_us}
+    assert after == {w.pid for w in workers}
+    # Executions cut short by the restart were repeated, never concurrently.
+    spans = wa.executions(exec_log)
+    assert sorted(spans) == sorted(per_key)
+    assert wa.overlaps(spans) == []
+    repeated = sum(len(found) - 1 for found in spans.values())
+    print(f"{done_at_restart} of {RUNS} done at the restart; {repeated} executions repeated")
