@@ -18,6 +18,7 @@ whatever is left in a ``finally``. What is proved (issue 3, "What must hold"):
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import statistics
 import time
@@ -88,6 +89,21 @@ def _run(app: acidic.App, key: str) -> acidic.Run:
 def _run_in(app: acidic.App, key: str, *statuses: str) -> acidic.Run | None:
     run = app.get(key)
     return run if run is not None and run.status in statuses else None
+
+
+def _reach(
+    app: acidic.App, key: str, status: str, workers: list[wa.WorkerProcess], what: str
+) -> acidic.Run:
+    """Wait until the run ``key`` is in ``status``; on timeout show the run and the
+    workers' logs, with a dump of the stacks of those still running."""
+
+    def detail() -> str:
+        for worker in workers:
+            worker.dump_stacks()
+        logs = "\n".join(f"--- worker {w.pid}:\n{w.output()[-5000:]}" for w in workers)
+        return f"{app.get(key)}\n{logs}"
+
+    return wa.wait_for(lambda: _run_in(app, key, status), what, 30, detail=detail)
 
 
 def _history(run: acidic.Run) -> list[tuple[str, str, int]]:
@@ -222,15 +238,49 @@ def test_worker__sqlite_workers_share_the_writer_without_lock_errors(
     print(f"drained {SQLITE_DRAIN_RUNS} runs with 3 workers in {took:.1f} s")
 
 
+def _idle_cpu_share(window: float = 0.1) -> float:
+    """The share of the machine's CPU time that was idle during ``window`` seconds
+    (1.0 where /proc/stat is not available)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle_before, total_before = sample()
+        time.sleep(window)
+        idle_after, total_after = sample()
+    except OSError:
+        return 1.0
+    return (idle_after - idle_before) / max(total_after - total_before, 1)
+
+
+def _wait_for_a_free_core(until: float) -> bool:
+    """Wait (until the monotonic time ``until`` at most) for a moment when at least
+    one core's worth of CPU is idle; whether one came."""
+    free = 1 / (os.cpu_count() or 1)
+    while time.monotonic() < until:
+        if _idle_cpu_share() >= free:
+            return True
+    return False
+
+
 @one_at_a_time
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_worker__idle_worker_starts_a_run_within_50_ms_of_enqueue(
     app: acidic.App, database_url: str, tmp_path: Path
 ) -> None:
+    # The promise is about the worker's path from notification to step, not about a
+    # machine whose every core is busy with something else (as the rest of the suite
+    # may keep a 2-core machine): each enqueue waits, within an overall budget, for a
+    # moment with a free core. A slow worker path fails either way.
+    calm_budget = time.monotonic() + 20
     with wa.worker_processes() as started:
         (worker,) = _start_workers(database_url, tmp_path, started, 1, poll_interval=5.0)
 
-        def enqueue_and_time(key: str, n: int) -> float:
+        def enqueue_and_time(key: str, n: int) -> tuple[float, bool]:
+            calm = _wait_for_a_free_core(calm_budget)
             before = wa.now_us()
             app.enqueue(wa.Stamp(n=n), key=key)
             # The worker records the time itself: polling slowly (and on one pooled
@@ -240,16 +290,19 @@ def test_worker__idle_worker_starts_a_run_within_50_ms_of_enqueue(
             wa.wait_for(
                 lambda: f"run {key} succeeded" in worker.output(), f"{key} to end", 10, 0.02
             )
-            return (row["started_us"] - before) / 1000
+            return (row["started_us"] - before) / 1000, calm
 
         enqueue_and_time("latency-warm-up", -1)  # the listener is surely connected now
-        latencies = [enqueue_and_time(f"latency-{i:03d}", i) for i in range(30)]
+        samples = [enqueue_and_time(f"latency-{i:03d}", i) for i in range(30)]
+    latencies = [latency for latency, _ in samples]
     median = statistics.median(latencies)
-    print(f"latency ms: median {median:.1f}, all {sorted(round(x) for x in latencies)}")
+    calm = sum(c for _, c in samples)
+    shown = sorted(round(x) for x in latencies)
+    print(f"latency ms: median {median:.1f}, all {shown}; {calm} of 30 with a free core")
     assert min(latencies) > 0  # measured from before enqueue(), on the same clock
-    assert median < 50, sorted(latencies)
+    assert median < 50, f"median {median:.1f} ms: {shown} ({calm} of 30 with a free core)"
     # No run waited for a poll (5 s): each was woken by its notification.
-    assert max(latencies) < 1000, sorted(latencies)
+    assert max(latencies) < 1000, shown
 
 
 @pytest.mark.parametrize("step", ["hold_step", "wait_step"])
@@ -278,7 +331,7 @@ def test_worker__sigkilled_workers_run_is_taken_over_by_a_running_worker(
         # the only write lock, so the heartbeat could not renew it; nobody could claim.)
         stale_from = dead.lock_expires_at
 
-        done = wa.wait_for(lambda: _run_in(app, key, "succeeded"), f"{key} to be taken over", 30)
+        done = _reach(app, key, "succeeded", started, f"{key} to be taken over")
     assert (done.attempts, done.result) == (2, 2)
     assert done.last_run_at is not None
     assert stale_from <= done.last_run_at  # not before the lock timeout
@@ -335,12 +388,7 @@ def test_worker__signal_stops_gracefully_after_the_current_step(
         assert _history(handed_back) == [("hold_step", "started", 1), ("hold_step", "succeeded", 1)]
 
         (second,) = _start_workers(database_url, tmp_path, started, 1)
-        done = wa.wait_for(
-            lambda: _run_in(app, key, "succeeded"),
-            "a new worker to finish",
-            30,
-            detail=lambda: (_run(app, key), second.output()),
-        )
+        done = _reach(app, key, "succeeded", started, "a new worker to finish")
         assert _stop([second]) == [0]
     assert (done.attempts, done.result) == (2, 2)
     assert wa.effect_steps(app, key) == {"hold_step": 1, "finish": 1}
@@ -369,7 +417,7 @@ def test_worker__second_signal_stops_at_once(
         assert wa.effect_steps(app, key) == {}  # the step was cut short, not committed
         # Like a crash: the run is taken over once its lock is stale.
         _start_workers(database_url, tmp_path, started, 1, lock_timeout=LOCK_TIMEOUT)
-        done = wa.wait_for(lambda: _run_in(app, key, "succeeded"), "a takeover", 30)
+        done = _reach(app, key, "succeeded", started, "a takeover")
     assert (done.attempts, done.result) == (2, 2)
     assert wa.effect_steps(app, key) == {"hold_step": 1, "finish": 1}
 
@@ -393,7 +441,7 @@ def test_worker__expired_grace_stops_with_a_non_zero_code(
         assert grace * 0.9 <= elapsed < grace + 3.0
         assert wa.effect_steps(app, key) == {}
         _start_workers(database_url, tmp_path, started, 1, lock_timeout=LOCK_TIMEOUT)
-        done = wa.wait_for(lambda: _run_in(app, key, "succeeded"), "a takeover", 30)
+        done = _reach(app, key, "succeeded", started, "a takeover")
     assert (done.attempts, done.result) == (2, 2)
     assert wa.effect_steps(app, key) == {"hold_step": 1, "finish": 1}
 
@@ -434,7 +482,7 @@ def test_worker__run_at_survives_every_worker_stopping(
         assert wa.effects(app, key) == []
 
         second, ready = _start_rarely_polling(database_url, tmp_path, started)
-        done = wa.wait_for(lambda: _run_in(app, key, "succeeded"), f"{key} to run", 30)
+        done = _reach(app, key, "succeeded", started, f"{key} to run")
         assert _stop([second]) == [0]
     (row,) = wa.effects(app, key)
     assert (row["pid"], done.attempts) == (second.pid, 1)
@@ -448,7 +496,7 @@ def test_worker__sleep_survives_every_worker_stopping(
     with wa.worker_processes() as started:
         (first,) = _start_workers(database_url, tmp_path, started, 1, poll_interval=0.5)
         app.enqueue(wa.Nap(seconds=DELAY), key=key)
-        wa.wait_for(lambda: _run_in(app, key, "scheduled"), f"{key} to sleep", 30)
+        _reach(app, key, "scheduled", started, f"{key} to sleep")
         assert _stop([first]) == [0]
         parked = _run(app, key)
         assert (parked.status, parked.recovery_point, parked.locked_at) == (
@@ -459,7 +507,7 @@ def test_worker__sleep_survives_every_worker_stopping(
         assert parked.run_at is not None
 
         second, ready = _start_rarely_polling(database_url, tmp_path, started)
-        done = wa.wait_for(lambda: _run_in(app, key, "succeeded"), f"{key} to wake", 30)
+        done = _reach(app, key, "succeeded", started, f"{key} to wake")
         assert _stop([second]) == [0]
     before, after = wa.effects(app, key)
     assert (before["step"], before["pid"]) == ("before", first.pid)
@@ -477,7 +525,7 @@ def test_worker__retry_backoff_survives_every_worker_stopping(
     with wa.worker_processes() as started:
         (first,) = _start_workers(database_url, tmp_path, started, 1, poll_interval=0.5)
         app.enqueue(wa.FailOnce(delay=DELAY), key=key)
-        wa.wait_for(lambda: _run_in(app, key, "scheduled"), f"{key} to back off", 30)
+        _reach(app, key, "scheduled", started, f"{key} to back off")
         assert _stop([first]) == [0]
         failed = _run(app, key)
         assert (failed.status, failed.attempts, failed.locked_at) == ("scheduled", 1, None)
@@ -489,7 +537,7 @@ def test_worker__retry_backoff_survives_every_worker_stopping(
         assert waited == pytest.approx(DELAY, abs=0.5)  # the job's backoff()
 
         second, ready = _start_rarely_polling(database_url, tmp_path, started)
-        done = wa.wait_for(lambda: _run_in(app, key, "succeeded"), f"{key} to retry", 30)
+        done = _reach(app, key, "succeeded", started, f"{key} to retry")
         assert _stop([second]) == [0]
     (row,) = wa.effects(app, key)  # the failed attempt's write was rolled back
     assert (row["pid"], row["attempt"]) == (second.pid, 2)

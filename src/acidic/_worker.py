@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -23,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from ._engine import Ended, utcnow
 from ._errors import AcidicError, LockLostError, RunCancelledError
@@ -169,6 +172,13 @@ class Worker:
                 try:
                     claimed = self._claim(free, pool)
                     failures = 0
+                except sa.exc.DBAPIError as exc:
+                    if not self.app._store.dialect.is_retryable(exc):
+                        raise
+                    # A deadlock between claimers (seen on MariaDB): plain contention.
+                    log.debug("claim contention: %s", exc.orig)
+                    self._stopping.wait(random.uniform(0, 0.02))  # noqa: S311 - jitter
+                    continue
                 except Exception:
                     failures += 1
                     delay = min(0.1 * 2 ** (failures - 1), 5.0)
