@@ -16,9 +16,11 @@ writes) so that other processes can race it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -170,6 +172,30 @@ JOBS: dict[str, type[acidic.Job]] = {
     "ShortLockRide": ShortLockRide,
     "Hold": Hold,
 }
+
+
+@contextlib.contextmanager
+def migrated_app(
+    url: str, jobs: Mapping[str, type[acidic.Job]], **options: Any
+) -> Iterator[acidic.App]:
+    """A migrated App on ``url`` with ``jobs`` registered under their names and the
+    test tables created; closed afterwards."""
+    app = acidic.App(url, **options)
+    try:
+        app.migrate()
+        for name, cls in jobs.items():
+            app.job(name=name)(cls)
+        create_tables(app.engine)
+        yield app
+    finally:
+        app.close()
+
+
+def get_run(app: acidic.App, key: str) -> acidic.Run:
+    """The stored run of ``key``, which must exist."""
+    run = app.get(key)
+    assert run is not None, f"no run for {key!r}"
+    return run
 
 
 def make_app(url: str, **options: Any) -> acidic.App:

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.jobs import create_tables, effect_counts, effects
+from tests.jobs import effect_counts, effects, get_run, migrated_app
 
 RAN: Counter[str] = Counter()
 FAIL: set[str] = set()
@@ -205,21 +205,11 @@ def _reset() -> Iterator[None]:
 @pytest.fixture
 def keys_app(database_url: str) -> Iterator[acidic.App]:
     """A migrated App on a fresh database with this module's jobs registered."""
-    app = acidic.App(database_url)
-    app.migrate()
-    for name, cls in JOBS.items():
-        app.job(name=name)(cls)
-    create_tables(app.engine)
-    try:
+    with migrated_app(database_url, JOBS) as app:
         yield app
-    finally:
-        app.close()
 
 
-def _get(app: acidic.App, key: str) -> acidic.Run:
-    run = app.get(key)
-    assert run is not None
-    return run
+_get = get_run
 
 
 def _stored_keys(app: acidic.App) -> list[str]:
