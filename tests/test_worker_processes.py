@@ -266,15 +266,15 @@ def _wait_for_a_free_core(until: float) -> bool:
     return False
 
 
-@one_at_a_time
+@pytest.mark.alone
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_worker__idle_worker_starts_a_run_within_50_ms_of_enqueue(
     app: acidic.App, database_url: str, tmp_path: Path
 ) -> None:
     # The promise is about the worker's path from notification to step, not about a
-    # machine whose every core is busy with something else (as the rest of the suite
-    # may keep a 2-core machine): each enqueue waits, within an overall budget, for a
-    # moment with a free core. A slow worker path fails either way.
+    # machine whose every core is busy with something else: marked `alone`, this runs
+    # after the parallel part of the suite, and each enqueue still waits, within an
+    # overall budget, for a moment with a free core. A slow worker path fails either way.
     calm_budget = time.monotonic() + 20
     with wa.worker_processes() as started:
         (worker,) = _start_workers(database_url, tmp_path, started, 1, poll_interval=5.0)

@@ -172,14 +172,16 @@ class Worker:
                 try:
                     claimed = self._claim(free, pool)
                     failures = 0
-                except sa.exc.DBAPIError as exc:
-                    if not self.app._store.dialect.is_retryable(exc):
-                        raise
-                    # A deadlock between claimers (seen on MariaDB): plain contention.
-                    log.debug("claim contention: %s", exc.orig)
-                    self._stopping.wait(random.uniform(0, 0.02))  # noqa: S311 - jitter
-                    continue
-                except Exception:
+                except Exception as exc:
+                    if isinstance(exc, sa.exc.DBAPIError) and self.app._store.dialect.is_retryable(
+                        exc
+                    ):
+                        # A deadlock between claimers (seen on MariaDB): plain contention.
+                        log.debug("claim contention: %s", exc.orig)
+                        self._stopping.wait(random.uniform(0, 0.02))  # noqa: S311 - jitter
+                        continue
+                    # Anything else (the database restarting, the network): keep the worker
+                    # alive and try again, backing off.
                     failures += 1
                     delay = min(0.1 * 2 ** (failures - 1), 5.0)
                     log.exception("claiming failed; retrying in %.1f s", delay)
