@@ -1,0 +1,170 @@
+"""What every system of the benchmark shares: the databases, the ride tables, the fake
+foreign call and the shape of a measurement.
+
+Each measurement runs in a fresh child process (``python -m bench.one``) so that no
+system inherits another's connections, caches or threads; the parent alternates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+#: The server every PostgreSQL system uses; one database per system (made on demand).
+PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DATABASES = {
+    "raw": "acidic_bench",
+    "acidic": "acidic_bench",
+    "dbos": "dbos_bench",
+    "procrastinate": "procrastinate_bench",
+}
+SQLITE_DIR = Path(os.environ.get("BENCH_SQLITE_DIR", Path(tempfile.gettempdir()) / "acidic-bench"))
+RESULTS = Path(__file__).parent / "results"
+
+#: The ride workload's tables, identical for every system. ``bench_progress`` is the
+#: raw floor's own progress row (what a durable step must record, at the least).
+RIDE_DDL_PG = """
+CREATE TABLE IF NOT EXISTS rides (
+    id BIGSERIAL PRIMARY KEY, user_id INTEGER NOT NULL, origin TEXT NOT NULL,
+    target TEXT NOT NULL, charge_id TEXT);
+CREATE TABLE IF NOT EXISTS ride_audit (
+    id BIGSERIAL PRIMARY KEY, ride_id BIGINT NOT NULL, action TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS bench_progress (
+    id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL UNIQUE, args TEXT NOT NULL,
+    status TEXT NOT NULL, step TEXT, ctx TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS bench_progress_pending ON bench_progress (id)
+    WHERE status = 'pending';
+"""
+RIDE_TABLES = ("rides", "ride_audit", "bench_progress")
+
+RIDE_DDL_SQLITE = """
+CREATE TABLE IF NOT EXISTS rides (
+    id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, origin TEXT NOT NULL,
+    target TEXT NOT NULL, charge_id TEXT);
+CREATE TABLE IF NOT EXISTS ride_audit (
+    id INTEGER PRIMARY KEY, ride_id INTEGER NOT NULL, action TEXT NOT NULL,
+    at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS bench_progress (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, args TEXT NOT NULL,
+    status TEXT NOT NULL, step TEXT, ctx TEXT NOT NULL DEFAULT '{}');
+"""
+
+#: The statements of the workload, the same text for every system (``%s`` / ``?``
+#: placeholders are swapped per driver).
+INSERT_RIDE = "INSERT INTO rides (user_id, origin, target) VALUES (%s, %s, %s) RETURNING id"
+UPDATE_RIDE = "UPDATE rides SET charge_id = %s WHERE id = %s"
+INSERT_AUDIT = "INSERT INTO ride_audit (ride_id, action) VALUES (%s, 'charged')"
+
+
+def ride_args(i: int) -> dict[str, Any]:
+    return {"user_id": i, "origin": f"origin-{i}", "target": f"target-{i}"}
+
+
+def fake_charge(ride_id: int, idempotency_key: str) -> str:
+    """The foreign call: no I/O, a deterministic charge id (what a payment API returns)."""
+    digest = hashlib.sha256(f"{ride_id}:{idempotency_key}".encode()).hexdigest()
+    return "ch_" + digest[:24]
+
+
+def pg_url(database: str, driver: str = "postgresql") -> str:
+    return f"{PG_SERVER.replace('postgresql', driver, 1)}/{database}"
+
+
+def ensure_database(database: str) -> None:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def reset_ride_tables(database: str) -> None:
+    """Create the ride tables if needed and empty them (untimed, before each measurement)."""
+    ensure_database(database)
+    with psycopg.connect(pg_url(database), autocommit=True) as conn:
+        conn.execute(RIDE_DDL_PG)
+        conn.execute(f"TRUNCATE {', '.join(RIDE_TABLES)} RESTART IDENTITY")
+
+
+def count_rows(database: str, table: str, where: str = "") -> int:
+    with psycopg.connect(pg_url(database), autocommit=True) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table} {where}").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def check_rides(database: str, n: int) -> None:
+    """Every system must leave N charged rides and N audit rows: the work was done."""
+    charged = count_rows(database, "rides", "WHERE charge_id IS NOT NULL")
+    audits = count_rows(database, "ride_audit")
+    if charged != n or audits != n:
+        raise RuntimeError(f"expected {n} charged rides and audit rows, found {charged}/{audits}")
+
+
+def pg_xact_stats(database: str) -> dict[str, int]:
+    """The server's own counters for the database (commits, rollbacks, rows written)."""
+    with psycopg.connect(pg_url(database), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted"
+            " FROM pg_stat_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
+    assert row is not None
+    return dict(zip(("commits", "rollbacks", "inserted", "updated", "deleted"), row, strict=True))
+
+
+@dataclass
+class Measurement:
+    """One timed execution of N jobs by one system in one mode."""
+
+    system: str
+    mode: str
+    n: int
+    concurrency: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.n / self.seconds
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["jobs_per_s"] = self.jobs_per_s
+        data["ms_per_job"] = 1000 * self.seconds / self.n
+        return data
+
+
+def emit(m: Measurement) -> None:
+    """A child's answer to its parent: one JSON line on stdout, last."""
+    sys.stdout.write("BENCH-RESULT " + json.dumps(m.to_json()) + "\n")
+    sys.stdout.flush()
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.005) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the workload did not finish in time")
+        time.sleep(interval)

@@ -1,0 +1,150 @@
+"""The floor on PostgreSQL: raw psycopg 3, the ride's writes and nothing else.
+
+* ``3tx``: what a durable 3-step job must do at the least: three transactions per job,
+  each also writing the job's progress row (insert with step 1, then one update each);
+* ``1tx``: the absolute floor: the three writes in one transaction, no progress;
+* ``queue``: ``3tx`` preceded by a claim transaction (``UPDATE … SKIP LOCKED``) on
+  pre-inserted job rows: the floor of a database-backed worker.
+
+Executors are threads, each with its own connection, taking job numbers from a shared
+counter (no queue) or claiming rows (``queue``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable
+
+import psycopg
+
+from ..common import (
+    DATABASES,
+    INSERT_AUDIT,
+    INSERT_RIDE,
+    UPDATE_RIDE,
+    Measurement,
+    Timer,
+    check_rides,
+    fake_charge,
+    pg_url,
+    reset_ride_tables,
+    ride_args,
+)
+
+DB = DATABASES["raw"]
+
+
+def job_3tx(conn: psycopg.Connection, i: int) -> None:
+    args = ride_args(i)
+    key = f"ride-{i}"
+    with conn.transaction():
+        ride_id = conn.execute(INSERT_RIDE, (args["user_id"], args["origin"], args["target"]))
+        ride = ride_id.fetchone()
+        assert ride is not None
+        progress = conn.execute(
+            "INSERT INTO bench_progress (key, args, status, step, ctx)"
+            " VALUES (%s, %s, 'running', 'charge', %s) RETURNING id",
+            (key, json.dumps(args), json.dumps({"ride_id": ride[0]})),
+        ).fetchone()
+        assert progress is not None
+    _steps_2_3(conn, progress[0], ride[0], key)
+
+
+def _steps_2_3(conn: psycopg.Connection, run_id: int, ride_id: int, key: str) -> None:
+    charge = fake_charge(ride_id, key)
+    ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
+    with conn.transaction():
+        conn.execute(
+            "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s", (ctx, run_id)
+        )
+    with conn.transaction():
+        conn.execute(UPDATE_RIDE, (charge, ride_id))
+        conn.execute(INSERT_AUDIT, (ride_id,))
+        conn.execute(
+            "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s", (run_id,)
+        )
+
+
+def job_1tx(conn: psycopg.Connection, i: int) -> None:
+    args = ride_args(i)
+    with conn.transaction():
+        ride = conn.execute(
+            INSERT_RIDE, (args["user_id"], args["origin"], args["target"])
+        ).fetchone()
+        assert ride is not None
+        conn.execute(UPDATE_RIDE, (fake_charge(ride[0], f"ride-{i}"), ride[0]))
+        conn.execute(INSERT_AUDIT, (ride[0],))
+
+
+def claim_and_run(conn: psycopg.Connection) -> bool:
+    """The queue floor: claim one pending job row, then its three step transactions."""
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE bench_progress SET status = 'running' WHERE id = ("
+            " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
+            " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, key, args"
+        ).fetchone()
+    if row is None:
+        return False
+    run_id, key, args_json = row
+    args = json.loads(args_json)
+    with conn.transaction():
+        ride = conn.execute(
+            INSERT_RIDE, (args["user_id"], args["origin"], args["target"])
+        ).fetchone()
+        assert ride is not None
+        conn.execute(
+            "UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s",
+            (json.dumps({"ride_id": ride[0]}), run_id),
+        )
+    _steps_2_3(conn, run_id, ride[0], key)
+    return True
+
+
+def connect() -> psycopg.Connection:
+    return psycopg.connect(pg_url(DB))
+
+
+def run(mode: str, n: int, concurrency: int) -> Measurement:
+    reset_ride_tables(DB)
+    if mode == "queue":
+        with connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO bench_progress (key, args, status) VALUES (%s, %s, 'pending')",
+                [(f"ride-{i}", json.dumps(ride_args(i))) for i in range(n)],
+            )
+    job: Callable[[psycopg.Connection, int], None] = job_3tx if mode == "3tx" else job_1tx
+    counter = itertools.count()
+    conns = [connect() for _ in range(concurrency)]
+    errors: list[BaseException] = []
+
+    def executor(conn: psycopg.Connection) -> None:
+        try:
+            if mode == "queue":
+                while claim_and_run(conn):
+                    pass
+                return
+            while (i := next(counter)) < n:
+                job(conn, i)
+        except BaseException as exc:  # reported by the parent thread
+            errors.append(exc)
+
+    with Timer() as t:
+        if concurrency == 1:
+            executor(conns[0])
+        else:
+            threads = [threading.Thread(target=executor, args=(c,)) for c in conns]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+    for c in conns:
+        c.close()
+    if errors:
+        raise errors[0]
+    check_rides(DB, n)
+    return Measurement(
+        f"raw-{mode}", "threads" if concurrency > 1 else "serial", n, concurrency, t.seconds
+    )
