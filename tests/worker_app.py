@@ -446,8 +446,11 @@ def spawn_worker(
     grace: float = 30.0,
     lock_timeout: float | None = None,
     exec_log: Path | None = None,
+    app_ref: str = "tests.worker_app:app",
+    extra_env: dict[str, str] | None = None,
 ) -> WorkerProcess:
-    """Start ``acidic worker --app tests.worker_app:app`` on ``url``."""
+    """Start ``acidic worker --app tests.worker_app:app`` (or ``app_ref``) on ``url``,
+    with ``extra_env`` added to its environment."""
     env = dict(os.environ)
     for name in (LOCK_TIMEOUT_ENV, EXEC_LOG_ENV):
         env.pop(name, None)
@@ -456,13 +459,14 @@ def spawn_worker(
         env[LOCK_TIMEOUT_ENV] = repr(lock_timeout)
     if exec_log is not None:
         env[EXEC_LOG_ENV] = str(exec_log)
+    env.update(extra_env or {})
     pythonpath = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(ROOT) if not pythonpath else f"{ROOT}{os.pathsep}{pythonpath}"
     argv = [
         str(ACIDIC),
         "worker",
         "--app",
-        "tests.worker_app:app",
+        app_ref,
         "--concurrency",
         str(concurrency),
         "--poll-interval",
