@@ -162,6 +162,23 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+class Poller:
+    """Counts rows while a workload runs, on one autocommit connection (no churn);
+    :mod:`bench.sqlcount` recognises and ignores its queries."""
+
+    def __init__(self, database: str, table: str, where: str) -> None:
+        self.conn = psycopg.connect(pg_url(database), autocommit=True)
+        self.sql = f"SELECT count(*) /* bench poll */ FROM {table} WHERE {where}"
+
+    def count(self) -> int:
+        row = self.conn.execute(self.sql).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.005) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -26,6 +26,7 @@ from ..common import (
     INSERT_RIDE,
     UPDATE_RIDE,
     Measurement,
+    Poller,
     Timer,
     check_rides,
     ensure_database,
@@ -107,28 +108,21 @@ def run(mode: str, n: int, concurrency: int) -> Measurement:
             # nothing runs before the clock starts; then opened to C executors.
             queue = DBOS.register_queue(QUEUE, worker_concurrency=0, polling_interval_sec=POLL)
             client = DBOSClient(system_database_url=url)
+            poller = Poller(DB, "dbos.workflow_status", "status = 'SUCCESS'")
             for i in range(n):
                 client.enqueue({"queue_name": QUEUE, "workflow_name": "ride"}, ride_args(i))
             time.sleep(2 * POLL + 1.5)  # the queue's thread is polling (and finds no room)
-            if _succeeded(url) != 0:
+            if poller.count() != 0:
                 raise RuntimeError("the DBOS queue ran workflows before it was opened")
             with Timer() as t:
                 queue.set_worker_concurrency(concurrency)
-                wait_until(lambda: _succeeded(url) >= n, timeout=3600, interval=0.02)
+                wait_until(lambda: poller.count() >= n, timeout=3600, interval=0.02)
             client.destroy()
+            poller.close()
     finally:
         DBOS.destroy(destroy_registry=True)
     check_rides(DB, n)
     return Measurement("dbos", mode, n, concurrency, t.seconds)
-
-
-def _succeeded(url: str) -> int:
-    with psycopg.connect(pg_url(DB), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS'"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 if __name__ == "__main__":  # a quick check: python -m bench.systems.dbos_pg

@@ -26,6 +26,7 @@ from ..common import (
     INSERT_RIDE,
     UPDATE_RIDE,
     Measurement,
+    Poller,
     check_rides,
     ensure_database,
     fake_charge,
@@ -58,14 +59,8 @@ def run(mode: str, n: int, concurrency: int) -> Measurement:
     return asyncio.run(_run(mode, n, concurrency))
 
 
-async def _run(mode: str, n: int, concurrency: int) -> Measurement:
-    import procrastinate  # noqa: PLC0415
-    from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
-
-    logging.getLogger("procrastinate").setLevel(logging.WARNING)
-    has_schema = _reset()
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=pg_url(DB)))
-    pool = AsyncConnectionPool(pg_url(DB), min_size=concurrency, max_size=concurrency, open=False)
+def _define_tasks(app: Any, pool: Any) -> tuple[Any, Any]:
+    """The one-task job, and the first of the three chained tasks."""
 
     async def insert_ride(args: dict[str, Any]) -> int:
         async with pool.connection() as conn, conn.transaction():
@@ -102,6 +97,19 @@ async def _run(mode: str, n: int, concurrency: int) -> Measurement:
     async def finish_ride(ride_id: int, charge_id: str) -> None:
         await finish(ride_id, charge_id)
 
+    return ride, create_ride
+
+
+async def _run(mode: str, n: int, concurrency: int) -> Measurement:
+    import procrastinate  # noqa: PLC0415
+    from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    has_schema = _reset()
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=pg_url(DB)))
+    pool = AsyncConnectionPool(pg_url(DB), min_size=concurrency, max_size=concurrency, open=False)
+
+    ride, create_ride = _define_tasks(app, pool)
     first = ride if mode == "task" else create_ride
     expected = n if mode == "task" else 3 * n
     async with app.open_async():
@@ -117,24 +125,17 @@ async def _run(mode: str, n: int, concurrency: int) -> Measurement:
         worker = asyncio.create_task(
             app.run_worker_async(concurrency=concurrency, wait=True, install_signal_handlers=False)
         )
-        while await _succeeded(pool) < expected:
+        poller = Poller(DB, "procrastinate_jobs", "status = 'succeeded'")
+        while poller.count() < expected:
             if worker.done():
                 worker.result()
                 raise RuntimeError("the Procrastinate worker stopped early")
             await asyncio.sleep(0.02)
         seconds = loop.time() - started
+        poller.close()
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
         await pool.close()
     check_rides(DB, n)
     return Measurement(f"procrastinate-{mode}", "worker", n, concurrency, seconds)
-
-
-async def _succeeded(pool: Any) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
-        )
-        row = await cur.fetchone()
-    return int(row[0])
