@@ -1,0 +1,258 @@
+"""The ASGI middleware (Starlette, FastAPI, Litestar, any ASGI 3 application)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import _problems
+from ._core import (
+    SCOPE_KEY,
+    Claimed,
+    Idempotency,
+    MissingKeyError,
+    Replay,
+    RequestInfo,
+    StoredResponse,
+)
+from ._fingerprint import InvalidKeyHeaderError, body_digest, canonical_path, parse_key
+from ._problems import Problem
+
+__all__ = ["IdempotencyMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False
+
+
+class IdempotencyMiddleware:
+    """ASGI middleware making requests with an ``Idempotency-Key`` idempotent.
+
+    ``app.add_middleware(IdempotencyMiddleware, idempotency=idem)`` in Starlette and
+    FastAPI, ``IdempotencyMiddleware(asgi_app, idem)`` anywhere else. The database work
+    runs in worker threads, never on the event loop. Needs an asyncio event loop.
+    """
+
+    def __init__(self, app: ASGIApp, idempotency: Idempotency) -> None:
+        if not isinstance(idempotency, Idempotency):
+            raise TypeError(
+                f"IdempotencyMiddleware needs an acidic.http.Idempotency, not {idempotency!r}"
+            )
+        self.app = app
+        self.idempotency = idempotency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        idem = self.idempotency
+        scope[SCOPE_KEY] = None
+        method = str(scope["method"]).upper()
+        if not idem.applies(method):
+            await self.app(scope, receive, send)
+            return
+        raw_headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
+        raw_path = scope.get("raw_path")
+        if raw_path:
+            path = canonical_path(bytes(raw_path), _query(scope), escaped=True)
+        else:
+            path = canonical_path(str(scope["path"]).encode("utf-8"), _query(scope), escaped=False)
+        values = [v.decode("latin-1") for n, v in raw_headers if n.lower() == b"idempotency-key"]
+        try:
+            key = parse_key(values, idem.max_key_length)
+        except InvalidKeyHeaderError as exc:
+            await _send_problem(send, _problems.invalid_key(str(exc)))
+            return
+        if key is None:
+            if idem.is_required(method, path):
+                await _send_problem(send, _problems.missing_key("Idempotency-Key"))
+                return
+            await self._without_key(scope, receive, send)
+            return
+        body = await _read_body(receive, idem.max_request_size)
+        if body is None:
+            await _send_problem(send, _problems.request_too_large(idem.max_request_size))
+            return
+        headers: dict[str, str] = {}
+        for name, value in raw_headers:
+            n, v = name.decode("latin-1").lower(), value.decode("latin-1")
+            headers[n] = f"{headers[n]}, {v}" if n in headers else v
+        info = RequestInfo(method=method, path=path, headers=headers, native=scope)
+        request = idem.request(key, info, body_digest(body, headers.get("content-type")))
+        outcome = await asyncio.to_thread(idem.begin, request)
+        if isinstance(outcome, Problem):
+            await _send_problem(send, outcome)
+            return
+        if isinstance(outcome, Replay):
+            await _send_stored(send, outcome.response, idem.replay_header)
+            return
+        scope[SCOPE_KEY] = request
+        await self._handle(outcome, scope, _replaying(body, receive), send)
+
+    async def _without_key(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; a per-endpoint helper may still require a key."""
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except MissingKeyError:
+            if started:
+                raise
+            await _send_problem(send, _problems.missing_key("Idempotency-Key"))
+
+    async def _handle(self, claimed: Claimed, scope: Scope, receive: Receive, send: Send) -> None:
+        idem = self.idempotency
+        start: Message | None = None
+        chunks: list[bytes] = []
+        size = 0
+        passing = False  # not stored: forwarded as it comes
+        done = False
+
+        async def pass_through(reason: str) -> None:
+            nonlocal passing
+            passing = True
+            await asyncio.to_thread(idem.abandon, claimed, reason)
+            if start is not None:
+                await send(start)
+
+        async def capture(message: Message) -> None:
+            nonlocal start, size, done
+            kind = message["type"]
+            if passing:
+                await send(message)
+                return
+            if kind == "http.response.start":
+                start = message
+                if message.get("trailers"):
+                    await pass_through("a response with trailers is not stored")
+                elif _is_event_stream(list(message.get("headers") or [])):
+                    await pass_through("an event stream (text/event-stream) is not stored")
+                return
+            if kind != "http.response.body":
+                await pass_through(f"a response sent as {kind!r} is not stored")
+                await send(message)
+                return
+            chunk = bytes(message.get("body") or b"")
+            size += len(chunk)
+            if size > idem.max_response_size:
+                await pass_through(idem.too_large_reason(size))
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"".join([*chunks, chunk]),
+                        "more_body": bool(message.get("more_body")),
+                    }
+                )
+                return
+            chunks.append(chunk)
+            if message.get("more_body"):
+                return
+            assert start is not None, "http.response.body before http.response.start"
+            response = StoredResponse(
+                status=int(start["status"]),
+                headers=tuple(
+                    (n.decode("latin-1"), v.decode("latin-1"))
+                    for n, v in (start.get("headers") or [])
+                ),
+                body=b"".join(chunks),
+            )
+            # Stored before it is sent: a client that saw it can only get it again.
+            await asyncio.to_thread(idem.finish, claimed, response)
+            done = True
+            await send(start)
+            await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException as exc:
+            if not claimed.settled:
+                # Shielded: a cancelled request still releases its record at once.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(asyncio.to_thread(idem.abandon, claimed, exc))
+            raise
+        if not (done or passing):
+            await asyncio.to_thread(
+                idem.abandon, claimed, "the application returned without a complete response"
+            )
+
+
+def _query(scope: Scope) -> str:
+    return bytes(scope.get("query_string") or b"").decode("latin-1")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body; None when it is larger than ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = bytes(message.get("body") or b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(parts)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the application the body already read, then the client's
+    later messages (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_problem(send: Send, problem: Problem) -> None:
+    body = problem.body()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": problem.status,
+            "headers": [
+                (n.encode("latin-1"), v.encode("latin-1"))
+                for n, v in problem.response_headers(body)
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_stored(send: Send, response: StoredResponse, replay_header: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [
+                (n.encode("latin-1"), v.encode("latin-1"))
+                for n, v in response.replay_headers(replay_header)
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body, "more_body": False})

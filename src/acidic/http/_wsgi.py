@@ -1,0 +1,202 @@
+"""The WSGI middleware (Flask, Django, any PEP 3333 application)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from . import _problems
+from ._core import (
+    SCOPE_KEY,
+    Claimed,
+    Idempotency,
+    MissingKeyError,
+    Replay,
+    RequestInfo,
+    StoredResponse,
+)
+from ._fingerprint import InvalidKeyHeaderError, body_digest, canonical_path, parse_key
+from ._problems import Problem
+
+__all__ = ["IdempotencyWSGIMiddleware"]
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class IdempotencyWSGIMiddleware:
+    """WSGI middleware making requests with an ``Idempotency-Key`` idempotent.
+
+    Flask: ``flask_app.wsgi_app = IdempotencyWSGIMiddleware(flask_app.wsgi_app, idem)``;
+    Django: ``application = IdempotencyWSGIMiddleware(get_wsgi_application(), idem)``.
+
+    A repeated header reaches WSGI applications joined into one comma-separated value
+    (PEP 3333), which is refused as malformed.
+    """
+
+    def __init__(self, app: WSGIApp, idempotency: Idempotency) -> None:
+        if not isinstance(idempotency, Idempotency):
+            raise TypeError(
+                f"IdempotencyWSGIMiddleware needs an acidic.http.Idempotency, not {idempotency!r}"
+            )
+        self.app = app
+        self.idempotency = idempotency
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        idem = self.idempotency
+        environ[SCOPE_KEY] = None
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        if not idem.applies(method):
+            return self.app(environ, start_response)
+        raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
+        path = canonical_path(raw_path, environ.get("QUERY_STRING", ""), escaped=False)
+        header = environ.get("HTTP_IDEMPOTENCY_KEY")
+        try:
+            key = parse_key([] if header is None else [header], idem.max_key_length)
+        except InvalidKeyHeaderError as exc:
+            return _problem(start_response, _problems.invalid_key(str(exc)))
+        if key is None:
+            if idem.is_required(method, path):
+                return _problem(start_response, _problems.missing_key("Idempotency-Key"))
+            try:
+                return self.app(environ, start_response)
+            except MissingKeyError:
+                return _problem(start_response, _problems.missing_key("Idempotency-Key"))
+        body = _read_body(environ, idem.max_request_size)
+        if body is None:
+            return _problem(start_response, _problems.request_too_large(idem.max_request_size))
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        headers = {
+            name[5:].replace("_", "-").lower(): str(value)
+            for name, value in environ.items()
+            if name.startswith("HTTP_")
+        }
+        if "CONTENT_TYPE" in environ:
+            headers["content-type"] = str(environ["CONTENT_TYPE"])
+        info = RequestInfo(method=method, path=path, headers=headers, native=environ)
+        request = idem.request(key, info, body_digest(body, headers.get("content-type")))
+        outcome = idem.begin(request)
+        if isinstance(outcome, Problem):
+            return _problem(start_response, outcome)
+        if isinstance(outcome, Replay):
+            stored = outcome.response
+            start_response(
+                f"{stored.status} {stored.reason}", stored.replay_headers(idem.replay_header)
+            )
+            return [stored.body]
+        environ[SCOPE_KEY] = request
+        return self._handle(outcome, environ, start_response)
+
+    def _handle(
+        self, claimed: Claimed, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        idem = self.idempotency
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+        chunks: list[bytes] = []
+
+        def capture(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            # Nothing was sent yet, so a second call (with exc_info) simply replaces it.
+            started[:] = [(status, list(headers))]
+            return chunks.append  # the legacy write() callable: buffered like the body
+
+        size = 0
+        try:
+            result = self.app(environ, capture)
+            iterator = iter(result)
+            try:
+                for chunk in iterator:
+                    chunks.append(chunk)
+                    size = sum(map(len, chunks))
+                    if size > idem.max_response_size or (started and _is_stream(started[0][1])):
+                        reason = (
+                            idem.too_large_reason(size)
+                            if size > idem.max_response_size
+                            else "an event stream (text/event-stream) is not stored"
+                        )
+                        idem.abandon(claimed, reason)
+                        status, headers = started[0]
+                        start_response(status, headers)
+                        return _Rest(list(chunks), iterator, result)
+            except BaseException:
+                _close(result)
+                raise
+            _close(result)
+        except BaseException as exc:
+            idem.abandon(claimed, exc)
+            raise
+        if not started:
+            idem.abandon(claimed, "the application returned without calling start_response")
+            raise RuntimeError("the WSGI application did not call start_response")
+        status, headers = started[0]
+        response = StoredResponse(
+            status=int(status.split(" ", 1)[0]),
+            headers=tuple((n, v) for n, v in headers),
+            body=b"".join(chunks),
+        )
+        # Stored before it is sent: a client that saw it can only get it again.
+        idem.finish(claimed, response)
+        start_response(status, headers)
+        return [response.body]
+
+
+class _Rest:
+    """A response passed through unstored: the chunks read so far, then the rest."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes], result: Iterable[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        yield from self._rest
+
+    def close(self) -> None:
+        _close(self._result)
+
+
+def _is_stream(headers: list[tuple[str, str]]) -> bool:
+    for name, value in headers:
+        if name.lower() == "content-type":
+            return value.split(";", 1)[0].strip().lower() == "text/event-stream"
+    return False
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+def _read_body(environ: Environ, limit: int) -> bytes | None:
+    """The whole request body; None when it is larger than ``limit``."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    length_text = environ.get("CONTENT_LENGTH") or ""
+    if length_text.strip():
+        try:
+            length = int(length_text)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return None
+        return bytes(stream.read(length)) if length > 0 else b""
+    if environ.get("wsgi.input_terminated"):
+        data = bytes(stream.read(limit + 1))
+        return None if len(data) > limit else data
+    return b""
+
+
+def _problem(start_response: StartResponse, problem: Problem) -> list[bytes]:
+    body = problem.body()
+    reason = StoredResponse(problem.status, (), b"").reason
+    start_response(f"{problem.status} {reason}", problem.response_headers(body))
+    return [body]
