@@ -21,6 +21,7 @@ at the latest the moment its process died, which the caller records
 from __future__ import annotations
 
 import faulthandler
+import itertools
 import os
 import signal
 import time
@@ -205,7 +206,7 @@ def overlapping(executions: Mapping[str, list[Execution]]) -> list[str]:
     found = []
     for key, found_executions in executions.items():
         ordered = sorted(found_executions, key=lambda e: e.start)
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             if before.end is None or after.start < before.end:
                 found.append(
                     f"{key}: pid {before.pid} attempt {before.attempt} ran "
@@ -249,12 +250,8 @@ def check_invariants(
 ) -> Report:
     """Compare the runs of ``keys`` with their effects and logged executions."""
     with engine.connect() as conn:
-        statuses = {
-            k: s
-            for k, s in conn.execute(
-                sa.select(runs.c.idempotency_key, runs.c.status).where(runs.c.job == "Chaos")
-            )
-        }
+        query = sa.select(runs.c.idempotency_key, runs.c.status).where(runs.c.job == "Chaos")
+        statuses: dict[str, str] = {k: s for k, s in conn.execute(query)}  # noqa: C416
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for key, step, n in conn.execute(
             sa.select(

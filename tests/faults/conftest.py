@@ -1,0 +1,26 @@
+"""Fixtures of the fault suite (see tests/conftest.py for ``backend`` and
+``database_url``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import acidic
+from tests import worker_app as wa
+from tests.faults import fault_app
+
+
+@pytest.fixture
+def chaos_app(database_url: str) -> Iterator[acidic.App]:
+    """A migrated App with :class:`tests.faults.fault_app.Chaos` registered and the
+    worker tests' tables (``worker_effects``) created."""
+    application = fault_app.make_app(database_url)
+    application.migrate()
+    wa.create_tables(application)
+    try:
+        yield application
+    finally:
+        wa.dispose_engines()
+        application.close()
