@@ -1,0 +1,135 @@
+"""A worker paused (SIGSTOP: its executor and its heartbeat both stop) past its lock
+timeout in the middle of a step; another worker takes the run over and finishes it;
+the first is then continued (SIGCONT): its commit is refused (fencing), it logs
+LockLostError, no effect is doubled, and it goes on working.
+
+tests/test_takeover.py proves fencing for inline ``app.run`` owners (transactional
+step on PostgreSQL and MariaDB, non-transactional step on all three); this is the same
+for worker processes, on all three databases. On SQLite the pause is in the
+non-transactional step only: a worker paused inside a transactional step holds
+SQLite's only write lock, so no other process can take anything over (or write at
+all) until it continues; that is SQLite's documented one-writer design, not fencing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+import acidic
+from tests import worker_app as wa
+from tests.jobs import get_run
+
+pytestmark = pytest.mark.slow
+
+#: Long enough that the healthy worker's heartbeat never misses it on a loaded machine.
+LOCK_TIMEOUT = 2.0
+#: How long the first attempt's step sleeps (the pause covers it and the lock timeout).
+STEP = 3.0
+
+
+@pytest.fixture
+def worker_app(database_url: str) -> object:
+    application = wa.make_app(database_url)
+    application.migrate()
+    wa.create_tables(application)
+    try:
+        yield application
+    finally:
+        wa.dispose_engines()
+        application.close()
+
+
+def _stopped(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.parametrize(
+    ("backend", "step"),
+    [
+        ("postgresql", "hold_step"),
+        ("mysql", "hold_step"),
+        ("postgresql", "wait_step"),
+        ("mysql", "wait_step"),
+        ("sqlite", "wait_step"),  # not hold_step: see above
+    ],
+)
+def test_fencing__paused_worker_cannot_commit_after_a_takeover(
+    worker_app: acidic.App, database_url: str, tmp_path: Path, step: str
+) -> None:
+    app = worker_app
+    key = f"fenced-{step}"
+    job = wa.Napper(hold=STEP) if step == "hold_step" else wa.Napper(wait=STEP)
+    options = {"poll_interval": 0.2, "lock_timeout": LOCK_TIMEOUT}
+    with wa.worker_processes() as started:
+        first = wa.spawn_worker(database_url, tmp_path / "first.log", **options)
+        started.append(first)
+        first.wait_started(60)
+        app.enqueue(job, key=key)
+        wa.wait_for(lambda: (f"{step}:1", first.pid) in wa.markers(app, key), f"{step}:1", 30)
+        os.kill(first.pid, signal.SIGSTOP)
+        wa.wait_for(lambda: _stopped(first.pid), "the first worker to stop", 10)
+        paused = get_run(app, key)
+        assert (paused.status, paused.attempts, paused.recovery_point) == ("running", 1, step)
+
+        # Another worker takes the run over once the lock is stale, and finishes it.
+        second = wa.spawn_worker(database_url, tmp_path / "second.log", **options)
+        started.append(second)
+        done = wa.wait_for(
+            lambda: (r := app.get(key)) is not None and r.status == "succeeded" and r,
+            "the takeover to finish the run",
+            60,
+            0.05,
+            detail=lambda: (app.get(key), second.output()[-3000:]),
+        )
+        assert (done.attempts, done.result) == (2, 2)
+        assert _stopped(first.pid)  # the first never ran meanwhile
+
+        # The first worker continues: its step ends, its commit is refused.
+        os.kill(first.pid, signal.SIGCONT)
+        wa.wait_for(
+            lambda: "LockLostError" in first.output() or "lock went stale" in first.output(),
+            "the first worker to report its lost lock",
+            30,
+            0.05,
+            detail=first.output,
+        )
+        assert first.alive(), first.output()
+        assert wa.effect_steps(app, key) == {"hold_step": 1, "finish": 1}
+        after = get_run(app, key)
+        assert (after.status, after.attempts, after.result, after.error) == (
+            "succeeded",
+            2,
+            2,
+            None,
+        )
+        assert after.history == done.history  # the refused commit wrote nothing
+
+        # The first worker's loop survived: alone now, it executes a new run.
+        second.signal_group(signal.SIGTERM)
+        assert second.wait(30) == 0, second.output()
+        app.enqueue(wa.Stamp(n=1), key=f"{key}-next")
+        wa.wait_for(lambda: wa.effects(app, f"{key}-next"), "the first worker's next run", 30)
+        (row,) = wa.effects(app, f"{key}-next")
+        assert row["pid"] == first.pid
+        first.signal_group(signal.SIGTERM)
+        assert first.wait(30) == 0, first.output()
+
+    effects = wa.effects(app, key)
+    if step == "hold_step":  # the paused attempt's write was rolled back
+        assert [(e["step"], e["attempt"], e["pid"]) for e in effects] == [
+            ("hold_step", 2, second.pid),
+            ("finish", 2, second.pid),
+        ]
+        marked = [("hold_step:1", first.pid), ("hold_step:2", second.pid)]
+    else:  # hold_step committed by the first; the foreign step ran on both (at-least-once)
+        assert [(e["step"], e["attempt"], e["pid"]) for e in effects] == [
+            ("hold_step", 1, first.pid),
+            ("finish", 2, second.pid),
+        ]
+        marked = [("hold_step:1", first.pid), ("wait_step:1", first.pid)]
+    assert wa.markers(app, key) == [*marked, ("wait_step:2", second.pid)]
