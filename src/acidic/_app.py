@@ -20,6 +20,7 @@ from ._errors import (
     SerializationError,
     UnknownJobError,
     UnknownKeyError,
+    UnknownRecoveryPointError,
 )
 from ._job import Job
 from ._outcomes import to_seconds
@@ -324,9 +325,35 @@ class App:
                 row = existing
         return self._to_run(row, [])
 
-    def resume(self, key: str) -> Run:
-        """Make a halted or scheduled run due now, for a worker (or the next ``app.run``)."""
-        return self._wake(key, (RunStatus.HALTED, RunStatus.SCHEDULED), {}, "resume")
+    def resume(self, key: str, *, from_step: str | None = None) -> Run:
+        """Make a halted or scheduled run due now, for a worker (or the next ``app.run``).
+
+        ``from_step`` first moves the run's recovery point to that step of its job (the
+        registered job's steps, else the step list stored with the run; another name
+        raises :class:`UnknownRecoveryPointError`), and also accepts a failed run, which
+        gets a fresh budget as :meth:`retry` gives. The context is kept as it is.
+        """
+        if from_step is None:
+            return self._wake(key, (RunStatus.HALTED, RunStatus.SCHEDULED), {}, "resume")
+        row = self._row(key)
+        job_cls = self._jobs.get(row.job)
+        steps: list[str] = (
+            job_cls.__acidic_definition__.step_names
+            if job_cls is not None
+            else json.loads(row.steps)
+        )
+        if from_step not in steps:
+            raise UnknownRecoveryPointError(
+                f"cannot resume key {key!r} from step {from_step!r}: job {row.job} has no "
+                f"such step; its steps are {steps}"
+            )
+        values: dict[str, Any] = {"recovery_point": from_step}
+        if row.status == RunStatus.FAILED:
+            budget = job_cls.max_attempts if job_cls is not None else 1
+            values["attempt_limit"] = row.attempts + budget
+        return self._wake(
+            key, (RunStatus.HALTED, RunStatus.SCHEDULED, RunStatus.FAILED), values, "resume"
+        )
 
     def signal(self, key: str, name: str, payload: Any = None) -> Run:
         """Deliver a named signal to the run (stored: one sent before the run halts is kept

@@ -24,7 +24,20 @@ from . import __version__
 from ._app import DEFAULT_DATABASE_URL, App
 from ._errors import AcidicError
 
-__all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "CLIError", "main", "open_app"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_ERROR",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "CLIError",
+    "CLINotFoundError",
+    "CLIRefusedError",
+    "CLIUsageError",
+    "main",
+    "open_app",
+]
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
@@ -32,11 +45,16 @@ FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_REFUSED = 4
 
 #: Command name -> "module:attribute" of its click command, imported on first use.
 COMMANDS: dict[str, str] = {
     "demo": "acidic._demo:demo",
     "migrate": "acidic._cli:migrate",
+    "prune": "acidic._cli_ops:prune",
+    "runs": "acidic._cli_runs:runs",
+    "stats": "acidic._cli_ops:stats",
     "worker": "acidic._worker_cli:worker",
 }
 
@@ -52,6 +70,24 @@ class CLIError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"acidic: error: {self.format_message()}", err=True)
+
+
+class CLIUsageError(CLIError):
+    """Bad input reported as one line, with exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class CLINotFoundError(CLIError):
+    """No run has the key given: exit code 3."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class CLIRefusedError(CLIError):
+    """The run's status does not allow the action: exit code 4."""
+
+    exit_code = EXIT_REFUSED
 
 
 class LazyGroup(click.Group):
@@ -122,7 +158,11 @@ Exit codes:
   {EXIT_OK}  success
   {EXIT_ERROR}  an error (a database or schema problem, a bad URL, a failed demo),
      reported as one line on stderr: "acidic: error: ..."
-  {EXIT_USAGE}  wrong usage: unknown command or option, bad argument
+  {EXIT_USAGE}  wrong usage: unknown command or option, bad argument, a bulk
+     action without --yes when there is no terminal to ask on
+  {EXIT_NOT_FOUND}  no run has the KEY given (acidic runs show|retry|resume|cancel)
+  {EXIT_REFUSED}  the run's status does not allow the action (e.g. retry of a run
+     that did not fail), or some runs of a bulk action were left as they were
 """
 
 

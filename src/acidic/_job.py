@@ -40,6 +40,7 @@ RESERVED_NAMES = frozenset(
         "max_attempts",
         "discard_on",
         "backoff",
+        "redact",
     }
 )
 
@@ -271,6 +272,9 @@ class Job:
         how many attempts an enqueued run gets before an error fails it (default 25).
     ``discard_on``
         a tuple of exception classes that fail an enqueued run at once, without retry.
+    ``redact``
+        names of arguments and context keys whose values ``acidic runs show`` and the
+        dashboard replace by ``[redacted]`` (they are stored as usual).
 
     Pass ``abstract=True`` in the class statement for a base class without steps.
     """
@@ -278,6 +282,7 @@ class Job:
     lock_timeout: ClassVar[float | None] = None
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
     discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
+    redact: ClassVar[tuple[str, ...]] = ()
     __acidic_definition__: ClassVar[JobDefinition]
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
@@ -310,6 +315,16 @@ class Job:
                 f"job {cls.__qualname__}: discard_on must be a tuple of exception classes, "
                 f"not {discard!r}"
             )
+        redact = cls.redact
+        if isinstance(redact, str) or not (
+            isinstance(redact, tuple | list | set | frozenset)
+            and all(isinstance(n, str) and n for n in redact)
+        ):
+            raise JobDefinitionError(
+                f"job {cls.__qualname__}: redact must be a list of field or context key "
+                f"names, not {redact!r}"
+            )
+        cls.redact = tuple(redact)
         cls.__acidic_definition__ = definition
 
     def __post_init__(self) -> None:

@@ -1,0 +1,240 @@
+"""``acidic runs``, ``acidic stats`` and ``acidic prune``: the real console script on
+each database, against runs made by real jobs (:mod:`tests.dashboard.ops_app`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import acidic
+from tests.dashboard import ops_app
+from tests.jobs import get_run
+from tests.test_cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = "tests.dashboard.ops_app:app"
+
+
+def seed(app: acidic.App) -> None:
+    """Three rides that succeeded, two flaky runs that failed, a halted run, a pending one."""
+    for i in range(3):
+        app.run(ops_app.Ride(user_id=i, card=f"4242-secret-{i}"), key=f"ride-{i}")
+    for i in range(2):
+        with pytest.raises(ValueError, match="partner refused"):
+            app.run(ops_app.Flaky(n=i), key=f"flaky-{i}")
+    assert app.run(ops_app.Parked(n=1), key="parked-1") is None
+    app.enqueue(ops_app.Ride(user_id=9, card="4242-queued"), key="queued-ride", queue="mail")
+
+
+@pytest.fixture
+def seeded(database_url: str) -> Iterator[acidic.App]:
+    app = ops_app.make_app(database_url)
+    app.migrate()
+    seed(app)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def cli(app: acidic.App, *args: str) -> subprocess.CompletedProcess[str]:
+    url = app.engine.url.render_as_string(hide_password=False)
+    return run_cli(*args, url=url, cwd=ROOT)
+
+
+def cli_json(app: acidic.App, *args: str) -> object:
+    done = cli(app, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def keys_of(listing: object) -> list[str]:
+    assert isinstance(listing, dict)
+    return [r["key"] for r in listing["runs"]]
+
+
+def test_runs_list__filters_pages_and_prints_a_table(seeded: acidic.App) -> None:
+    failed = cli_json(seeded, "runs", "list", "--status", "failed")
+    assert keys_of(failed) == ["flaky-1", "flaky-0"]  # newest first
+    assert isinstance(failed, dict)
+    assert failed["total"] == 2
+    assert failed["runs"][0]["error"]["type"] == "builtins.ValueError"
+
+    mail = cli_json(
+        seeded,
+        "runs",
+        "list",
+        "--job",
+        "Ride",
+        "--queue",
+        "mail",
+        "--status",
+        "halted,pending",
+        "--since",
+        "1h",
+    )
+    assert keys_of(mail) == ["queued-ride"]
+
+    first = cli_json(seeded, "runs", "list", "--key-prefix", "ride-", "--limit", "2")
+    assert isinstance(first, dict)
+    assert keys_of(first) == ["ride-2", "ride-1"]
+    assert first["total"] == 3
+    cursor = first["next_cursor"]
+    assert isinstance(cursor, str)
+    rest = cli_json(seeded, "runs", "list", "--key-prefix", "ride-", "--cursor", cursor)
+    assert keys_of(rest) == ["ride-0"]
+    assert isinstance(rest, dict)
+    assert rest["next_cursor"] is None
+
+    table = cli(seeded, "runs", "list")
+    assert table.returncode == 0, table.stderr
+    for key in ("ride-0", "flaky-1", "parked-1", "queued-ride"):
+        assert key in table.stdout
+    assert "7 of 7 matching run(s)" in table.stdout
+    assert "ValueError: partner refused request 1" in table.stdout
+
+
+def test_runs_show__redacts_and_shows_timeline_result_and_traceback(seeded: acidic.App) -> None:
+    shown = cli_json(seeded, "runs", "show", "ride-1", "--app", APP)
+    assert isinstance(shown, dict)
+    assert shown["args"] == {"user_id": 1, "card": "[redacted]"}
+    assert shown["ctx"] == {"token": "[redacted]", "seat": "12A", "charged": True}
+    assert shown["result"] == {"ride": 1, "seat": "12A"}
+    assert [(s["step"], s["outcome"]) for s in shown["timeline"]] == [
+        ("book", "succeeded"),
+        ("charge", "succeeded"),
+        ("receipt", "succeeded"),
+    ]
+    assert all(s["duration_s"] >= 0 for s in shown["timeline"])
+
+    failed = cli(seeded, "runs", "show", "flaky-0", "--app", APP)
+    assert failed.returncode == 0, failed.stderr
+    out = failed.stdout
+    assert "error in step call_partner" in out
+    assert "Traceback (most recent call last)" in out
+    assert "ValueError: partner refused request 0" in out
+    assert "4242" not in out
+
+    missing = cli(seeded, "runs", "show", "no-such-key")
+    assert missing.returncode == 3
+    assert missing.stderr.strip() == "acidic: error: no run has the key 'no-such-key'"
+
+
+def test_runs_retry__asks_first_then_retries_in_bulk_and_the_runs_succeed(
+    seeded: acidic.App,
+) -> None:
+    unasked = cli(seeded, "runs", "retry", "--job", "Flaky")
+    assert unasked.returncode == 2
+    assert "2 run(s) match" in unasked.stderr
+    assert "--yes" in unasked.stderr
+    assert get_run(seeded, "flaky-0").status == "failed"
+
+    done = cli(seeded, "runs", "retry", "--job", "Flaky", "--yes", "--app", APP)
+    assert done.returncode == 0, done.stderr
+    assert "retried 2 of 2 run(s)" in done.stdout
+    for key in ("flaky-0", "flaky-1"):
+        assert get_run(seeded, key).status == "pending"
+        seeded.run(ops_app.Flaky(n=int(key[-1])), key=key)
+        run = get_run(seeded, key)
+        assert run.status == "succeeded"
+        assert run.result == {"n": int(key[-1]), "attempt": 2}
+
+    refused = cli(seeded, "runs", "retry", "ride-1")
+    assert refused.returncode == 4
+    assert "it is succeeded; retry applies to failed runs" in refused.stderr
+
+
+def test_runs_resume_from_step_and_cancel(seeded: acidic.App) -> None:
+    unknown = cli(seeded, "runs", "resume", "parked-1", "--from-step", "nope", "--app", APP)
+    assert unknown.returncode == 2
+    assert "'nope'" in unknown.stderr
+    assert "['start', 'wait_for_go', 'done']" in unknown.stderr
+
+    resumed = cli(seeded, "runs", "resume", "parked-1", "--from-step", "start", "--app", APP)
+    assert resumed.returncode == 0, resumed.stderr
+    run = get_run(seeded, "parked-1")
+    assert (run.status, run.recovery_point) == ("pending", "start")
+
+    cancelled = cli_json(seeded, "runs", "cancel", "queued-ride")
+    assert isinstance(cancelled, dict)
+    assert cancelled["run"]["status"] == "cancelled"
+    bulk = cli_json(seeded, "runs", "cancel", "--status", "failed,pending", "--yes")
+    assert isinstance(bulk, dict)
+    assert sorted(bulk["done"]) == ["flaky-0", "flaky-1", "parked-1"]
+    assert get_run(seeded, "flaky-0").status == "cancelled"
+    assert get_run(seeded, "ride-0").status == "succeeded"
+
+
+def test_stats_and_prune(seeded: acidic.App) -> None:
+    stats = cli_json(seeded, "stats")
+    assert isinstance(stats, dict)
+    assert stats["total"] == 7
+    assert stats["by_status"]["succeeded"] == 3
+    assert stats["by_status"]["failed"] == 2
+    queues = {q["queue"]: q["by_status"] for q in stats["by_queue"]}
+    assert queues["mail"] == {"pending": 1}
+    assert stats["succeeded"] == 3
+    assert stats["errors"] == 2
+    assert stats["failure_rate"] == pytest.approx(0.4)
+
+    kept = cli(seeded, "prune", "--older-than", "7d")
+    assert kept.returncode == 0, kept.stderr
+    assert "pruned 0 run(s)" in kept.stdout
+    pruned = cli(seeded, "prune", "--older-than", "0s")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "pruned 3 run(s)" in pruned.stdout
+    assert seeded.get("ride-0") is None
+    assert get_run(seeded, "flaky-0").status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("runs", "list", "--status", "lost"), "'lost' is not a status"),
+        (("runs", "list", "--since", "yesterday"), "neither a duration"),
+        (("prune", "--older-than", "a week"), "is not a duration"),
+        (("runs", "cancel"), "give a KEY, filters"),
+        (("runs", "resume", "--job", "X", "--from-step", "a"), "--from-step needs one KEY"),
+        (("runs", "list", "--app", APP, "--database-url", "sqlite:///x.db"), "not both"),
+    ],
+)
+def test_cli_runs__bad_input_exits_2_naming_the_problem(
+    args: tuple[str, ...], says: str, tmp_path: Path
+) -> None:
+    done = run_cli(*args, url=f"sqlite:///{tmp_path / 'none.db'}", cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+
+
+def test_resume_from_step__reruns_a_failed_run_from_an_earlier_step(database_url: str) -> None:
+    app = ops_app.make_app(database_url)
+    try:
+        app.migrate()
+        with pytest.raises(ValueError, match="partner refused"):
+            app.run(ops_app.Flaky(n=5), key="f")
+        with pytest.raises(acidic.UnknownRecoveryPointError, match="'nope'"):
+            app.resume("f", from_step="nope")
+        run = app.resume("f", from_step="prepare")
+        assert (run.status, run.recovery_point) == ("pending", "prepare")
+        assert app.run(ops_app.Flaky(n=5), key="f") == {"n": 5, "attempt": 2}
+        steps = [(e.step, e.event) for e in get_run(app, "f").history if e.attempt == 2]
+        assert steps[0] == ("prepare", "started")
+        with pytest.raises(acidic.AcidicError, match="cannot resume key 'f': it is succeeded"):
+            app.resume("f", from_step="prepare")
+    finally:
+        app.close()
+
+
+def test_job_redact__must_be_a_list_of_names() -> None:
+    with pytest.raises(acidic.JobDefinitionError, match="redact must be a list"):
+
+        class Bad(acidic.Job):
+            x: int
+            redact = "x"
+
+            @acidic.step
+            def s(self, tx: object) -> None: ...
