@@ -60,6 +60,10 @@ class App:
     last renewed it (at each step boundary) before another caller may take the run
     over; a job's ``lock_timeout`` class attribute overrides it.
 
+    ``clock`` (a callable returning an aware UTC datetime) is where acidic reads the
+    time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
+    :class:`acidic.testing.Clock` to move time forward without sleeping.
+
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
 
@@ -69,6 +73,7 @@ class App:
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] = ("default",),
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -99,7 +104,7 @@ class App:
         self._engine = Engine(
             self._store,
             lock_timeout=float(lock_timeout),
-            clock=utcnow,
+            clock=clock or utcnow,
             default_queue=queue_names[0],
         )
         self._jobs: dict[str, type[Job]] = {}
@@ -287,7 +292,7 @@ class App:
         same_args = key is not None or type(job).unique_by is Job.unique_by
         key = self._engine.key_for(name, job, encoded) if key is None else check_key(key)
         self._store.check_schema()
-        now = utcnow()
+        now = self._engine.clock()
         values = {
             "idempotency_key": key,
             "job": name,
@@ -363,7 +368,7 @@ class App:
         payload_json = encode(payload, f"payload of signal {name!r}")
         row = self._row(key)
         with self._store.translated(f"signalling key {key!r}"):
-            self._store.add_signal(row.id, name, payload_json, utcnow())
+            self._store.add_signal(row.id, name, payload_json, self._engine.clock())
         return self._wake(key, (RunStatus.HALTED,), {}, "signal", missing_ok=True)
 
     def retry(self, key: str) -> Run:
@@ -381,7 +386,7 @@ class App:
         at its next step boundary (that step is not committed). A finished run is left
         as it is."""
         row = self._row(key)
-        now = utcnow()
+        now = self._engine.clock()
         parked = (RunStatus.PENDING, RunStatus.SCHEDULED, RunStatus.HALTED, RunStatus.FAILED)
         with self._store.translated(f"cancelling key {key!r}"):
             if not self._store.wake(
@@ -404,7 +409,7 @@ class App:
         seconds = to_seconds(older_than, "older_than")
         self._store.check_schema()
         with self._store.translated("pruning runs"):
-            return self._store.prune(utcnow() - dt.timedelta(seconds=seconds))
+            return self._store.prune(self._engine.clock() - dt.timedelta(seconds=seconds))
 
     def worker(
         self,
@@ -424,6 +429,18 @@ class App:
             grace=grace,
             heartbeat=heartbeat,
         )
+
+    def drain(self, *, queues: Sequence[str] | None = None) -> int:
+        """Execute every due run inline, one after another, until none is due; return
+        how many executions there were.
+
+        A test's worker: runs that are enqueued, woken, or due by ``run_at``, ``Sleep``
+        or a retry's backoff execute in the calling thread. Errors of steps are recorded
+        as a worker records them (retried later or failed), not raised: read the runs
+        with :meth:`get`. Runs that are not due yet stay; with an
+        :class:`acidic.testing.Clock`, advance it and drain again.
+        """
+        return self.worker(queues=queues).drain()
 
     def _row(self, key: str) -> RunRow:
         key = check_key(key)
@@ -448,7 +465,7 @@ class App:
             woken = self._store.wake(
                 row.id,
                 [s.value for s in statuses],
-                {"status": RunStatus.PENDING.value, "run_at": utcnow(), **values},
+                {"status": RunStatus.PENDING.value, "run_at": self._engine.clock(), **values},
                 row.queue,
             )
         if not woken and not missing_ok:

@@ -25,6 +25,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,10 @@ _CLAIMABLE = tuple(
 )
 
 Clock = Callable[[], dt.datetime]
+
+#: The step executing in this context, for labelling what happens meanwhile
+#: (acidic.testing names its crash points after it).
+current_step: ContextVar[str | None] = ContextVar("acidic_current_step", default=None)
 
 
 def utcnow() -> dt.datetime:
@@ -301,7 +306,11 @@ class Engine:
                 if spec is None:  # pragma: no cover - checked at claim and at RecoveryPoint
                     raise UnknownRecoveryPointError(state.step)
                 step = self._transactional_step if spec.transactional else self._foreign_step
-                ended = step(run, spec)
+                entered = current_step.set(spec.name)
+                try:
+                    ended = step(run, spec)
+                finally:
+                    current_step.reset(entered)
                 if ended is not None:
                     return ended
                 state.retrying = False

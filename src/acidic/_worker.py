@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ._engine import Ended, utcnow
+from ._engine import Ended
 from ._errors import AcidicError, LockLostError, RunCancelledError
 from ._storage import RunRow
 from ._storage._dialects import NOTIFY_CHANNEL
@@ -149,6 +149,43 @@ class Worker:
         log.info("worker stopped", extra={"processed": self.processed})
         return EXIT_OK
 
+    def drain(self) -> int:
+        """Execute due runs in the calling thread, one at a time, until none is due;
+        return how many executions there were.
+
+        For tests and scripts: with an :class:`acidic.testing.Clock`, what is due is
+        decided by that clock, so moving it forward makes ``run_at``, ``Sleep`` and
+        backoff fall due without sleeping. A step's error is recorded as a worker would
+        record it (a retry scheduled, or the run failed) and not raised.
+        """
+        store = self.app._store
+        store.check_schema()
+        jobs = list(self.app.jobs)
+        executed = 0
+        while True:
+            row = None
+            for queue in self.queues:
+                with store.translated(f"claiming a due run of queue {queue!r}"):
+                    rows = store.claim_due(
+                        queue,
+                        jobs,
+                        1,
+                        clock=self.app._engine.clock,
+                        lock_timeout=self._lock_timeout,
+                    )
+                if rows:
+                    (row,) = rows
+                    break
+            if row is None:
+                return executed
+            assert row.lock_token is not None
+            with self._lock:
+                self._held[row.lock_token] = _Held(
+                    row.id, row.key, row.lock_token, self._lock_timeout(row.job)
+                )
+            self._execute(row)
+            executed += 1
+
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
             self._signals += 1
@@ -214,7 +251,7 @@ class Worker:
                     queue,
                     jobs,
                     min(share, free - claimed),
-                    clock=utcnow,
+                    clock=self.app._engine.clock,
                     lock_timeout=self._lock_timeout,
                 )
                 for row in rows:
@@ -239,7 +276,9 @@ class Worker:
             with contextlib.suppress(Exception):
                 due = self.app._store.next_due(self.queues, list(self.app.jobs))
                 if due is not None:
-                    timeout = min(timeout, max((due - utcnow()).total_seconds(), 0.0))
+                    timeout = min(
+                        timeout, max((due - self.app._engine.clock()).total_seconds(), 0.0)
+                    )
         self._wake.wait(timeout)
         self._wake.clear()
 
@@ -323,7 +362,7 @@ class Worker:
                 continue
             try:
                 lost = store.renew_locks(
-                    [(h.run_id, h.token, h.lock_timeout) for h in held], utcnow
+                    [(h.run_id, h.token, h.lock_timeout) for h in held], self.app._engine.clock
                 )
             except Exception:
                 log.exception("heartbeat failed")
