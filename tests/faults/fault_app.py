@@ -9,7 +9,7 @@ holds its transaction open (default 0).
 
 :class:`Chaos` has three steps: transactional, non-transactional, transactional. Each
 execution of each step appends a ``start`` line to ``<exec_log>/<pid>.log`` when it
-begins and an ``end`` line when its body returns (before acidic commits it), so that
+begins and an ``end`` line when its body returns or raises (before acidic commits it), so that
 every execution is on record, committed or not, with its pid, attempt and times. Each
 transactional step also inserts one row into ``worker_effects`` through its ``tx``:
 exactly one row per (run, step) is the "each transactional effect exactly once"
@@ -65,11 +65,13 @@ class Chaos(acidic.Job):
     def _effect(self, tx: sa.Connection, step: str) -> None:
         started = wa.now_us()
         _log(self.key, step, self.attempt, "start")
-        wa._effect(tx, self.key, step, self.attempt, started)
-        pause = _pause()
-        if pause:
-            time.sleep(pause)
-        _log(self.key, step, self.attempt, "end")
+        try:
+            wa._effect(tx, self.key, step, self.attempt, started)
+            pause = _pause()
+            if pause:
+                time.sleep(pause)
+        finally:  # raising (a lost connection) ends the execution too
+            _log(self.key, step, self.attempt, "end")
 
     @acidic.step
     def first(self, tx: sa.Connection) -> None:
