@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .._errors import KeyLockedError
 from . import _problems
 from ._core import (
     SCOPE_KEY,
@@ -118,78 +119,103 @@ class IdempotencyMiddleware:
 
     async def _handle(self, claimed: Claimed, scope: Scope, receive: Receive, send: Send) -> None:
         idem = self.idempotency
-        start: Message | None = None
-        chunks: list[bytes] = []
-        size = 0
-        passing = False  # not stored: forwarded as it comes
-        done = False
-
-        async def pass_through(reason: str) -> None:
-            nonlocal passing
-            passing = True
-            await asyncio.to_thread(idem.abandon, claimed, reason)
-            if start is not None:
-                await send(start)
-
-        async def capture(message: Message) -> None:
-            nonlocal start, size, done
-            kind = message["type"]
-            if passing:
-                await send(message)
-                return
-            if kind == "http.response.start":
-                start = message
-                if message.get("trailers"):
-                    await pass_through("a response with trailers is not stored")
-                elif _is_event_stream(list(message.get("headers") or [])):
-                    await pass_through("an event stream (text/event-stream) is not stored")
-                return
-            if kind != "http.response.body":
-                await pass_through(f"a response sent as {kind!r} is not stored")
-                await send(message)
-                return
-            chunk = bytes(message.get("body") or b"")
-            size += len(chunk)
-            if size > idem.max_response_size:
-                await pass_through(idem.too_large_reason(size))
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"".join([*chunks, chunk]),
-                        "more_body": bool(message.get("more_body")),
-                    }
-                )
-                return
-            chunks.append(chunk)
-            if message.get("more_body"):
-                return
-            assert start is not None, "http.response.body before http.response.start"
-            response = StoredResponse(
-                status=int(start["status"]),
-                headers=tuple(
-                    (n.decode("latin-1"), v.decode("latin-1"))
-                    for n, v in (start.get("headers") or [])
-                ),
-                body=b"".join(chunks),
-            )
-            # Stored before it is sent: a client that saw it can only get it again.
-            await asyncio.to_thread(idem.finish, claimed, response)
-            done = True
-            await send(start)
-            await send({"type": "http.response.body", "body": response.body, "more_body": False})
-
+        response = _Capture(idem, claimed, send)
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, response.send)
+        except KeyLockedError as exc:
+            # The handler's own acidic job is still locked by a request that died (its
+            # lock outlives this record's): the client retries, as for the record.
+            await asyncio.to_thread(idem.abandon, claimed, exc)
+            if response.sent:
+                raise
+            await _send_problem(send, _problems.job_in_use(str(exc)))
+            return
         except BaseException as exc:
             if not claimed.settled:
                 # Shielded: a cancelled request still releases its record at once.
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(asyncio.to_thread(idem.abandon, claimed, exc))
             raise
-        if not (done or passing):
+        if not response.sent:
             await asyncio.to_thread(
                 idem.abandon, claimed, "the application returned without a complete response"
             )
+
+
+class _Capture:
+    """The ``send`` the application gets: holds the response back until it is complete,
+    stores it, then sends it; passes through what is not to be stored."""
+
+    def __init__(self, idem: Idempotency, claimed: Claimed, send: Send) -> None:
+        self.idem = idem
+        self.claimed = claimed
+        self.downstream = send
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.passing = False  # not stored: forwarded as it comes
+        self.done = False
+
+    @property
+    def sent(self) -> bool:
+        """Whether anything reached the client."""
+        return self.passing or self.done
+
+    async def pass_through(self, reason: str) -> None:
+        self.passing = True
+        await asyncio.to_thread(self.idem.abandon, self.claimed, reason)
+        if self.start is not None:
+            await self.downstream(self.start)
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.passing:
+            await self.downstream(message)
+            return
+        if kind == "http.response.start":
+            self.start = message
+            if message.get("trailers"):
+                await self.pass_through("a response with trailers is not stored")
+            elif _is_event_stream(list(message.get("headers") or [])):
+                await self.pass_through("an event stream (text/event-stream) is not stored")
+            return
+        if kind != "http.response.body":
+            await self.pass_through(f"a response sent as {kind!r} is not stored")
+            await self.downstream(message)
+            return
+        chunk = bytes(message.get("body") or b"")
+        self.size += len(chunk)
+        if self.size > self.idem.max_response_size:
+            await self.pass_through(self.idem.too_large_reason(self.size))
+            await self.downstream(
+                {
+                    "type": "http.response.body",
+                    "body": b"".join([*self.chunks, chunk]),
+                    "more_body": bool(message.get("more_body")),
+                }
+            )
+            return
+        self.chunks.append(chunk)
+        if not message.get("more_body"):
+            await self._complete()
+
+    async def _complete(self) -> None:
+        start = self.start
+        assert start is not None, "http.response.body before http.response.start"
+        response = StoredResponse(
+            status=int(start["status"]),
+            headers=tuple(
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in (start.get("headers") or [])
+            ),
+            body=b"".join(self.chunks),
+        )
+        # Stored before it is sent: a client that saw it can only get it again.
+        await asyncio.to_thread(self.idem.finish, self.claimed, response)
+        self.done = True
+        await self.downstream(start)
+        await self.downstream(
+            {"type": "http.response.body", "body": response.body, "more_body": False}
+        )
 
 
 def _query(scope: Scope) -> str:

@@ -62,6 +62,16 @@ def key_in_use(detail: str) -> Problem:
     return Problem(409, "key-in-use", "Request in progress", detail, (("retry-after", "1"),))
 
 
+def job_in_use(detail: str) -> Problem:
+    return Problem(
+        409,
+        "key-in-use",
+        "Request in progress",
+        f"the job of this request is still locked by an earlier attempt ({detail}); retry later",
+        (("retry-after", "1"),),
+    )
+
+
 def key_reused(detail: str) -> Problem:
     return Problem(422, "key-reused", "Idempotency-Key reused", detail)
 

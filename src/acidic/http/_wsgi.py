@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from .._errors import KeyLockedError
 from . import _problems
 from ._core import (
     SCOPE_KEY,
@@ -108,7 +109,14 @@ class IdempotencyWSGIMiddleware:
 
         size = 0
         try:
-            result = self.app(environ, capture)
+            try:
+                result = self.app(environ, capture)
+            except KeyLockedError as exc:
+                # The handler's own acidic job is still locked by a request that died
+                # (frameworks that turn exceptions into 500 need their own handler:
+                # acidic.http.flask.install registers one).
+                idem.abandon(claimed, exc)
+                return _problem(start_response, _problems.job_in_use(str(exc)))
             iterator = iter(result)
             try:
                 for chunk in iterator:

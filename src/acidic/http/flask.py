@@ -1,17 +1,17 @@
-"""Flask helpers: a view decorator that requires an ``Idempotency-Key``.
+"""Flask helpers: installing the middleware, and a view decorator that requires an
+``Idempotency-Key``.
 
 ::
 
-    from acidic.http.flask import key_required
+    import acidic.http.flask
+
+    acidic.http.flask.install(flask_app, idem)
 
     @flask_app.post("/rides")
-    @key_required
+    @acidic.http.flask.key_required
     def create_ride():
         request_key = acidic.http.idempotent_request(flask.request)
         ...
-
-The :class:`~acidic.http.IdempotencyWSGIMiddleware` must wrap ``flask_app.wsgi_app``:
-it does the work; the decorator only answers a request without a key with 400.
 """
 
 from __future__ import annotations
@@ -22,12 +22,34 @@ from typing import Any, TypeVar, cast
 
 import flask
 
+from .._errors import KeyLockedError
 from . import _problems
-from ._core import idempotent_request
+from ._core import Idempotency, idempotent_request
+from ._problems import Problem
+from ._wsgi import IdempotencyWSGIMiddleware
 
-__all__ = ["key_required"]
+__all__ = ["install", "key_required"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _response(problem: Problem) -> flask.Response:
+    body = problem.body()
+    return flask.Response(body, problem.status, problem.response_headers(body))
+
+
+def install(flask_app: flask.Flask, idempotency: Idempotency) -> None:
+    """Wrap ``flask_app.wsgi_app`` in :class:`IdempotencyWSGIMiddleware`, and answer an
+    :class:`acidic.KeyLockedError` raised by a view (its acidic job still locked by an
+    earlier attempt of the request that died) with 409 instead of Flask's 500."""
+
+    def locked(exc: KeyLockedError) -> flask.Response:
+        return _response(_problems.job_in_use(str(exc)))
+
+    flask_app.register_error_handler(KeyLockedError, locked)
+    flask_app.wsgi_app = IdempotencyWSGIMiddleware(  # type: ignore[method-assign]
+        flask_app.wsgi_app, idempotency
+    )
 
 
 def key_required(view: F) -> F:
@@ -37,9 +59,7 @@ def key_required(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if idempotent_request(flask.request) is None:
-            problem = _problems.missing_key("Idempotency-Key")
-            body = problem.body()
-            return flask.Response(body, problem.status, problem.response_headers(body))
+            return _response(_problems.missing_key("Idempotency-Key"))
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

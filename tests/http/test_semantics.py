@@ -1,0 +1,321 @@
+"""The rows of the Idempotency-Key semantics, through real servers (uvicorn and
+Werkzeug), on PostgreSQL, SQLite and MariaDB."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+import acidic
+import acidic.http
+from tests.http import apps
+from tests.http.helpers import REPLAYED, assert_problem, post, record_key, stored_headers
+
+
+def test_first_request__runs_the_handler_and_a_repeat_replays_its_response(
+    client: httpx.Client, counter: apps.Counter, app: acidic.App
+) -> None:
+    body = b'{"amount": 100, "currency": "eur"}'
+    json_type = {"content-type": "application/json"}
+    first = post(client, "/echo", "pay-1", body=body, headers=json_type)
+    assert first.status_code == 201
+    assert first.content == body
+    assert REPLAYED not in first.headers
+    assert "set-cookie" in first.headers
+    for _ in range(2):
+        again = post(client, "/echo", "pay-1", body=body, headers=json_type)
+        assert again.status_code == 201
+        assert again.content == first.content
+        assert again.headers[REPLAYED] == "true"
+        assert stored_headers(again) == stored_headers(first)
+        assert again.headers["x-execution"] == "1"
+        assert again.headers["location"] == "/things/1"
+        assert "set-cookie" not in again.headers  # cookies are not stored
+    assert counter.calls["echo"] == 1
+    run = app.get(record_key("pay-1"))
+    assert run is not None
+    assert run.job == acidic.http.RECORD_JOB
+    assert run.status == "succeeded"
+    assert run.result["status"] == 201
+    assert run.result["encoding"] == "utf-8"
+    assert run.args["method"] == "POST"
+    assert run.args["path"] == "/echo"
+    assert [(e.step, e.event) for e in run.history] == [
+        ("respond", "started"),
+        ("respond", "succeeded"),
+    ]
+
+
+def test_same_key_other_request__is_refused_with_422(
+    client: httpx.Client, counter: apps.Counter
+) -> None:
+    assert post(client, "/echo", "k", json_body={"a": 1}).status_code == 201
+    other_body = post(client, "/echo", "k", json_body={"a": 2})
+    assert "another body" in assert_problem(other_body, 422, "key-reused")["detail"]
+    other_path = post(client, "/status/201", "k", json_body={"a": 1})
+    assert "POST /echo" in assert_problem(other_path, 422, "key-reused")["detail"]
+    other_method = post(client, "/echo", "k", json_body={"a": 1}, method="PATCH")
+    assert_problem(other_method, 422, "key-reused")
+    other_query = post(client, "/echo?x=1", "k", json_body={"a": 1})
+    assert_problem(other_query, 422, "key-reused")
+    assert counter.calls["echo"] == 1
+    # The refusals stored nothing: the first response is still replayed.
+    assert post(client, "/echo", "k", json_body={"a": 1}).headers[REPLAYED] == "true"
+
+
+def test_json_bodies__key_order_and_spacing_do_not_change_the_fingerprint(
+    client: httpx.Client, counter: apps.Counter
+) -> None:
+    json_type = {"content-type": "application/json"}
+    first = post(
+        client, "/echo", "j", body=b'{"a":1,"b":{"x":[1,2],"y":"\xc3\xa9"}}', headers=json_type
+    )
+    assert first.status_code == 201
+    reordered = post(
+        client,
+        "/echo",
+        "j",
+        body=b'{ "b" : {"y":"\\u00e9", "x":[1, 2]},\n "a":1 }',
+        headers=json_type,
+    )
+    assert reordered.status_code == 201
+    assert reordered.headers[REPLAYED] == "true"
+    assert reordered.content == first.content  # the first response, byte for byte
+    one_byte = post(
+        client, "/echo", "j", body=b'{"a":2,"b":{"x":[1,2],"y":"\xc3\xa9"}}', headers=json_type
+    )
+    assert_problem(one_byte, 422, "key-reused")
+    assert counter.calls["echo"] == 1
+
+
+def test_raw_bodies__one_byte_of_difference_gives_422(
+    client: httpx.Client, counter: apps.Counter
+) -> None:
+    text = {"content-type": "text/plain"}
+    assert post(client, "/echo", "raw", body=b"hello world", headers=text).status_code == 201
+    assert post(client, "/echo", "raw", body=b"hello world", headers=text).headers[REPLAYED]
+    assert_problem(
+        post(client, "/echo", "raw", body=b"hello worle", headers=text), 422, "key-reused"
+    )
+    assert_problem(
+        post(client, "/echo", "raw", body=b"hello world ", headers=text), 422, "key-reused"
+    )
+    assert counter.calls["echo"] == 1
+
+
+def test_in_flight__the_same_key_gets_409_then_the_stored_response(
+    client: httpx.Client, counter: apps.Counter, base_url: str
+) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as other:
+        import threading
+
+        results: list[httpx.Response] = []
+        first = threading.Thread(
+            target=lambda: results.append(post(other, "/slow?seconds=1", "fly"))
+        )
+        first.start()
+        deadline = time.monotonic() + 5
+        while counter.calls["slow"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        busy = post(client, "/slow?seconds=1", "fly")
+        assert time.monotonic() - started < 0.75  # refused at once, not after the handler
+        assert_problem(busy, 409, "key-in-use")
+        assert busy.headers["retry-after"] == "1"
+        first.join()
+    assert results[0].status_code == 201
+    after = post(client, "/slow?seconds=1", "fly")
+    assert after.status_code == 201
+    assert after.headers[REPLAYED] == "true"
+    assert after.content == results[0].content
+    assert counter.calls["slow"] == 1
+
+
+def test_missing_key__passes_through_unless_required(
+    client: httpx.Client, counter: apps.Counter, idem: acidic.http.Idempotency
+) -> None:
+    assert post(client, "/echo", body=b"x").status_code == 201
+    assert post(client, "/echo", body=b"x").status_code == 201
+    assert counter.calls["echo"] == 2  # no key, no idempotency
+    assert_problem(post(client, "/required", body=b"x"), 400, "missing-key")
+    assert counter.calls["required"] == 0
+    with_key = post(client, "/required", "req", body=b"x")
+    assert with_key.status_code == 201
+    assert with_key.json() == {"key": "req", "execution": 1}
+    assert post(client, "/required", "req", body=b"x").headers[REPLAYED] == "true"
+    # Required by the policy, per endpoint: (method, path) -> bool.
+    idem.required = lambda method, path: path.startswith("/echo")
+    assert_problem(post(client, "/echo", body=b"x"), 400, "missing-key")
+    assert post(client, "/status/201", body=b"x").status_code == 201
+    assert counter.calls["echo"] == 2
+    # Methods outside the policy pass through, key or not.
+    assert client.get("/echo", headers={"Idempotency-Key": '""'}).status_code == 405
+
+
+def test_statuses__4xx_is_stored_5xx_and_errors_are_not(
+    client: httpx.Client, counter: apps.Counter, app: acidic.App, kind: str
+) -> None:
+    first = post(client, "/status/409", "c4")
+    assert first.status_code == 409
+    assert first.json() == {"code": 409, "execution": 1}
+    replay = post(client, "/status/409", "c4")
+    assert replay.headers[REPLAYED] == "true"
+    assert replay.content == first.content
+    for n in (2, 3):
+        unavailable = post(client, "/status/503", "c5")
+        assert unavailable.status_code == 503
+        assert unavailable.json() == {"code": 503, "execution": n}
+        assert REPLAYED not in unavailable.headers
+    run = app.get(record_key("c5"))
+    assert run is not None
+    assert run.status == "failed"
+    assert run.error is not None
+    assert "503" in run.error.message
+    assert run.attempts == 2
+    for _ in range(2):
+        assert post(client, "/raise", "boom").status_code == 500
+    assert counter.calls["raise"] == 2
+    run = app.get(record_key("boom"))
+    assert run is not None
+    assert run.status == "failed"
+    assert run.error is not None
+    # FastAPI lets the exception through the middleware; Flask turns it into a 500 first.
+    expected = "builtins.RuntimeError" if kind == "asgi" else "acidic.http.NotStored"
+    assert run.error.type == expected
+
+
+def test_keys__are_scoped_per_caller(client: httpx.Client, counter: apps.Counter) -> None:
+    alice = post(client, "/echo", "same", body=b"a", user="alice")
+    bob = post(client, "/echo", "same", body=b"b", user="bob")
+    assert alice.status_code == bob.status_code == 201
+    assert counter.calls["echo"] == 2
+    assert post(client, "/echo", "same", body=b"a", user="alice").content == b"a"
+    assert post(client, "/echo", "same", body=b"b", user="bob").content == b"b"
+    assert_problem(post(client, "/echo", "same", body=b"a", user="bob"), 422, "key-reused")
+    assert counter.calls["echo"] == 2
+
+
+def test_keys__expire(
+    client: httpx.Client, counter: apps.Counter, idem: acidic.http.Idempotency, app: acidic.App
+) -> None:
+    idem.expires = 0.5
+    assert post(client, "/echo", "old", body=b"1").status_code == 201
+    assert post(client, "/echo", "gone", body=b"1").status_code == 201
+    assert post(client, "/status/503", "failing", body=b"1").status_code == 503
+    time.sleep(0.6)
+    # An expired key is a new key: another request may use it, and it runs.
+    fresh = post(client, "/echo", "old", body=b"2")
+    assert fresh.status_code == 201
+    assert REPLAYED not in fresh.headers
+    assert post(client, "/echo", "old", body=b"2").headers[REPLAYED] == "true"
+    assert counter.calls["echo"] == 3
+    assert idem.purge_expired() == 2  # "gone" and "failing"; "old" is fresh again
+    assert app.get(record_key("gone")) is None
+    assert app.get(record_key("old")) is not None
+
+
+def test_key_header__odd_characters_and_bare_values_are_accepted(
+    client: httpx.Client, counter: apps.Counter, app: acidic.App
+) -> None:
+    odd = ' a "quoted" \\ key: /?#%;,= ~ '
+    assert post(client, "/echo", odd, body=b"1").status_code == 201
+    assert post(client, "/echo", odd, body=b"1").headers[REPLAYED] == "true"
+    assert app.get(record_key(odd)) is not None
+    bare = {"Idempotency-Key": "8e03978e-40d5-43e8-bc93-6894a57f9324"}
+    assert client.post("/echo", content=b"2", headers=bare).status_code == 201
+    assert client.post("/echo", content=b"2", headers=bare).headers[REPLAYED] == "true"
+    # The bare form and the sf-string form name the same key.
+    quoted = post(client, "/echo", "8e03978e-40d5-43e8-bc93-6894a57f9324", body=b"2")
+    assert quoted.headers[REPLAYED] == "true"
+    longest = "k" * 200
+    assert post(client, "/echo", longest, body=b"3").status_code == 201
+    assert counter.calls["echo"] == 3
+
+
+def test_key_header__malformed_empty_long_or_repeated_gives_400(
+    client: httpx.Client, counter: apps.Counter
+) -> None:
+    cases = {
+        '""': "empty",
+        '"' + "k" * 201 + '"': "limit is 200",
+        '"unterminated': "closing double quote",
+        '"a", "b"': "single string",
+        "a b": "character ' '",
+        '"bad\\escape"': "backslash",
+        '"a";p=1': "single string",
+    }
+    for value, words in cases.items():
+        response = client.post("/echo", content=b"x", headers={"Idempotency-Key": value})
+        assert words in assert_problem(response, 400, "invalid-key")["detail"], value
+    repeated = client.post(
+        "/echo", content=b"x", headers=[("Idempotency-Key", '"a"'), ("Idempotency-Key", '"a"')]
+    )
+    assert_problem(repeated, 400, "invalid-key")
+    non_ascii = client.post(
+        "/echo", content=b"x", headers={"Idempotency-Key": '"caf\xe9"'.encode("latin-1")}
+    )
+    assert_problem(non_ascii, 400, "invalid-key")
+    assert counter.calls["echo"] == 0
+
+
+def test_bodies__binary_streamed_and_large_responses(
+    client: httpx.Client, counter: apps.Counter, app: acidic.App
+) -> None:
+    binary = post(client, "/binary", "bin")
+    assert binary.content == bytes(range(256))
+    replay = post(client, "/binary", "bin")
+    assert replay.headers[REPLAYED] == "true"
+    assert replay.content == bytes(range(256))
+    assert replay.headers["content-type"] == "application/octet-stream"
+    run = app.get(record_key("bin"))
+    assert run is not None
+    assert run.result["encoding"] == "base64"
+    # A body sent in several chunks is stored whole and replayed in one.
+    streamed = post(client, "/stream", "chunks")
+    assert streamed.text.count("part") == 5
+    assert post(client, "/stream", "chunks").content == streamed.content
+    assert counter.calls["stream"] == 1
+    # Larger than max_response_size (64 KiB here): sent whole, not stored, so a retry
+    # runs the handler again.
+    for n in (1, 2):
+        big = post(client, "/big?size=70000", "big")
+        assert big.status_code == 200
+        assert len(big.content) == 70000
+        assert big.headers["x-execution"] == str(n)
+        assert REPLAYED not in big.headers
+    run = app.get(record_key("big"))
+    assert run is not None
+    assert run.status == "failed"
+    assert run.error is not None
+    assert "max_response_size" in run.error.message
+    # An event stream is passed through, never stored.
+    for n in (1, 2):
+        assert post(client, "/events", "sse").text == f"data: {n}\n\n"
+    # A request body larger than max_request_size (256 KiB here) is refused before
+    # anything runs.
+    assert_problem(post(client, "/echo", "huge", body=b"x" * 300_000), 413, "request-too-large")
+    assert counter.calls["echo"] == 0
+
+
+def test_concurrent_identical_requests__run_the_handler_once(
+    base_url: str, counter: apps.Counter
+) -> None:
+    import concurrent.futures
+
+    def call(_: int) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=30) as c:
+            return post(c, "/slow?seconds=0.5", "race", json_body={"n": 1})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(call, range(8)))
+    assert counter.calls["slow"] == 1
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) <= {201, 409}, codes
+    ran = [r for r in responses if r.status_code == 201 and REPLAYED not in r.headers]
+    assert len(ran) == 1
+    for r in responses:
+        if r.status_code == 409:
+            assert_problem(r, 409, "key-in-use")
+        else:
+            assert r.content == ran[0].content
