@@ -80,6 +80,47 @@ def pg_url(database: str, driver: str = "postgresql") -> str:
     return f"{PG_SERVER.replace('postgresql', driver, 1)}/{database}"
 
 
+#: Words of the errors a PostgreSQL restart causes (other engineers' disruptive tests
+#: restart the shared server): a measurement that failed so is retried.
+RESTART_ERRORS = (
+    "shutting down",
+    "starting up",
+    "connection failed",
+    "terminating connection",
+    "server closed the connection",
+    "Connection refused",
+    "consuming input failed",
+    "administrator command",
+)
+
+
+def wait_for_pg(timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def retry_on_restart(fn: Any, *args: Any, attempts: int = 3) -> Any:
+    """Call ``fn(*args)``, again (after PostgreSQL is back) if a restart broke it."""
+    for attempt in range(attempts):
+        wait_for_pg()
+        try:
+            return fn(*args)
+        except (psycopg.OperationalError, RuntimeError) as exc:
+            if attempt == attempts - 1 or not any(w in str(exc) for w in RESTART_ERRORS):
+                raise
+            if isinstance(exc, psycopg.errors.AdminShutdown) or "terminating" in str(exc):
+                time.sleep(2)
+    raise AssertionError("unreachable")
+
+
 def ensure_database(database: str) -> None:
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         exists = conn.execute(

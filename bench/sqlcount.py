@@ -230,3 +230,60 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+_USER_TABLES = ("rides", "ride_audit")
+
+
+def step_transactions(trace: list[str]) -> list[list[str]]:
+    """The transactions of one job's trace (statements between BEGIN and COMMIT)."""
+    txs: list[list[str]] = []
+    current: list[str] | None = None
+    for s in trace:
+        word = s.split(" ", 1)[0].upper()
+        if word == "BEGIN":
+            current = []
+        elif word in ("COMMIT", "ROLLBACK"):
+            if current is not None:
+                txs.append(current)
+            current = None
+        elif current is not None:
+            current.append(s)
+    return txs
+
+
+def _is_user(statement: str) -> bool:
+    return any(f" {t} " in f" {statement} " for t in _USER_TABLES)
+
+
+def sql_section() -> dict[str, Any]:
+    rows = measure_all()
+    out: dict[str, Any] = {"rows": rows, "jobs": JOBS}
+    for row in rows:
+        if row["system"] == "acidic" and row["mode"] == "inline" and "one_job" in row:
+            steps = [tx for tx in step_transactions(row["one_job"]) if any(map(_is_user, tx))]
+            extra = [sum(1 for s in tx if not _is_user(s)) for tx in steps]
+            out["acidic_step_overhead"] = max(extra) if extra else None
+            out["acidic_step_transactions"] = steps
+    return out
+
+
+def print_sql(section: dict[str, Any]) -> None:
+    print(f"\nSQL per job (difference of 1 and {1 + section['jobs']} jobs; libpq/sqlite traces)")
+    cols = ("statements", "begins", "commits", "rollbacks", "round_trips")
+    print(f"{'':36}" + "".join(f"{c:>12}" for c in cols))
+    for row in section["rows"]:
+        if "error" in row:
+            print(f"{row['label']:36} failed: {row['error'][:80]}")
+            continue
+        per = row["per_job"]
+        print(f"{row['label']:36}" + "".join(f"{per.get(c, 0):12.1f}" for c in cols))
+    for row in section["rows"]:
+        if row.get("one_job") and row["system"] in ("raw", "acidic") and row["mode"] != "1tx":
+            print(f"\none job, {row['label']}:")
+            for s in row["one_job"][:40]:
+                print("   " + (s if len(s) <= 110 else s[:107] + "..."))
+    if section.get("acidic_step_overhead") is not None:
+        print(
+            f"acidic: statements per transactional step = own + {section['acidic_step_overhead']}"
+        )

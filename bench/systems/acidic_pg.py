@@ -4,6 +4,7 @@ PostgreSQL or SQLite."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -81,8 +82,10 @@ def reset_pg(keep_runs: bool = False) -> None:
     app, _ = pg_app()
     app.migrate()
     app.close()
-    if not keep_runs:
-        with psycopg.connect(pg_url(DB), autocommit=True) as conn:
+    with psycopg.connect(pg_url(DB), autocommit=True) as conn:
+        if keep_runs:  # the growth section's preloaded runs stay; earlier rides go
+            conn.execute("DELETE FROM acidic_runs WHERE idempotency_key LIKE 'ride-%'")
+        else:
             conn.execute("TRUNCATE acidic_runs, acidic_history, acidic_signals RESTART IDENTITY")
 
 
@@ -92,7 +95,6 @@ def sqlite_path() -> str:
 
 
 def reset_sqlite() -> None:
-    import os  # noqa: PLC0415
     import sqlite3  # noqa: PLC0415
 
     path = sqlite_path()
@@ -136,7 +138,7 @@ def run(mode: str, n: int, concurrency: int, *, sqlite: bool = False) -> Measure
         reset_sqlite()
         app, job = make_app(f"sqlite:///{sqlite_path()}")
     else:
-        reset_pg()
+        reset_pg(keep_runs=os.environ.get("BENCH_KEEP_RUNS") == "1")
         app, job = pg_app()
     try:
         if mode == "inline":

@@ -1,0 +1,335 @@
+"""``python -m bench``: the whole benchmark, one command (see docs/benchmarks.md).
+
+Sections (``--sections``, comma-separated; all by default):
+
+* ``throughput``: the ride workload through every system, each measurement in a fresh
+  child process, in interleaved rounds (each round runs every system once, in an order
+  rotated from round to round, so drift of a shared machine hits all alike);
+* ``sql``: statements, transactions and round trips per job (:mod:`bench.sqlcount`);
+* ``growth``: acidic's cost per job at several N and with 1,000,000 finished runs
+  already in its table (:mod:`bench.growth`);
+* ``latency``: enqueue-to-start with an idle ``acidic worker`` (:mod:`bench.latency`);
+* ``memory``: an ``acidic worker``'s RSS across many runs (:mod:`bench.latency`).
+
+Prints tables and writes everything to ``bench/results/<UTC time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+from .common import PG_SERVER, RESTART_ERRORS, RESULTS, retry_on_restart, wait_for_pg
+
+#: (system, mode, concurrency, label, floor): each measurement of a round. ``floor``
+#: names the row this one is compared with (its ratio), None for a floor itself.
+CONFIGS: list[tuple[str, str, int, str, str | None]] = [
+    ("raw", "3tx", 1, "floor: raw psycopg, 3 tx/job, serial", None),
+    ("raw", "1tx", 1, "absolute floor: raw psycopg, 1 tx/job, serial", None),
+    ("raw", "3tx", 4, "floor: raw psycopg, 3 tx/job, 4 threads", None),
+    ("raw", "1tx", 4, "absolute floor: raw psycopg, 1 tx/job, 4 threads", None),
+    ("raw", "queue", 1, "raw queue: SKIP LOCKED claim + 3 tx, 1 thread", "raw/3tx/1"),
+    ("raw", "queue", 4, "raw queue: SKIP LOCKED claim + 3 tx, 4 threads", "raw/3tx/4"),
+    ("acidic", "inline", 1, "acidic app.run, serial", "raw/3tx/1"),
+    ("acidic", "worker", 1, "acidic Worker, 1 executor", "raw/3tx/1"),
+    ("acidic", "worker", 4, "acidic Worker, 4 executors", "raw/3tx/4"),
+    ("dbos", "serial", 1, "DBOS workflow, serial", "raw/3tx/1"),
+    ("dbos", "queue", 1, "DBOS queue, worker_concurrency 1", "raw/3tx/1"),
+    ("dbos", "queue", 4, "DBOS queue, worker_concurrency 4", "raw/3tx/4"),
+    ("procrastinate", "task", 1, "Procrastinate, one task, concurrency 1", "raw/3tx/1"),
+    ("procrastinate", "task", 4, "Procrastinate, one task, concurrency 4", "raw/3tx/4"),
+    ("procrastinate", "chain", 1, "Procrastinate, 3 chained tasks, conc. 1", "raw/3tx/1"),
+    ("procrastinate", "chain", 4, "Procrastinate, 3 chained tasks, conc. 4", "raw/3tx/4"),
+    ("raw-sqlite", "3tx", 1, "SQLite floor: raw sqlite3, 3 tx/job, serial", None),
+    ("acidic-sqlite", "inline", 1, "acidic app.run on SQLite, serial", "raw-sqlite/3tx/1"),
+    ("acidic-sqlite", "worker", 1, "acidic Worker on SQLite, 1 executor", "raw-sqlite/3tx/1"),
+]
+PEERS = {"dbos": "dbos", "procrastinate": "procrastinate"}
+
+
+def config_id(system: str, mode: str, concurrency: int) -> str:
+    return f"{system}/{mode}/{concurrency}"
+
+
+def run_child(
+    system: str, mode: str, n: int, concurrency: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Measure in a fresh process; retried (twice) if PostgreSQL restarted meanwhile."""
+    for attempt in range(3):
+        wait_for_pg()
+        try:
+            return _run_child(system, mode, n, concurrency, env)
+        except RuntimeError as exc:
+            if attempt == 2 or not any(w in str(exc) for w in RESTART_ERRORS):
+                raise
+            print("(PostgreSQL restarted: measuring again)", end="", flush=True)
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def _run_child(
+    system: str, mode: str, n: int, concurrency: int, env: dict[str, str] | None
+) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.one", system, mode, str(n), str(concurrency)]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH-RESULT "):
+            result: dict[str, Any] = json.loads(line[len("BENCH-RESULT ") :])
+            return result
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
+    raise RuntimeError(f"{' '.join(cmd[2:])} failed (exit {proc.returncode}): " + " | ".join(tail))
+
+
+def peer_missing(system: str) -> str | None:
+    module = PEERS.get(system)
+    if module is None:
+        return None
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {module}; print({module}.__name__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"not installed ({probe.stderr.strip().splitlines()[-1]}); pip install -e '.[bench]'"
+    return None
+
+
+def throughput(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    configs = [c for c in CONFIGS if not args.systems or c[0] in args.systems]
+    skipped: dict[str, str] = {}
+    for system in {c[0] for c in configs}:
+        reason = peer_missing(system)
+        if reason:
+            skipped[system] = reason
+    configs = [c for c in configs if c[0] not in skipped]
+    samples: dict[str, list[dict[str, Any]]] = {config_id(*c[:3]): [] for c in configs}
+    failures: dict[str, str] = {}
+    for r in range(args.rounds):
+        shift = r * len(configs) // max(args.rounds, 1)
+        order = configs[shift:] + configs[:shift]
+        print(f"round {r + 1}/{args.rounds}: ", end="", flush=True)
+        for system, mode, concurrency, _label, _floor in order:
+            cid = config_id(system, mode, concurrency)
+            if cid in failures:
+                continue
+            try:
+                result = run_child(system, mode, args.n, concurrency)
+            except Exception as exc:
+                failures[cid] = str(exc)
+                print("x", end="", flush=True)
+                continue
+            result["round"] = r
+            samples[cid].append(result)
+            print(".", end="", flush=True)
+        print(flush=True)
+    rows = summarise(configs, samples, failures)
+    out["throughput"] = {"rows": rows, "skipped": skipped, "failures": failures}
+    print_throughput(rows, skipped, failures, args.n)
+
+
+def summarise(
+    configs: list[tuple[str, str, int, str, str | None]],
+    samples: dict[str, list[dict[str, Any]]],
+    failures: dict[str, str],
+) -> list[dict[str, Any]]:
+    rows = []
+    for system, mode, concurrency, label, floor in configs:
+        cid = config_id(system, mode, concurrency)
+        got = samples.get(cid, [])
+        if not got:
+            rows.append({"id": cid, "label": label, "error": failures.get(cid, "no sample")})
+            continue
+        rates = [s["jobs_per_s"] for s in got]
+        row: dict[str, Any] = {
+            "id": cid,
+            "label": label,
+            "n": got[0]["n"],
+            "rounds": len(got),
+            "jobs_per_s": statistics.median(rates),
+            "jobs_per_s_min": min(rates),
+            "jobs_per_s_max": max(rates),
+            "ms_per_job": statistics.median(1000 * s["seconds"] / s["n"] for s in got),
+            "samples": got,
+            "floor": floor,
+        }
+        if floor:
+            # Per-round ratios (same round, so same machine load), then their median.
+            base = {s["round"]: s for s in samples.get(floor, [])}
+            ratios = [
+                base[s["round"]]["jobs_per_s"] / s["jobs_per_s"] for s in got if s["round"] in base
+            ]
+            if ratios:
+                row["time_ratio"] = statistics.median(ratios)
+                row["time_ratio_min"] = min(ratios)
+                row["time_ratio_max"] = max(ratios)
+        rows.append(row)
+    return rows
+
+
+def print_throughput(
+    rows: list[dict[str, Any]], skipped: dict[str, str], failures: dict[str, str], n: int
+) -> None:
+    print(f"\nThroughput, N = {n} ride jobs (median of rounds; spread = min..max of rounds)")
+    head = f"{'':50} {'jobs/s':>8} {'spread':>13} {'ms/job':>7} {'x floor time':>13}  vs"
+    print(head)
+    for row in rows:
+        if "error" in row:
+            print(f"{row['label']:50} failed: {row['error'][:100]}")
+            continue
+        spread = f"{row['jobs_per_s_min']:.0f}..{row['jobs_per_s_max']:.0f}"
+        ratio = ""
+        if "time_ratio" in row:
+            ratio = (
+                f"{row['time_ratio']:.2f} ({row['time_ratio_min']:.2f}-{row['time_ratio_max']:.2f})"
+            )
+        print(
+            f"{row['label']:50} {row['jobs_per_s']:8.0f} {spread:>13} {row['ms_per_job']:7.2f}"
+            f" {ratio:>13}  {row['floor'] or ''}"
+        )
+    for system, reason in skipped.items():
+        print(f"{system}: skipped: {reason}")
+    del failures  # printed in their rows
+
+
+def targets(out: dict[str, Any]) -> None:
+    rows = {r["id"]: r for r in out.get("throughput", {}).get("rows", []) if "error" not in r}
+    checks = []
+
+    def ratio(a: str, b: str) -> float | None:
+        if a in rows and b in rows:
+            return float(rows[a]["jobs_per_s"] / rows[b]["jobs_per_s"])
+        return None
+
+    inline = rows.get("acidic/inline/1", {}).get("time_ratio")
+    if inline is not None:
+        checks.append(
+            ("acidic inline time <= 1.25x raw 3-tx floor", f"{inline:.2f}x", inline <= 1.25)
+        )
+    w4 = rows.get("acidic/worker/4", {}).get("time_ratio")
+    if w4 is not None:
+        checks.append(
+            ("acidic worker(4) throughput >= 0.7x raw floor(4)", f"{1 / w4:.2f}x", 1 / w4 >= 0.7)
+        )
+    for peer, want in (
+        ("dbos/queue/4", 5.0),
+        ("procrastinate/task/4", 1.5),
+        ("procrastinate/chain/4", 3.0),
+    ):
+        r = ratio("acidic/worker/4", peer)
+        if r is not None:
+            checks.append((f"acidic worker(4) >= {want}x {peer}", f"{r:.2f}x", r >= want))
+    sql = out.get("sql")
+    if sql:
+        step = sql.get("acidic_step_overhead")
+        if step is not None:
+            checks.append(("statements per tx step <= own + 2", f"own + {step:g}", step <= 2))
+    lat = out.get("latency", {}).get("median_ms")
+    if lat is not None:
+        checks.append(("enqueue-to-start median < 10 ms", f"{lat:.1f} ms", lat < 10))
+    mem = out.get("memory", {}).get("growth")
+    if mem is not None:
+        checks.append(
+            (
+                f"worker RSS flat within 10% over {out['memory']['runs']} runs",
+                f"{100 * mem:+.1f}%",
+                abs(mem) <= 0.10,
+            )
+        )
+    out["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in checks]
+    if checks:
+        print("\nTargets")
+        for t, m, ok in checks:
+            print(f"  {'MET ' if ok else 'MISS'}  {t:52} {m}")
+
+
+def machine() -> dict[str, Any]:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        fsync = conn.execute("SHOW synchronous_commit").fetchone()
+    load = os.getloadavg()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "loadavg_at_start": load,
+        "python": platform.python_version(),
+        "postgresql": row[0] if row else None,
+        "synchronous_commit": fsync[0] if fsync else None,
+        "argv": sys.argv,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="jobs per measurement (2000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument(
+        "--sections",
+        default="throughput,sql,growth,latency,memory",
+        help="comma-separated sections to run (all)",
+    )
+    parser.add_argument("--systems", default="", help="only these systems (comma-separated)")
+    parser.add_argument("--growth-ns", default="500,2000,8000", help="N of the growth section")
+    parser.add_argument(
+        "--growth-base", type=int, default=1_000_000, help="finished runs preloaded"
+    )
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--memory-runs", type=int, default=20_000)
+    parser.add_argument("--out", default="", help="JSON file (default bench/results/<time>.json)")
+    args = parser.parse_args()
+    args.systems = [s for s in args.systems.split(",") if s]
+    sections = [s for s in args.sections.split(",") if s]
+    out: dict[str, Any] = {"machine": machine(), "n": args.n, "rounds": args.rounds}
+    print(f"bench: {json.dumps(out['machine'])}")
+    started = time.monotonic()
+    if "throughput" in sections:
+        throughput(args, out)
+    if "sql" in sections:
+        from .sqlcount import print_sql, sql_section  # noqa: PLC0415
+
+        out["sql"] = sql_section()
+        print_sql(out["sql"])
+    if "growth" in sections:
+        from .growth import growth_section, print_growth  # noqa: PLC0415
+
+        out["growth"] = growth_section(
+            [int(x) for x in args.growth_ns.split(",")], args.growth_base
+        )
+        print_growth(out["growth"])
+    if "latency" in sections:
+        from .latency import latency_section  # noqa: PLC0415
+
+        out["latency"] = retry_on_restart(latency_section, args.latency_samples)
+    if "memory" in sections:
+        from .latency import memory_section  # noqa: PLC0415
+
+        out["memory"] = retry_on_restart(memory_section, args.memory_runs)
+    targets(out)
+    out["seconds"] = time.monotonic() - started
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out or str(RESULTS / f"{stamp}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, default=str)
+    print(f"\nresults: {path} ({out['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
