@@ -13,6 +13,7 @@ from ._core import (
     SCOPE_KEY,
     Claimed,
     Idempotency,
+    IdempotentRequest,
     MissingKeyError,
     Replay,
     RequestInfo,
@@ -82,6 +83,8 @@ class IdempotencyMiddleware:
             await self._without_key(scope, receive, send)
             return
         body = await _read_body(receive, idem.max_request_size)
+        if body is _DISCONNECTED:
+            return  # the client left before sending its whole body: nothing to do
         if body is None:
             await _send_problem(send, _problems.request_too_large(idem.max_request_size))
             return
@@ -90,8 +93,14 @@ class IdempotencyMiddleware:
             n, v = name.decode("latin-1").lower(), value.decode("latin-1")
             headers[n] = f"{headers[n]}, {v}" if n in headers else v
         info = RequestInfo(method=method, path=path, headers=headers, native=scope)
-        request = idem.request(key, info, body_digest(body, headers.get("content-type")))
-        outcome = await asyncio.to_thread(idem.begin, request)
+        content_type = headers.get("content-type")
+
+        def begin() -> tuple[IdempotentRequest, Replay | Claimed | Problem]:
+            # Hashing (and parsing JSON) a large body is CPU work: off the event loop too.
+            request = idem.request(key, info, body_digest(body, content_type))
+            return request, idem.begin(request)
+
+        request, outcome = await asyncio.to_thread(begin)
         if isinstance(outcome, Problem):
             await _send_problem(send, outcome)
             return
@@ -222,22 +231,26 @@ def _query(scope: Scope) -> str:
     return bytes(scope.get("query_string") or b"").decode("latin-1")
 
 
+#: What _read_body returns when the client disconnected before the end of its body.
+_DISCONNECTED = b"\x00disconnected"
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body; None when it is larger than ``limit``."""
+    """The whole request body; None when it is larger than ``limit``;
+    ``_DISCONNECTED`` (compared by identity) when the client left first."""
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return _DISCONNECTED
         chunk = bytes(message.get("body") or b"")
         size += len(chunk)
         if size > limit:
             return None
         parts.append(chunk)
         if not message.get("more_body"):
-            break
-    return b"".join(parts)
+            return b"".join(parts)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

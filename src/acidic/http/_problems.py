@@ -86,6 +86,15 @@ def request_too_large(limit: int) -> Problem:
     )
 
 
+def incomplete_body(declared: int) -> Problem:
+    return Problem(
+        400,
+        "incomplete-body",
+        "Incomplete request body",
+        f"the request declared {declared} bytes of body but sent fewer; nothing was done",
+    )
+
+
 def unavailable(detail: str) -> Problem:
     return Problem(
         503,

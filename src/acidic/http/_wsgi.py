@@ -70,6 +70,8 @@ class IdempotencyWSGIMiddleware:
         body = _read_body(environ, idem.max_request_size)
         if body is None:
             return _problem(start_response, _problems.request_too_large(idem.max_request_size))
+        if isinstance(body, int):
+            return _problem(start_response, _problems.incomplete_body(body))
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         headers = {
@@ -183,8 +185,9 @@ def _close(result: Iterable[bytes]) -> None:
         close()
 
 
-def _read_body(environ: Environ, limit: int) -> bytes | None:
-    """The whole request body; None when it is larger than ``limit``."""
+def _read_body(environ: Environ, limit: int) -> bytes | int | None:
+    """The whole request body; None when it is larger than ``limit``; the declared
+    length when fewer bytes arrived (the client left)."""
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
@@ -196,7 +199,8 @@ def _read_body(environ: Environ, limit: int) -> bytes | None:
             length = 0
         if length > limit:
             return None
-        return bytes(stream.read(length)) if length > 0 else b""
+        data = bytes(stream.read(length)) if length > 0 else b""
+        return data if len(data) == max(length, 0) else length
     if environ.get("wsgi.input_terminated"):
         data = bytes(stream.read(limit + 1))
         return None if len(data) > limit else data

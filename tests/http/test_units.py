@@ -1,0 +1,109 @@
+"""Pure parts of acidic.http, without a server: the header grammar, the body digest,
+configuration errors and the public names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+import acidic
+import acidic.http
+from acidic.http import InvalidKeyHeaderError, body_digest, parse_key
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ('"abc"', "abc"),
+        ('  "abc"\t', "abc"),
+        ('"a \\"b\\" \\\\ c"', 'a "b" \\ c'),
+        ('"; , = ~"', "; , = ~"),
+        ("8e03978e-40d5-43e8-bc93-6894a57f9324", "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+        ("key:with/odd?chars#%&", "key:with/odd?chars#%&"),
+    ],
+)
+def test_parse_key__accepts_sf_strings_and_bare_tokens(header: str, key: str) -> None:
+    assert parse_key([header], 200) == key
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        (['""'], "empty"),
+        ([""], "empty"),
+        (['"abc'], "closing double quote"),
+        (['"a\\b"'], "backslash"),
+        (['"a"x'], "after its closing quote"),
+        (['"a", "b"'], "after its closing quote"),
+        (["a,b"], "','"),
+        (["a b"], "' '"),
+        (['"caf\xe9"'], "printable ASCII"),
+        (['"tab\there"'], "printable ASCII"),
+        (['"a"', '"a"'], "sent 2 times"),
+        (['"' + "k" * 11 + '"'], "limit is 10"),
+    ],
+)
+def test_parse_key__refuses_with_a_message_naming_the_problem(
+    headers: list[str], words: str
+) -> None:
+    with pytest.raises(InvalidKeyHeaderError, match="Idempotency-Key") as caught:
+        parse_key(headers, 10)
+    assert words in str(caught.value)
+    assert isinstance(caught.value, acidic.AcidicError)
+
+
+def test_parse_key__no_header_is_no_key() -> None:
+    assert parse_key([], 200) is None
+
+
+def test_body_digest__canonical_for_json_raw_otherwise() -> None:
+    a = body_digest(b'{"b": [1, 2], "a": "\\u00e9"}', "application/json; charset=utf-8")
+    b = body_digest('{"a":"é","b":[1,2]}'.encode(), "application/vnd.api+json")
+    assert a == b
+    canonical = json.dumps(
+        {"a": "é", "b": [1, 2]}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert a == hashlib.sha256(canonical.encode()).hexdigest()
+    # Not JSON by its type, or not parseable: the raw bytes.
+    assert (
+        body_digest(b'{"b":1, "a":2}', "text/plain")
+        == hashlib.sha256(b'{"b":1, "a":2}').hexdigest()
+    )
+    assert body_digest(b"{nope", "application/json") == hashlib.sha256(b"{nope").hexdigest()
+    assert body_digest(b"", None) == hashlib.sha256(b"").hexdigest()
+
+
+def test_idempotency__bad_configuration_is_refused(tmp_path: object) -> None:
+    with acidic.App(f"sqlite:///{tmp_path}/x.db") as app:
+        with pytest.raises(acidic.AcidicError, match="max_key_length"):
+            acidic.http.Idempotency(app, max_key_length=201)
+        with pytest.raises(acidic.AcidicError, match="expires"):
+            acidic.http.Idempotency(app, expires=0)
+        with pytest.raises(acidic.AcidicError, match="max_response_size"):
+            acidic.http.Idempotency(app, max_response_size=-1)
+        with pytest.raises(acidic.AcidicError, match="heartbeat"):
+            acidic.http.Idempotency(app, heartbeat=90)
+        with pytest.raises(acidic.AcidicError, match="methods"):
+            acidic.http.Idempotency(app, methods="POST")
+        idem = acidic.http.Idempotency(app, max_key_length=1)
+        request = idem.request("k", acidic.http.RequestInfo("POST", "/", {}, {}), "0" * 64)
+        assert request.job_key() == request.record_key + "/job"
+        with pytest.raises(acidic.AcidicError, match="job_key"):
+            request.job_key("x" * 37)
+        idem.close()
+
+
+def test_public_names__all_is_complete_and_documented() -> None:
+    names = acidic.http.__all__
+    assert len(names) == len(set(names))  # the order is ruff's (RUF022)
+    public = {n for n in vars(acidic.http) if not n.startswith("_")}
+    modules = {"fastapi", "flask"}  # submodules, imported on demand
+    assert public - modules - {"annotations"} == set(names)
+    for name in names:
+        obj = getattr(acidic.http, name)
+        if callable(obj):
+            assert obj.__doc__, name
+    for error in (acidic.http.InvalidKeyHeaderError, acidic.http.MissingKeyError):
+        assert issubclass(error, acidic.AcidicError)
