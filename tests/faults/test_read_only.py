@@ -1,0 +1,231 @@
+"""The database turns read-only, loses write permission, or its disk fills up, with a
+run half done: acidic must raise a clear error (a ``StorageError`` carrying the
+database's own message), write nothing half (the run row, its history and the effects
+agree: a step is either wholly committed or not at all), and the run must complete
+once write access returns.
+
+* SQLite: the file system holding the database is remounted read-only (a tmpfs of the
+  test's own), and a tiny tmpfs fills up (``database or disk is full``). Both need
+  ``mount`` (root): skipped where it is not permitted.
+* PostgreSQL: the role acidic connects as loses INSERT/UPDATE (REVOKE) while a step
+  is running, and a session opened with ``default_transaction_read_only`` (through
+  the URL's ``options``) tries to start a run.
+* MariaDB: the user loses INSERT/UPDATE (table privileges, effective at the next
+  statement) while a step runs, and the server is put in ``read_only`` mode (root, the
+  suite's admin, is exempt) while the user tries to start a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import sqlalchemy as sa
+
+import acidic
+from tests import procs
+from tests.jobs import create_tables, effect_counts, effects, get_run
+
+pytestmark = pytest.mark.slow
+
+blobs_metadata = sa.MetaData()
+blobs = sa.Table(
+    "fault_blobs",
+    blobs_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_key", sa.String(255), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+
+class Gate(acidic.Job):
+    """Two recorded steps; on its first attempt the second waits, after its write, for
+    the test to release it (the fault is injected meanwhile). ``blob`` bytes are
+    written by the second step too (to fill a disk)."""
+
+    n: int
+    blob: int = 0
+
+    entered: ClassVar[threading.Event] = threading.Event()
+    release: ClassVar[threading.Event] = threading.Event()
+    gated: ClassVar[bool] = False
+    fail: ClassVar[bool] = False
+
+    @acidic.step
+    def first(self, tx: sa.Connection) -> None:
+        tx.execute(effects.insert().values(run_key=self.key, step="first"))
+
+    @acidic.step
+    def second(self, tx: sa.Connection) -> acidic.Response:
+        tx.execute(effects.insert().values(run_key=self.key, step="second"))
+        if self.blob:
+            tx.execute(blobs.insert().values(run_key=self.key, data=os.urandom(self.blob)))
+        if Gate.fail:
+            raise RuntimeError("second fails")
+        if self.attempt == 1 and Gate.gated:
+            Gate.entered.set()
+            assert Gate.release.wait(30)
+        return acidic.Response(self.attempt)
+
+
+class GateShortLock(Gate):
+    lock_timeout = 1.0
+
+
+def _app(url: str, **options: Any) -> acidic.App:
+    app = acidic.App(url, **options)
+    app.job(name="Gate")(Gate)
+    app.job(name="GateShortLock")(GateShortLock)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _gate() -> Iterator[None]:
+    Gate.entered = threading.Event()
+    Gate.release = threading.Event()
+    Gate.gated = False
+    Gate.fail = False
+    yield
+    Gate.release.set()
+
+
+def _check_half_done(app: acidic.App, key: str) -> acidic.Run:
+    """The run committed ``first`` and nothing of ``second``."""
+    run = get_run(app, key)
+    assert run.recovery_point == "second", run
+    assert effect_counts(app.engine, key) == {"first": 1}
+    events = procs.events(run)
+    assert events[:2] == [("first", "started", 1), ("first", "succeeded", 1)]
+    assert ("second", "succeeded", 1) not in events
+    return run
+
+
+def _check_done(app: acidic.App, key: str) -> None:
+    run = get_run(app, key)
+    assert (run.status, run.error) == ("succeeded", None)
+    assert effect_counts(app.engine, key) == {"first": 1, "second": 1}
+    ends = [(s, e) for s, e, _ in procs.events(run) if e != "started"]
+    assert ends.count(("first", "succeeded")) == 1
+    assert ends.count(("second", "succeeded")) == 1
+
+
+def _run_until_unlocked(app: acidic.App, job: acidic.Job, key: str) -> Any:
+    """``app.run``, again while the key is locked by the failed owner's stale lock."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return app.run(job, key=key)
+        except acidic.KeyLockedError:
+            assert time.monotonic() < deadline, "the run stayed locked"
+            time.sleep(0.1)
+
+
+def _run_gated(app: acidic.App, job: acidic.Job, key: str) -> tuple[threading.Thread, dict]:
+    Gate.gated = True
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = app.run(job, key=key)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    assert Gate.entered.wait(30), outcome
+    return thread, outcome
+
+
+# -- SQLite -------------------------------------------------------------------------------
+
+
+def _mount(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30, check=False)
+
+
+def test_read_only__sqlite_on_a_read_only_file_system(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "fs", "16m") as fs:
+        url = f"sqlite:///{fs / 'acidic.sqlite3'}"
+        key = "ro-fs"
+        with _app(url) as app:
+            app.migrate()
+            create_tables(app.engine)
+            # Half done: first committed, second failed.
+            Gate.fail = True
+            with pytest.raises(RuntimeError, match="second fails"):
+                app.run(Gate(n=1), key=key)
+            Gate.fail = False
+            assert _check_half_done(app, key).status == "failed"
+        # Every connection is closed: the file system can be remounted read-only.
+        _mount(["mount", "-o", "remount,ro", str(fs)])
+        try:
+            with _app(url) as app, pytest.raises(acidic.StorageError) as refused:
+                app.run(Gate(n=1), key=key)
+            # SQLite's own words (a WAL database cannot even be opened read-only
+            # without its -shm file, which cannot be created).
+            assert "unable to open database file" in str(refused.value), refused.value
+            assert isinstance(refused.value.__cause__, sa.exc.OperationalError)
+        finally:
+            _mount(["mount", "-o", "remount,rw", str(fs)])
+        with _app(url) as app:
+            assert _check_half_done(app, key).status == "failed"  # untouched
+            assert app.run(Gate(n=1), key=key) == 2
+            _check_done(app, key)
+
+
+def test_read_only__sqlite_disk_full(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "fs", "4m") as fs:
+        url = f"sqlite:///{fs / 'acidic.sqlite3'}"
+        key = "disk-full"
+        job = GateShortLock(n=1, blob=512 * 1024)
+        with _app(url) as app:
+            app.migrate()
+            create_tables(app.engine)
+            blobs_metadata.create_all(app.engine)
+            # second has written its rows (in SQLite's cache) and waits at the gate.
+            thread, outcome = _run_gated(app, job, key)
+            filler = fs / "filler"
+            with open(filler, "wb") as f, contextlib.suppress(OSError):
+                while True:  # until the disk is full
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            Gate.release.set()
+            thread.join(30)
+            assert not thread.is_alive()
+            error = outcome.get("error")
+            assert isinstance(error, acidic.StorageError), outcome
+            assert "database or disk is full" in str(error), error
+            stuck = _check_half_done(app, key)
+            assert stuck.status in ("failed", "running"), stuck  # recorded, or not at all
+            assert procs.count_rows(app.engine, blobs) == 0
+
+            filler.unlink()  # space again
+            assert _run_until_unlocked(app, job, key) == 2
+            _check_done(app, key)
+            assert procs.count_rows(app.engine, blobs) == 1
