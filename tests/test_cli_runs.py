@@ -12,22 +12,12 @@ import pytest
 
 import acidic
 from tests.dashboard import ops_app
+from tests.dashboard.support import seed
 from tests.jobs import get_run
 from tests.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.dashboard.ops_app:app"
-
-
-def seed(app: acidic.App) -> None:
-    """Three rides that succeeded, two flaky runs that failed, a halted run, a pending one."""
-    for i in range(3):
-        app.run(ops_app.Ride(user_id=i, card=f"4242-secret-{i}"), key=f"ride-{i}")
-    for i in range(2):
-        with pytest.raises(ValueError, match="partner refused"):
-            app.run(ops_app.Flaky(n=i), key=f"flaky-{i}")
-    assert app.run(ops_app.Parked(n=1), key="parked-1") is None
-    app.enqueue(ops_app.Ride(user_id=9, card="4242-queued"), key="queued-ride", queue="mail")
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ EXIT_REFUSED = 4
 
 #: Command name -> "module:attribute" of its click command, imported on first use.
 COMMANDS: dict[str, str] = {
+    "dashboard": "acidic._cli_dashboard:dashboard",
     "demo": "acidic._demo:demo",
     "migrate": "acidic._cli:migrate",
     "prune": "acidic._cli_ops:prune",

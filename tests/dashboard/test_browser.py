@@ -1,0 +1,260 @@
+"""The dashboard in a real browser: ``acidic dashboard`` and ``acidic worker`` run as
+processes on a SQLite database, headless Chromium (Debian's) drives the pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import acidic
+from tests.dashboard import ops_app
+from tests.dashboard.support import (
+    ACIDIC,
+    CHROMIUM,
+    ROOT,
+    dashboard,
+    seed,
+    status_of,
+    wait_status,
+    worker,
+)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard-browser")]
+
+Page = playwright_api.Page
+expect = playwright_api.expect
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('dash') / 'acidic.sqlite3'}"
+
+
+@pytest.fixture(scope="module")
+def app(url: str) -> Iterator[acidic.App]:
+    application = ops_app.make_app(url)
+    application.migrate()
+    seed(application)
+    try:
+        yield application
+    finally:
+        application.close()
+
+
+@pytest.fixture(scope="module")
+def served(app: acidic.App, url: str) -> Iterator[str]:
+    """The dashboard's base URL, with a worker executing enqueued runs."""
+    with worker(url), dashboard(url) as base:
+        wait_status(app, "queued-ride", "succeeded")  # the worker took the pending run
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[Page]:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    tab = context.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: object) -> None:
+        message = dialog.message  # type: ignore[attr-defined]
+        dialogs.append(message)
+        if "alert" in dialog.type:  # type: ignore[attr-defined]
+            dialog.dismiss()  # type: ignore[attr-defined]
+        else:
+            dialog.accept()  # type: ignore[attr-defined]
+
+    tab.on("dialog", on_dialog)
+    tab.dialogs = dialogs  # type: ignore[attr-defined]
+    try:
+        yield tab
+    finally:
+        context.close()
+    # Error messages hold "<script>alert(1)</script>": escaped, they never run.
+    assert not [d for d in dialogs if d == "1"], dialogs
+
+
+def test_overview__counts_charts_and_live_updates(served: str, app: acidic.App, page: Page) -> None:
+    page.goto(served + "/")
+    expect(page.locator(".card.status-failed .count")).to_have_text("2")
+    expect(page.locator(".card.status-succeeded .count")).to_have_text("4")
+    assert page.locator(".charts svg").count() == 2
+    assert page.locator(".charts svg rect.bar").count() == 24
+    expect(page.locator(".failures")).to_contain_text("flaky-1")
+    page.evaluate("window.__notReloaded = true")
+
+    app.enqueue(ops_app.Ride(user_id=50, card="4242-live"), key="live-ride")
+    wait_status(app, "live-ride", "succeeded")
+
+    expect(page.locator(".card.status-succeeded .count")).to_have_text("5", timeout=10_000)
+    assert page.evaluate("window.__notReloaded") is True
+
+
+def test_runs__list_filter_and_search(served: str, page: Page) -> None:
+    page.goto(served + "/runs")
+    expect(page.locator("tr[data-key='ride-0']")).to_be_visible()
+    assert page.locator("tbody tr[data-key]").count() >= 7
+
+    page.select_option("select[name=status]", "failed")
+    page.click("form.filters button[type=submit]")
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    keys = page.locator("tbody tr[data-key]").evaluate_all("rs => rs.map(r => r.dataset.key)")
+    assert set(keys) >= {"flaky-0", "flaky-1"}
+    assert all(k.startswith("flaky") for k in keys)
+    # The error's markup is shown as text.
+    expect(page.locator("tr[data-key='flaky-0'] .err")).to_contain_text("<script>alert(1)</script>")
+
+    page.fill(".top .search input", "ride-")
+    page.press(".top .search input", "Enter")
+    keys = page.locator("tbody tr[data-key]").evaluate_all("rs => rs.map(r => r.dataset.key)")
+    assert sorted(keys) == ["ride-0", "ride-1", "ride-2"]
+
+
+def test_run_page__timeline_redaction_and_escaping(served: str, page: Page) -> None:
+    page.goto(served + "/run?key=ride-1")
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    assert page.locator("table.timeline tbody tr").count() == 3
+    expect(page.locator("#args")).to_contain_text('"card": "[redacted]"')
+    expect(page.locator("#ctx")).to_contain_text('"token": "[redacted]"')
+    expect(page.locator("#ctx")).to_contain_text('"seat": "12A"')
+    expect(page.locator("#result")).to_contain_text('"seat": "12A"')
+    html = page.content()
+    assert "4242-secret" not in html
+    assert "tok_secret" not in html
+
+    page.goto(served + "/run?key=flaky-0")
+    expect(page.locator(".error-box")).to_contain_text("Traceback (most recent call last)")
+    expect(page.locator(".err-line")).to_contain_text("<script>alert(1)</script>")
+    page.click("tr.span-error summary")
+    expect(page.locator("tr.span-error pre.traceback")).to_contain_text("ValueError")
+
+
+def test_run_page__retry_then_see_it_succeed_without_reloading(
+    served: str, app: acidic.App, page: Page
+) -> None:
+    app.enqueue(ops_app.Flaky(n=7), key="flaky-bg")
+    wait_status(app, "flaky-bg", "failed")
+
+    page.goto(served + "/run?key=flaky-bg")
+    expect(page.locator("#run-status")).to_have_text("failed")
+    page.click("form[action$='/run/retry'] button")
+    expect(page.locator(".banner.notice")).to_contain_text("Retry requested")
+    page.evaluate("window.__notReloaded = true")
+
+    expect(page.locator("#run-status")).to_have_text("succeeded", timeout=15_000)
+    assert page.evaluate("window.__notReloaded") is True
+    expect(page.locator("#result")).to_contain_text('"attempt": 2')
+    assert status_of(app, "flaky-bg") == "succeeded"
+
+
+def test_run_page__cancel_and_resume_from_a_step(served: str, app: acidic.App, page: Page) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    app.enqueue(ops_app.Ride(user_id=77, card="4242-later"), key="later-ride", run_at=later)
+    page.goto(served + "/run?key=later-ride")
+    expect(page.locator("#run-status")).to_have_text("pending")
+    page.click("form[action$='/run/cancel'] button")
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    assert "Cancel this run?" in page.dialogs[-1]  # type: ignore[attr-defined]
+    assert status_of(app, "later-ride") == "cancelled"
+    assert page.locator("form[action$='/run/cancel']").count() == 0
+
+    page.goto(served + "/run?key=parked-1")
+    expect(page.locator("#run-status")).to_have_text("halted")
+    page.select_option("form.from-step select", "start")
+    page.click("form.from-step button")
+    expect(page.locator(".banner.notice")).to_contain_text("Resumed")
+    # The worker runs it from "start" again; it halts again waiting for its signal.
+    wait_for_attempt = 2
+    expect(page.locator("#run-status")).to_have_text("halted", timeout=15_000)
+    run = app.get("parked-1")
+    assert run is not None
+    again = [(e.step, e.event) for e in run.history if e.attempt == wait_for_attempt]
+    assert again[:2] == [("start", "started"), ("start", "succeeded")]
+
+
+def test_actions__refuse_requests_without_a_valid_csrf_token(
+    served: str, app: acidic.App, page: Page
+) -> None:
+    page.goto(served + "/run?key=flaky-1")
+    request = page.context.request
+    missing = request.post(served + "/run/cancel", form={"key": "flaky-1"})
+    assert missing.status == 403
+    assert "CSRF" in missing.text()
+    forged = request.post(served + "/run/cancel", form={"key": "flaky-1", "csrf_token": "0" * 64})
+    assert forged.status == 403
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    assert token
+    cross_site = request.post(
+        served + "/run/cancel",
+        form={"key": "flaky-1", "csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross_site.status == 403
+    assert status_of(app, "flaky-1") == "failed"
+    assert request.get(served + "/run/cancel").status == 405
+
+
+def test_token__login_required_wrong_token_refused_right_one_accepted(
+    app: acidic.App, url: str, page: Page
+) -> None:
+    with dashboard(url, "--token", "s3cret-token-123") as base:
+        page.goto(base + "/runs?status=failed")
+        expect(page).to_have_url(re.compile(r"/login\?next="))
+        page.fill("input[name=token]", "wrong-token-000")
+        page.click(".login button")
+        expect(page.locator(".banner.error")).to_contain_text("not valid")
+        page.fill("input[name=token]", "s3cret-token-123")
+        page.click(".login button")
+        expect(page).to_have_url(re.compile(r"/runs\?status=failed$"))
+        expect(page.locator("tr[data-key='flaky-0']")).to_be_visible()
+
+        other = page.context.browser.new_context()  # type: ignore[union-attr]
+        try:
+            api = other.request
+            assert api.get(base + "/", max_redirects=0).status == 303
+            assert (
+                api.get(
+                    base + "/", headers={"Authorization": "Bearer nope"}, max_redirects=0
+                ).status
+                == 303
+            )
+            bearer = api.get(base + "/", headers={"Authorization": "Bearer s3cret-token-123"})
+            assert bearer.status == 200
+            link = other.new_page()
+            link.goto(base + "/?token=s3cret-token-123")
+            expect(link.locator(".card.status-failed")).to_be_visible()
+            assert "token=" not in link.url
+        finally:
+            other.close()
+
+
+def test_cli__refuses_a_public_address_without_authentication(url: str) -> None:
+    done = subprocess.run(
+        [str(ACIDIC), "dashboard", "--database-url", url, "--host", "0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "refusing to serve the dashboard on 0.0.0.0" in done.stderr
+    assert "--token" in done.stderr

@@ -1,0 +1,147 @@
+"""The dashboard mounted in another ASGI application (``create_app`` with an auth
+callback, :mod:`tests.dashboard.host_app`), served by a real uvicorn process on each
+database, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import acidic
+from tests.dashboard import ops_app
+from tests.dashboard.support import ROOT, free_port, seed, status_of, wait_for
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    location: str | None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+class Client:
+    """A browser-like client: keeps cookies, does not follow redirects."""
+
+    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.headers = headers or {}
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect()
+        )
+
+    def send(self, path: str, form: dict[str, str] | None = None) -> Reply:
+        data = None if form is None else urllib.parse.urlencode(form).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers=self.headers)
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return Reply(response.status, response.read().decode(), None)
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, exc.read().decode(), exc.headers.get("location"))
+
+
+@pytest.fixture
+def mounted(database_url: str) -> Iterator[tuple[str, acidic.App]]:
+    """``tests.dashboard.host_app`` served by uvicorn in a child process."""
+    app = ops_app.make_app(database_url)
+    app.migrate()
+    seed(app)
+    port = free_port()
+    env = {**os.environ, "ACIDIC_DATABASE_URL": database_url}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.dashboard.host_app:host",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool | None:
+        assert proc.poll() is None, f"uvicorn exited {proc.returncode}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return None
+
+    try:
+        wait_for("uvicorn to listen", up)
+        yield f"{base}/ops", app
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        app.close()
+
+
+def test_mounted__auth_callback_pages_and_a_csrf_checked_retry(
+    mounted: tuple[str, acidic.App],
+) -> None:
+    base, app = mounted
+    assert Client(base).send("/").status == 403
+    admin = Client(base, {"X-User": "admin"})
+
+    overview = admin.send("/")
+    assert overview.status == 200
+    assert 'href="/ops/runs?status=failed"' in overview.body
+    assert re.search(r'status-failed"[^>]*>\s*<span class="count">2<', overview.body)
+
+    listing = admin.send("/runs?status=failed")
+    assert listing.status == 200
+    assert set(re.findall(r'data-key="([^"]+)"', listing.body)) == {"flaky-0", "flaky-1"}
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing.body
+    assert "<script>alert" not in listing.body
+
+    page = admin.send("/run?key=flaky-0")
+    assert page.status == 200
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.body)
+    assert token is not None
+
+    refused = admin.send("/run/retry", {"key": "flaky-0"})
+    assert refused.status == 403
+    assert status_of(app, "flaky-0") == "failed"
+
+    done = admin.send("/run/retry", {"key": "flaky-0", "csrf_token": token[1]})
+    assert done.status == 303
+    assert done.location == "/ops/run?key=flaky-0&notice=retried"
+    assert status_of(app, "flaky-0") == "pending"
+
+    again = admin.send("/run/retry", {"key": "flaky-0", "csrf_token": token[1]})
+    assert again.status == 409
+    assert "cannot retry key &#39;flaky-0&#39;: it is pending" in again.body
+
+    unknown = admin.send(
+        "/run/resume", {"key": "parked-1", "from_step": "nope", "csrf_token": token[1]}
+    )
+    assert unknown.status == 400
+    assert "has no such step" in unknown.body
+
+    ride = admin.send("/run?key=ride-1")
+    assert "[redacted]" in ride.body
+    assert "4242-secret" not in ride.body
+    assert admin.send("/run?key=missing").status == 404
