@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ STEP = 3.0
 
 
 @pytest.fixture
-def worker_app(database_url: str) -> object:
+def worker_app(database_url: str) -> Iterator[acidic.App]:
     application = wa.make_app(database_url)
     application.migrate()
     wa.create_tables(application)

@@ -106,7 +106,9 @@ def admin(database_url: str) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-def _run_in_thread(app: acidic.App, job: acidic.Job, key: str) -> tuple[threading.Thread, dict]:
+def _run_in_thread(
+    app: acidic.App, job: acidic.Job, key: str
+) -> tuple[threading.Thread, dict[str, Any]]:
     outcome: dict[str, Any] = {}
 
     def target() -> None:

@@ -129,7 +129,9 @@ def _run_until_unlocked(app: acidic.App, job: acidic.Job, key: str) -> Any:
             time.sleep(0.1)
 
 
-def _run_gated(app: acidic.App, job: acidic.Job, key: str) -> tuple[threading.Thread, dict]:
+def _run_gated(
+    app: acidic.App, job: acidic.Job, key: str
+) -> tuple[threading.Thread, dict[str, Any]]:
     Gate.gated = True
     outcome: dict[str, Any] = {}
 
