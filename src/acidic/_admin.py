@@ -17,7 +17,7 @@ import base64
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from ._app import App
 from ._encoding import loads
-from ._errors import AcidicError
+from ._errors import AcidicError, SerializationError
 from ._job import Job
 from ._run import RunError, RunStatus
 from ._storage._schema import history, runs, signals
@@ -388,11 +388,38 @@ _SUMMARY_COLUMNS = (
 )
 
 
+def _error(text: str | None) -> RunError | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+    except (ValueError, TypeError) as exc:
+        # A list must still show the other runs (and this one) if a row was edited by hand.
+        return RunError("(unreadable)", f"the stored error cannot be read: {exc}", text, None)
+    return RunError.from_json(data)
+
+
 def _summary(row: Any) -> RunSummary:
     values = list(row)
-    error_json = values[13]
-    values[13] = None if error_json is None else RunError.from_json(json.loads(error_json))
+    values[13] = _error(values[13])
     return RunSummary(*values)
+
+
+def _decoded(
+    key: str, what: str, text: str, decode: Callable[[str], Any], kind: type = object
+) -> Any:
+    try:
+        value = decode(text)
+        if not isinstance(value, kind):
+            raise TypeError(f"not a JSON {'object' if kind is dict else 'array'}")
+        return value
+    except (ValueError, TypeError, SerializationError) as exc:
+        raise AcidicError(
+            f"key {key!r}: its stored {what} cannot be read ({exc}); was the row edited "
+            "outside acidic?"
+        ) from exc
 
 
 def _redacted(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
@@ -406,7 +433,7 @@ def timeline(events: Sequence[Any], *, running: bool) -> list[StepSpan]:
     spans: list[StepSpan] = []
     open_start: Any = None
     for e in events:
-        error = None if e.error is None else RunError.from_json(json.loads(e.error))
+        error = _error(e.error)
         if e.event == "started":
             if open_start is not None:
                 spans.append(
@@ -570,8 +597,12 @@ class Admin:
         )
         cls = self.job_class(summary.job)
         names: tuple[str, ...] = tuple(getattr(cls, "redact", ())) if cls is not None else ()
-        args: dict[str, Any] | None = _redacted(json.loads(args_json), names)
-        ctx: dict[str, Any] | None = _redacted(loads(ctx_json), names)
+        args: dict[str, Any] | None = _redacted(
+            _decoded(key, "arguments", args_json, json.loads, dict), names
+        )
+        ctx: dict[str, Any] | None = _redacted(
+            _decoded(key, "context", ctx_json, loads, dict), names
+        )
         hidden = None
         if cls is None and self.hide_unregistered:
             args = ctx = None
@@ -580,12 +611,14 @@ class Admin:
                 "are unknown: its arguments and context are not shown (serve the App that "
                 "registers it)"
             )
-        stored_steps = json.loads(steps_json)
+        stored_steps = _decoded(key, "step list", steps_json, json.loads, list)
         return RunDetail(
             summary=summary,
             args=args,
             ctx=ctx,
-            result=None if result_json is None else to_jsonable(loads(result_json)),
+            result=None
+            if result_json is None
+            else to_jsonable(_decoded(key, "result", result_json, loads)),
             steps=stored_steps,
             timeline=timeline(events, running=summary.status == RunStatus.RUNNING),
             signals=[SignalInfo(n, at) for n, at in sent],

@@ -184,7 +184,7 @@ class Dashboard:
             path=self.base(request) or "/",
             secure=request.url.scheme == "https",
             httponly=True,
-            samesite="strict",
+            samesite="lax",
         )
 
     async def guard(self, request: Request) -> Response | None:
