@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._job import Job
 from ._outcomes import to_seconds
+from ._records import check_row
 from ._run import Run, RunError, RunStatus, StepEvent
 from ._storage import EventRow, RunRow, Store
 from ._worker import Worker
@@ -46,6 +47,20 @@ def _shown(database: str | sa.URL | sa.Engine) -> str:
         return sa.make_url(database).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return str(database)
+
+
+def _event_error(text: str) -> RunError:
+    """The error of a history event; one edited into something unreadable is shown as
+    such rather than making the whole run unreadable."""
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            return RunError.from_json(data)
+    except ValueError:
+        pass
+    return RunError(
+        type="", message=f"unreadable stored error: {text[:200]!r}", traceback="", step=None
+    )
 
 
 class App:
@@ -212,6 +227,7 @@ class App:
         return self._to_run(row, events)
 
     def _to_run(self, row: RunRow, events: list[EventRow]) -> Run:
+        check_row(row)
         job_cls = self._jobs.get(row.job)
         args: dict[str, Any] = json.loads(row.args)
         if job_cls is not None:
@@ -239,7 +255,7 @@ class App:
                     event=e.event,
                     time=e.at,
                     attempt=e.attempt,
-                    error=None if e.error is None else RunError.from_json(json.loads(e.error)),
+                    error=None if e.error is None else _event_error(e.error),
                 )
                 for e in events
             ],

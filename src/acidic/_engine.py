@@ -47,6 +47,7 @@ from ._errors import (
 )
 from ._job import Job, JobDefinition, StepSpec, StepState
 from ._outcomes import Halt, RecoveryPoint, Response, Sleep
+from ._records import check_row
 from ._run import RunError, RunStatus
 from ._storage import EventRow, RunRow, Store
 
@@ -185,6 +186,8 @@ class Engine:
         """One attempt; None when a concurrent writer changed the row under us."""
         store = self.store
         row = store.find(key)
+        if row is not None:
+            check_row(row)
         token = uuid.uuid4().hex
         now = self.clock()
         timeout = self.lock_timeout_for(definition)

@@ -20,7 +20,8 @@ Exceptions raised by a step's own code are never wrapped: they leave
     ├── RunCancelledError           the run was cancelled (by app.cancel)
     ├── Retry                       a step raises it to be run again later
     └── StorageError                the database failed in a way acidic could not recover from
-        └── ContentionError         a race kept failing after the bounded number of retries
+        ├── ContentionError         a race kept failing after the bounded number of retries
+        └── CorruptRunError         a stored run acidic cannot read (edited outside acidic)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "AcidicError",
     "ArgumentMismatchError",
     "ContentionError",
+    "CorruptRunError",
     "DefinitionMismatchError",
     "InvalidKeyError",
     "JobDefinitionError",
@@ -143,3 +145,10 @@ class StorageError(AcidicError):
 class ContentionError(StorageError):
     """A race on a key (serialization failure, deadlock, unique violation) kept
     failing after acidic's bounded retries."""
+
+
+class CorruptRunError(StorageError):
+    """A stored run has a field acidic cannot read: an unknown status, arguments or
+    context that are not the JSON acidic wrote, a malformed step list. Such a run was
+    changed outside acidic; the message names the key and the fields. A worker fails
+    such a run (if its status lets it claim the run) and goes on."""

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from ._engine import Ended
 from ._errors import AcidicError, LockLostError, RunCancelledError
+from ._records import check_row
 from ._storage import RunRow
 from ._storage._dialects import NOTIFY_CHANNEL
 
@@ -299,6 +300,7 @@ class Worker:
                         f"run {row.key!r} used its {row.attempt_limit} attempts: its "
                         "executions kept ending without recording an outcome (crashed workers)"
                     )
+                check_row(row)
                 engine.check_claimed(row, definition)
                 job = definition.instantiate(json.loads(row.args))
             except AcidicError as exc:
