@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,6 +213,20 @@ def test_actions__refuse_requests_without_a_valid_csrf_token(
     assert cross_site.status == 403
     assert status_of(app, "flaky-1") == "failed"
     assert request.get(served + "/run/cancel").status == 405
+
+
+def test_loopback_only__refuses_another_host_name(served: str) -> None:
+    """Without authentication, a page asked for under another name (DNS rebinding) is refused."""
+    port = urllib.parse.urlsplit(served).port
+    for host, expected in ((f"localhost:{port}", 200), (f"evil.example:{port}", 403)):
+        request = urllib.request.Request(served + "/runs", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            exc.close()
+        assert status == expected, host
 
 
 def test_token__login_required_wrong_token_refused_right_one_accepted(

@@ -229,7 +229,14 @@ class Dashboard:
             return PlainTextResponse("authentication required", status_code=401)
         client = request.client.host if request.client else None
         server = request.scope.get("server")
-        if _is_loopback(client) and _is_loopback(server[0] if server else None):
+        # The Host check stops DNS rebinding: another site's name pointed at 127.0.0.1
+        # would otherwise make the browser treat this dashboard as that site.
+        host = urllib.parse.urlsplit(f"//{request.headers.get('host', '')}").hostname
+        if (
+            _is_loopback(client)
+            and _is_loopback(server[0] if server else None)
+            and _is_loopback(host)
+        ):
             return None
         return self.page(
             request,
@@ -237,7 +244,8 @@ class Dashboard:
             {
                 "title": "Authentication required",
                 "message": "This dashboard has no token or auth callback, so it serves "
-                "requests on a loopback address only.",
+                "requests to and from a loopback address only (addressed to localhost or a "
+                "loopback IP).",
             },
             403,
         )
