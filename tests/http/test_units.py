@@ -7,6 +7,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import acidic
 import acidic.http
@@ -107,3 +109,9 @@ def test_public_names__all_is_complete_and_documented() -> None:
             assert obj.__doc__, name
     for error in (acidic.http.InvalidKeyHeaderError, acidic.http.MissingKeyError):
         assert issubclass(error, acidic.AcidicError)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1))
+def test_parse_key__every_printable_ascii_key_round_trips_as_an_sf_string(key: str) -> None:
+    header = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    assert parse_key([header], 10_000) == key
