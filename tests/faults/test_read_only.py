@@ -8,8 +8,9 @@ once write access returns.
   test's own), and a tiny tmpfs fills up (``database or disk is full``). Both need
   ``mount`` (root): skipped where it is not permitted.
 * PostgreSQL: the role acidic connects as loses INSERT/UPDATE (REVOKE) while a step
-  is running, and a session opened with ``default_transaction_read_only`` (through
-  the URL's ``options``) tries to start a run.
+  is running; a session opened with ``default_transaction_read_only`` (through the
+  URL's ``options``) tries to start a run; the tables are moved to a tablespace on a
+  small tmpfs, which fills up (needs ``mount``).
 * MariaDB: the user loses INSERT/UPDATE (table privileges, effective at the next
   statement) while a step runs, and the server is put in ``read_only`` mode (root, the
   suite's admin, is exempt) while the user tries to start a run.
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -235,12 +238,6 @@ def test_read_only__sqlite_disk_full(tmp_path: Path) -> None:
             assert procs.count_rows(app.engine, blobs) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SQLAlchemy's SQLite URI form (sqlite:///file:PATH?mode=ro&uri=true) is "
-    "refused with SchemaVersionError 'acidic's tables ... do not exist: run app.migrate()': "
-    "SQLite.database_missing() looks for a file literally named 'file:PATH'",
-)
 def test_read_only__sqlite_file_opened_read_only_gives_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "acidic.sqlite3"
     key = "ro-uri"
@@ -427,3 +424,75 @@ def test_read_only__mariadb_read_only_server(
         assert _check_half_done(app, key).status == "failed"
         assert limited.run(Gate(n=1), key=key) == 2
     _check_done(app, key)
+
+
+# -- PostgreSQL: the disk of a tablespace fills up ------------------------------------------
+
+
+@contextlib.contextmanager
+def _full_tablespace(admin: sa.Engine, schema: str) -> Iterator[Path]:
+    """Move every table of ``schema`` into a tablespace on a small tmpfs of its own;
+    yield the tmpfs' path (fill it to make the disk full). Everything is moved back and
+    the tablespace dropped afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="acidic-pgfs-"))
+    base.chmod(0o755)  # the server's user must reach the tablespace's directory
+    with _tmpfs(base / "fs", "8m") as fs:
+        shutil.chown(fs, "postgres", "postgres")
+        fs.chmod(0o700)
+        name = f"acidic_ts_{uuid.uuid4().hex[:10]}"
+        auto = admin.execution_options(isolation_level="AUTOCOMMIT")
+        with auto.connect() as conn:
+            conn.exec_driver_sql(f"CREATE TABLESPACE {name} LOCATION '{fs}'")
+        tables = sa.inspect(admin).get_table_names(schema=schema)
+        try:
+            with auto.connect() as conn:
+                for table in tables:
+                    conn.exec_driver_sql(f"ALTER TABLE {schema}.{table} SET TABLESPACE {name}")
+            yield fs
+        finally:
+            for filler in fs.glob("filler*"):
+                filler.unlink()
+            with auto.connect() as conn:
+                for table in tables:
+                    conn.exec_driver_sql(f"ALTER TABLE {schema}.{table} SET TABLESPACE pg_default")
+                conn.exec_driver_sql(f"DROP TABLESPACE {name}")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _fill(fs: Path) -> None:
+    with open(fs / "filler", "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_read_only__postgresql_disk_full(
+    app: acidic.App, database_url: str, admin: sa.Engine
+) -> None:
+    key = "pg-disk-full"
+    job = Gate(n=1, blob=1024 * 1024)
+    schema = sa.make_url(database_url).query["options"].split("search_path=")[1].split()[0]
+    blobs_metadata.create_all(app.engine)
+    with _full_tablespace(admin, schema) as fs, _app(database_url) as writer:
+        Gate.fail = True
+        with pytest.raises(RuntimeError):
+            writer.run(job, key=key)
+        Gate.fail = False
+        assert _check_half_done(app, key).status == "failed"
+
+        _fill(fs)
+        with pytest.raises((acidic.StorageError, sa.exc.OperationalError)) as full:
+            writer.run(job, key=key)
+        # The server's message, whoever raised it: the step (its insert could not
+        # extend the table) or acidic (its own write could not).
+        assert "No space left on device" in str(full.value), repr(full.value)
+        print(f"disk full: {full.value!r}")
+        run = _check_half_done(app, key)
+        assert run.status in ("failed", "running"), run
+        assert procs.count_rows(app.engine, blobs) == 0
+
+        (fs / "filler").unlink()
+        assert _run_until_unlocked(writer, job, key) == get_run(app, key).attempts
+        _check_done(app, key)
+        assert procs.count_rows(app.engine, blobs) == 1
