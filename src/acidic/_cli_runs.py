@@ -569,7 +569,7 @@ def _act_in_bulk(app: App, action: Action, flt: RunFilter, *, yes: bool, as_json
         for key in keys:
             try:
                 _act(app, action, key, None)
-            except (UnknownKeyError, AcidicError) as exc:
+            except AcidicError as exc:
                 if type(exc) not in (AcidicError, UnknownKeyError):
                     raise  # a database problem: stop, and say so
                 # Its status changed since it was selected (or it was pruned).

@@ -263,15 +263,37 @@ def test_token__login_required_wrong_token_refused_right_one_accepted(
             other.close()
 
 
-def test_cli__refuses_a_public_address_without_authentication(url: str) -> None:
+def test_auth_callback__decides_who_gets_in(app: acidic.App, url: str) -> None:
+    with dashboard(url, "--auth", "tests.dashboard.host_app:allowed") as base:
+        for headers, expected in (({}, 403), ({"X-User": "admin"}, 200)):
+            request = urllib.request.Request(base + "/", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                exc.close()
+            assert status == expected, headers
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--host", "0.0.0.0"), "refusing to serve the dashboard on 0.0.0.0"),
+        (("--token", "short"), "at least 8 characters"),
+        (("--token", "long-enough", "--auth", "x:y"), "not both"),
+    ],
+)
+def test_cli__refuses_to_start_without_authentication_or_with_bad_options(
+    url: str, args: tuple[str, ...], says: str
+) -> None:
     done = subprocess.run(
-        [str(ACIDIC), "dashboard", "--database-url", url, "--host", "0.0.0.0"],
+        [str(ACIDIC), "dashboard", "--database-url", url, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert done.returncode == 2
-    assert "refusing to serve the dashboard on 0.0.0.0" in done.stderr
-    assert "--token" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
