@@ -228,3 +228,20 @@ def test_job_redact__must_be_a_list_of_names() -> None:
 
             @acidic.step
             def s(self, tx: object) -> None: ...
+
+
+def test_admin__hides_arguments_and_context_of_jobs_it_does_not_know(seeded: acidic.App) -> None:
+    """What the dashboard relies on: without the job's class, its redact list is unknown."""
+    from acidic._admin import Admin
+
+    url = seeded.engine.url.render_as_string(hide_password=False)
+    with acidic.App(url) as bare:
+        hidden = Admin(bare, hide_unregistered=True).detail("ride-1")
+        shown = Admin(seeded, hide_unregistered=True).detail("ride-1")
+    assert hidden is not None
+    assert shown is not None
+    assert (hidden.args, hidden.ctx) == (None, None)
+    assert hidden.hidden_reason is not None
+    assert "not registered" in hidden.hidden_reason
+    assert "4242" not in repr(hidden.to_json())
+    assert shown.args == {"user_id": 1, "card": "[redacted]"}
