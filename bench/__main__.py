@@ -38,6 +38,7 @@ CONFIGS: list[tuple[str, str, int, str, str | None]] = [
     ("raw", "1tx", 1, "absolute floor: raw psycopg, 1 tx/job, serial", None),
     ("raw", "3tx", 4, "floor: raw psycopg, 3 tx/job, 4 threads", None),
     ("raw", "1tx", 4, "absolute floor: raw psycopg, 1 tx/job, 4 threads", None),
+    ("raw", "sa3tx", 1, "floor via SQLAlchemy Core text(), 3 tx/job, serial", "raw/3tx/1"),
     ("raw", "queue", 1, "raw queue: SKIP LOCKED claim + 3 tx, 1 thread", "raw/3tx/1"),
     ("raw", "queue", 4, "raw queue: SKIP LOCKED claim + 3 tx, 4 threads", "raw/3tx/4"),
     ("acidic", "inline", 1, "acidic app.run, serial", "raw/3tx/1"),

@@ -103,12 +103,70 @@ def claim_and_run(conn: psycopg.Connection) -> bool:
     return True
 
 
+def sa_floor(n: int, concurrency: int) -> float:
+    """The 3-tx floor written with SQLAlchemy Core (``text()``, an Engine's pool, one
+    checkout per transaction as acidic does): what SQLAlchemy itself costs."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    def named(sql: str) -> sa.TextClause:
+        for name in "abc":
+            sql = sql.replace("%s", f":{name}", 1)
+        return sa.text(sql)
+
+    insert_ride, update_ride, insert_audit = map(named, (INSERT_RIDE, UPDATE_RIDE, INSERT_AUDIT))
+    insert_progress = named(
+        "INSERT INTO bench_progress (key, args, status, step, ctx)"
+        " VALUES (%s, %s, 'running', 'charge', %s) RETURNING id"
+    )
+    step2 = named("UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s")
+    done = named("UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s")
+    engine = sa.create_engine(pg_url(DB, "postgresql+psycopg"), pool_size=concurrency)
+    counter = itertools.count()
+
+    def executor() -> None:
+        while (i := next(counter)) < n:
+            args, key = ride_args(i), f"ride-{i}"
+            with engine.begin() as conn:
+                ride_id = conn.execute(
+                    insert_ride, {"a": args["user_id"], "b": args["origin"], "c": args["target"]}
+                ).scalar_one()
+                run_id = conn.execute(
+                    insert_progress,
+                    {"a": key, "b": json.dumps(args), "c": json.dumps({"ride_id": ride_id})},
+                ).scalar_one()
+            charge = fake_charge(ride_id, key)
+            ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
+            with engine.begin() as conn:
+                conn.execute(step2, {"a": ctx, "b": run_id})
+            with engine.begin() as conn:
+                conn.execute(update_ride, {"a": charge, "b": ride_id})
+                conn.execute(insert_audit, {"a": ride_id})
+                conn.execute(done, {"a": run_id})
+
+    with engine.connect():
+        pass  # the first connection (and SQLAlchemy's dialect setup) is not timed
+    with Timer() as t:
+        threads = [threading.Thread(target=executor) for _ in range(concurrency)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    engine.dispose()
+    return t.seconds
+
+
 def connect() -> psycopg.Connection:
     return psycopg.connect(pg_url(DB))
 
 
 def run(mode: str, n: int, concurrency: int) -> Measurement:
     reset_ride_tables(DB)
+    if mode == "sa3tx":
+        seconds = sa_floor(n, concurrency)
+        check_rides(DB, n)
+        return Measurement(
+            "raw-sa3tx", "threads" if concurrency > 1 else "serial", n, concurrency, seconds
+        )
     if mode == "queue":
         with connect() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(
