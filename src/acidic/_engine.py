@@ -329,6 +329,7 @@ class Engine:
                 tx = conn.begin()
             try:
                 # While the step runs, a COMMIT on its connection is refused (see Store).
+                self.store.step_broken(conn)  # forget a previous use of the connection
                 conn.execution_options(
                     acidic_in_step=f"step {spec.name} of job {run.definition.cls.__qualname__}"
                 )
@@ -336,6 +337,13 @@ class Engine:
                     returned = spec.func(run.job, conn)
                 finally:
                     conn.execution_options(acidic_in_step=None)
+                broken = self.store.step_broken(conn)
+                if broken is not None:
+                    raise StorageError(
+                        f"key {state.key!r}: step {spec.name} caught {broken}, after which "
+                        "the database had rolled back its transaction; its writes are not "
+                        "committed, and the step runs again"
+                    )
                 if not tx.is_active or not conn.in_transaction():
                     raise JobDefinitionError(
                         f"step {spec.name} of job {run.definition.cls.__qualname__} ended its "
@@ -356,15 +364,16 @@ class Engine:
                 tx.commit()
             except sa.exc.SQLAlchemyError as exc:
                 # The progress write or the commit failed (connection lost, deferred
-                # constraint, serialization failure): nothing of the step is known to be
-                # committed by us, so report it like a step failure. If the commit did
-                # reach the database, the recovery point moved and the run resumes there.
+                # constraint, serialization failure). If the commit landed anyway (its
+                # acknowledgement was lost), the step is done: go on. Else nothing of the
+                # step is committed: report it like a step failure.
                 _rollback(conn, tx)
-                error = StorageError(
-                    f"key {state.key!r}: committing step {spec.name} failed: {exc}"
-                )
-                error.__cause__ = exc
-                return self._failed(run, spec, error, started, record_start=True)
+                if not self._landed(run, events[-1]):
+                    error = StorageError(
+                        f"key {state.key!r}: committing step {spec.name} failed: {exc}"
+                    )
+                    error.__cause__ = exc
+                    return self._failed(run, spec, error, started, record_start=True)
         finally:
             conn.close()
         self._log(run, spec, started, ended)
@@ -374,8 +383,11 @@ class Engine:
     def _foreign_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
         state = run.state
         started = self.clock()
-        with self.store.translated(f"starting step {spec.name} of {state.key!r}"):
-            with self.store.transaction() as conn:
+        try:
+            with (
+                self.store.translated(f"starting step {spec.name} of {state.key!r}"),
+                self.store.transaction() as conn,
+            ):
                 ok = self.store.write_progress(
                     conn,
                     run.claim.row.id,
@@ -383,8 +395,12 @@ class Engine:
                     {"locked_at": started, "lock_expires_at": self._expiry(run, started)},
                     [EventRow(spec.name, "started", started, state.attempt)],
                 )
-            if not ok:
-                return self._refused(run, spec)
+        except StorageError as error:
+            # Nothing ran: record the failure (if the database lets us) so that the run
+            # is resumable at once instead of locked until its lock is stale.
+            return self._failed(run, spec, error, started, record_start=True)
+        if not ok:
+            return self._refused(run, spec)
         try:
             returned = spec.func(run.job)
             decision = self._decide(run, spec, returned)
@@ -392,16 +408,40 @@ class Engine:
             values, events, ended = self._progress(run, decision, spec, ctx_json, None)
         except BaseException as exc:
             return self._failed(run, spec, exc, started, record_start=False)
-        with self.store.translated(f"committing step {spec.name} of {state.key!r}"):
-            with self.store.transaction() as conn:
+        try:
+            with (
+                self.store.translated(f"committing step {spec.name} of {state.key!r}"),
+                self.store.transaction() as conn,
+            ):
                 ok = self.store.write_progress(
                     conn, run.claim.row.id, run.claim.token, values, events
                 )
-            if not ok:
-                return self._refused(run, spec)
+        except StorageError as error:
+            # The call was made but its progress is not known to be committed. If the
+            # commit landed (only its acknowledgement was lost), go on; else record the
+            # failure, so the run is resumable at once and makes the call again.
+            if not self._landed(run, events[-1]):
+                return self._failed(run, spec, error, started, record_start=False)
+            ok = True
+        if not ok:
+            return self._refused(run, spec)
         self._log(run, spec, started, ended)
         self._wake_if_signalled(run, ended, started)
         return run.advance(decision, ctx_json, ended)
+
+    def _landed(self, run: _Execution, last: EventRow) -> bool:
+        """After a commit that raised: whether it reached the database anyway, i.e. the
+        event it was to append (``last``, exact to the microsecond) is the run's last."""
+        try:
+            stored = self.store.last_event(run.claim.row.id)
+        except Exception:  # the database is still unreachable: it is not known to have landed
+            return False
+        return stored is not None and (stored.step, stored.event, stored.at, stored.attempt) == (
+            last.step,
+            last.event,
+            last.at,
+            last.attempt,
+        )
 
     def _log(
         self,
@@ -586,14 +626,14 @@ class Engine:
         if isinstance(exc, LockLostError | RunCancelledError):
             raise exc
         status, wake_at = self._after_failure(run, exc)
-        if self.store.cancel_requested(run.claim.row.id, run.claim.token):
-            status, wake_at = RunStatus.CANCELLED, None
         error_json = _error_json(exc, spec.name)
         now = self.clock()
         events = [EventRow(spec.name, "errored", now, state.attempt, error_json)]
         if record_start:
             events.insert(0, EventRow(spec.name, "started", started, state.attempt))
         try:
+            if self.store.cancel_requested(run.claim.row.id, run.claim.token):
+                status, wake_at = RunStatus.CANCELLED, None
             self.store.update_run(
                 run.claim.row.id,
                 {

@@ -61,14 +61,6 @@ def admin(database_url: str) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UndocumentedError,
-    reason="bug: Engine._failed calls store.cancel_requested() outside its try, so with the "
-    "database down a raw sqlalchemy OperationalError ('connection refused') leaves app.run "
-    "instead of the step's error (here StorageError) with the note 'acidic could not record "
-    "this failure'",
-)
 def test_pg_down__inline_step_whose_failure_cannot_be_recorded(
     app: acidic.App, database_url: str, admin: sa.Engine
 ) -> None:

@@ -212,12 +212,6 @@ def test_pg_terminate__idle_sessions_during_a_non_transactional_step(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed progress commit after a non-transactional step is not recorded: the run "
-    "stays running and locked until lock_timeout (90 s by default), where the same failure "
-    "after a transactional step is recorded as the step's failure and resumable at once",
-)
 def test_pg_terminate__failed_commit_after_a_foreign_call_is_resumable_at_once(
     app: acidic.App, victim: acidic.App, admin: sa.Engine, victim_name: str
 ) -> None:

@@ -277,22 +277,7 @@ def test_tx_conflicts__deadlock_in_a_worker_is_retried(
     assert _touched(app) == {1: 2, 2: 2}
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "postgresql",
-        pytest.param(
-            "mysql",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: on MariaDB a deadlock rolls back the step's whole transaction and "
-                "the connection goes on in a new one; a step that catches the error and "
-                "continues then has acidic commit its progress without its earlier writes "
-                "(the run succeeds, its first effect is lost)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
 def test_tx_conflicts__step_that_catches_a_deadlock_never_commits_half_a_step(
     app: acidic.App, race_app: acidic.App
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +84,13 @@ class Dialect:
 
     def database_missing(self, engine: Engine) -> bool:
         """True when connecting would create the database (a SQLite file) as a side effect."""
+        return False
+
+    def ended_transaction(self, exc: BaseException, dbapi_connection: Any) -> bool:
+        """Whether the error ``exc`` made the database roll back the whole transaction
+        while the connection goes on accepting statements (in a new transaction, or
+        outside any). PostgreSQL refuses every statement of an aborted transaction
+        itself, so only databases that carry on need to say so."""
         return False
 
 
@@ -159,14 +167,21 @@ class SQLite(Dialect):
         return stmt
 
     def database_missing(self, engine: Engine) -> bool:
-        database = engine.url.database
-        return bool(database) and not os.path.exists(str(database))
+        database = str(engine.url.database or "")
+        if database.startswith("file:"):  # the URI form: sqlite:///file:PATH?mode=ro&uri=true
+            database = urllib.parse.unquote(database[len("file:") :].split("?", 1)[0])
+        return bool(database) and not os.path.exists(database)
 
     def is_retryable(self, exc: BaseException) -> bool:
         orig = getattr(exc, "orig", exc)
         return isinstance(orig, sqlite3.OperationalError) and (
             "locked" in str(orig) or "busy" in str(orig)
         )
+
+    def ended_transaction(self, exc: BaseException, dbapi_connection: Any) -> bool:
+        # SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM... may roll the transaction back; the
+        # connection then runs each statement in autocommit mode.
+        return not getattr(dbapi_connection, "in_transaction", True)
 
 
 class MySQL(Dialect):
@@ -196,6 +211,11 @@ class MySQL(Dialect):
 
     def is_retryable(self, exc: BaseException) -> bool:
         return _mysql_code(exc) in (1213, 1205)  # deadlock, lock wait timeout
+
+    def ended_transaction(self, exc: BaseException, dbapi_connection: Any) -> bool:
+        # A deadlock victim's transaction is rolled back whole, and the next statement
+        # starts a new one (a lock wait timeout only undoes its own statement).
+        return _mysql_code(exc) == 1213
 
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:

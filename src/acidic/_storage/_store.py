@@ -114,6 +114,14 @@ def _refuse_commit_in_step(conn: Connection) -> None:
         )
 
 
+#: Key in a DBAPI connection's ``info`` of the error that ended a step's transaction.
+_STEP_BROKEN = "acidic_step_broken"
+
+
+def _step_of(conn: Connection | None) -> str | None:
+    return None if conn is None else conn.get_execution_options().get("acidic_in_step")
+
+
 def _run_row(row: Any) -> RunRow:
     return RunRow(*row)  # the columns of _RUN_COLUMNS, in RunRow's field order
 
@@ -126,7 +134,45 @@ class Store:
         self.dialect: Dialect = dialect_for(self.engine)
         if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
             sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
+        sa.event.listen(self.engine, "handle_error", self._note_step_error)
+        sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
         self._schema_checked = False
+
+    # -- steps whose transaction the database ended -------------------------------------
+
+    def _note_step_error(self, context: sa.engine.ExceptionContext) -> None:
+        # A step may catch a database error and go on. Where the database rolled the
+        # whole transaction back but keeps accepting statements (a MariaDB deadlock, a
+        # full SQLite disk), what follows would commit without what came before: note
+        # it, refuse the step's further statements, and refuse to commit the step.
+        conn = context.connection
+        if _step_of(conn) is None or conn is None or conn.invalidated:
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        if self.dialect.ended_transaction(context.original_exception, dbapi_connection):
+            conn.info[_STEP_BROKEN] = repr(context.original_exception)
+
+    def _refuse_in_broken_step(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        broken = conn.info.get(_STEP_BROKEN)
+        if broken is not None and _step_of(conn) is not None:
+            raise StorageError(
+                f"{_step_of(conn)}: the database rolled back this step's transaction after "
+                f"{broken}; no statement can run in it any more (the step fails and runs "
+                "again)"
+            )
+
+    def step_broken(self, conn: Connection) -> str | None:
+        """The error that ended the transaction of the step running on ``conn`` (which
+        the step caught), if any; forgets it."""
+        return conn.info.pop(_STEP_BROKEN, None) if not conn.invalidated else None
 
     # -- schema -----------------------------------------------------------------------
 
