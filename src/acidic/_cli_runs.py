@@ -325,7 +325,8 @@ def _runs_table(rows: list[RunSummary]) -> Table:
             attempts,
             Text(r.recovery_point or "-"),
             fmt_time(r.updated_at),
-            Text(error[:120]),
+            # Short: the whole error is in `acidic runs show`.
+            Text(error if len(error) <= 60 else error[:59] + "…"),
         )
     return table
 
