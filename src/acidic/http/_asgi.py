@@ -62,7 +62,7 @@ class IdempotencyMiddleware:
         scope[SCOPE_KEY] = None
         method = str(scope["method"]).upper()
         if not idem.applies(method):
-            await self.app(scope, receive, send)
+            await self._without_key(scope, receive, send)
             return
         raw_headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
         raw_path = scope.get("raw_path")

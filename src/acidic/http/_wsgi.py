@@ -52,7 +52,7 @@ class IdempotencyWSGIMiddleware:
         environ[SCOPE_KEY] = None
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         if not idem.applies(method):
-            return self.app(environ, start_response)
+            return self._without_key(environ, start_response)
         raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
         path = canonical_path(raw_path, environ.get("QUERY_STRING", ""), escaped=False)
         header = environ.get("HTTP_IDEMPOTENCY_KEY")
@@ -63,10 +63,7 @@ class IdempotencyWSGIMiddleware:
         if key is None:
             if idem.is_required(method, path):
                 return _problem(start_response, _problems.missing_key("Idempotency-Key"))
-            try:
-                return self.app(environ, start_response)
-            except MissingKeyError:
-                return _problem(start_response, _problems.missing_key("Idempotency-Key"))
+            return self._without_key(environ, start_response)
         body = _read_body(environ, idem.max_request_size)
         if body is None:
             return _problem(start_response, _problems.request_too_large(idem.max_request_size))
@@ -94,6 +91,13 @@ class IdempotencyWSGIMiddleware:
             return [stored.body]
         environ[SCOPE_KEY] = request
         return self._handle(outcome, environ, start_response)
+
+    def _without_key(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """Pass the request on; a per-endpoint helper may still require a key."""
+        try:
+            return self.app(environ, start_response)
+        except MissingKeyError:
+            return _problem(start_response, _problems.missing_key("Idempotency-Key"))
 
     def _handle(
         self, claimed: Claimed, environ: Environ, start_response: StartResponse
