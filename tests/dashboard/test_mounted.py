@@ -117,6 +117,11 @@ def test_mounted__auth_callback_pages_and_a_csrf_checked_retry(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing.body
     assert "<script>alert" not in listing.body
 
+    search = admin.send("/runs?q=lak")
+    assert set(re.findall(r'data-key="([^"]+)"', search.body)) == {"flaky-0", "flaky-1"}
+    exact = admin.send("/runs?q=LAK")  # keys compare exactly, case included
+    assert re.findall(r'data-key="([^"]+)"', exact.body) == []
+
     page = admin.send("/run?key=flaky-0")
     assert page.status == 200
     token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.body)
