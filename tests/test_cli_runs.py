@@ -245,3 +245,18 @@ def test_admin__hides_arguments_and_context_of_jobs_it_does_not_know(seeded: aci
     assert "not registered" in hidden.hidden_reason
     assert "4242" not in repr(hidden.to_json())
     assert shown.args == {"user_id": 1, "card": "[redacted]"}
+
+
+def test_admin__since_and_key_prefix_are_exact(seeded: acidic.App) -> None:
+    import datetime as dt
+
+    from acidic._admin import Admin, RunFilter
+
+    admin = Admin(seeded)
+    now = dt.datetime.now(dt.UTC)
+    assert admin.count_runs(RunFilter(since=now + dt.timedelta(minutes=5))) == 0
+    assert admin.count_runs(RunFilter(since=now - dt.timedelta(hours=1))) == 7
+    assert admin.count_runs(RunFilter(key_prefix="ride-")) == 3
+    assert admin.count_runs(RunFilter(key_prefix="RIDE-")) == 0
+    assert admin.count_runs(RunFilter(key_prefix="ride_")) == 0  # no LIKE wildcards
+    assert admin.count_runs(RunFilter(queues=(None,))) == 5
