@@ -37,9 +37,11 @@ class CreateRide(acidic.Job):
 
     @acidic.step
     def create_ride(self, tx: sa.Connection) -> None:
-        self.ctx["ride_id"] = tx.execute(
+        created = tx.execute(
             rides.insert().values(user_id=self.user_id, origin=self.origin, target=self.target)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert created is not None
+        self.ctx["ride_id"] = created[0]
 
     @acidic.step(transactional=False)
     def charge(self) -> None:

@@ -256,7 +256,7 @@ def test_key_header__malformed_empty_long_or_repeated_gives_400(
     )
     assert_problem(repeated, 400, "invalid-key")
     non_ascii = client.post(
-        "/echo", content=b"x", headers={"Idempotency-Key": '"caf\xe9"'.encode("latin-1")}
+        "/echo", content=b"x", headers=[(b"Idempotency-Key", '"caf\xe9"'.encode("latin-1"))]
     )
     assert_problem(non_ascii, 400, "invalid-key")
     assert counter.calls["echo"] == 0
