@@ -94,6 +94,8 @@ def test_idempotency__bad_configuration_is_refused(tmp_path: object) -> None:
         assert request.job_key() == request.record_key + "/job"
         with pytest.raises(acidic.AcidicError, match="job_key"):
             request.job_key("x" * 37)
+        with pytest.raises(acidic.AcidicError, match="without '/'"):
+            request.job_key("a/b")
         idem.close()
 
 

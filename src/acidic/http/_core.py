@@ -137,8 +137,11 @@ class IdempotentRequest:
         """An acidic key for a job the handler runs for this request: ``app.run(job,
         key=request.job_key())``. A retried request gets the same key, so its job
         resumes at its recovery point (or returns its stored result)."""
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_JOB_NAME:
-            raise AcidicError(f"job_key(name) takes 1 to {MAX_JOB_NAME} characters, not {name!r}")
+        # No "/" in the name: the key then splits unambiguously at its last "/".
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_JOB_NAME or "/" in name:
+            raise AcidicError(
+                f"job_key(name) takes 1 to {MAX_JOB_NAME} characters without '/', not {name!r}"
+            )
         return f"{self.record_key}/{name}"
 
 
