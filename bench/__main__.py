@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -81,6 +82,10 @@ def run_child(
 def _run_child(
     system: str, mode: str, n: int, concurrency: int, env: dict[str, str] | None
 ) -> dict[str, Any]:
+    env = dict(env or {})
+    if system in VARIANTS:  # another acidic tree, first on the child's path
+        env["PYTHONPATH"] = os.pathsep.join([VARIANTS[system], str(Path(__file__).parent.parent)])
+        system = "acidic"
     cmd = [sys.executable, "-m", "bench.one", system, mode, str(n), str(concurrency)]
     proc = subprocess.run(
         cmd,
@@ -93,6 +98,7 @@ def _run_child(
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH-RESULT "):
             result: dict[str, Any] = json.loads(line[len("BENCH-RESULT ") :])
+            result["loadavg_1min_after"] = os.getloadavg()[0]  # how shared the machine was
             return result
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
     raise RuntimeError(f"{' '.join(cmd[2:])} failed (exit {proc.returncode}): " + " | ".join(tail))
@@ -113,8 +119,24 @@ def peer_missing(system: str) -> str | None:
     return None
 
 
+#: acidic trees measured side by side (``--acidic-variant NAME=SRC``): system name -> src.
+VARIANTS: dict[str, str] = {}
+
+
+def with_variants(configs: list[tuple[str, str, int, str, str | None]]) -> list[Any]:
+    """Each acidic PostgreSQL configuration once more per ``--acidic-variant``."""
+    out = list(configs)
+    for name in VARIANTS:
+        out += [
+            (name, mode, c, f"{label} [{name.split('@', 1)[1]}]", floor)
+            for system, mode, c, label, floor in configs
+            if system == "acidic"
+        ]
+    return out
+
+
 def throughput(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    configs = [c for c in CONFIGS if not args.systems or c[0] in args.systems]
+    configs = with_variants([c for c in CONFIGS if not args.systems or c[0] in args.systems])
     skipped: dict[str, str] = {}
     for system in {c[0] for c in configs}:
         reason = peer_missing(system)
@@ -277,6 +299,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def acidic_version() -> dict[str, Any]:
+    """Which acidic was measured: the commit, and whether src/ had uncommitted changes."""
+    root = Path(__file__).parent.parent
+
+    def git(*a: str) -> str:
+        return subprocess.run(
+            ["git", *a],  # noqa: S607 - git from PATH, as a developer runs it
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "src_changes": git("status", "--short", "src")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="jobs per measurement (2000)")
@@ -293,11 +331,23 @@ def main() -> None:
     )
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--memory-runs", type=int, default=20_000)
+    parser.add_argument(
+        "--acidic-variant",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="also measure the acidic package under SRC (a tree's src/), e.g. a patched copy",
+    )
     parser.add_argument("--out", default="", help="JSON file (default bench/results/<time>.json)")
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
     sections = [s for s in args.sections.split(",") if s]
+    for variant in args.acidic_variant:
+        name, src = variant.split("=", 1)
+        VARIANTS[f"acidic@{name}"] = str(Path(src).resolve())
     out: dict[str, Any] = {"machine": machine(), "n": args.n, "rounds": args.rounds}
+    out["machine"]["acidic"] = acidic_version()
+    out["variants"] = VARIANTS
     print(f"bench: {json.dumps(out['machine'])}")
     started = time.monotonic()
     if "throughput" in sections:
@@ -324,6 +374,7 @@ def main() -> None:
         out["memory"] = retry_on_restart(memory_section, args.memory_runs)
     targets(out)
     out["seconds"] = time.monotonic() - started
+    out["machine"]["loadavg_at_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.out or str(RESULTS / f"{stamp}.json")
