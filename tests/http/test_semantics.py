@@ -322,3 +322,26 @@ def test_concurrent_identical_requests__run_the_handler_once(
             assert_problem(r, 409, "key-in-use")
         else:
             assert r.content == ran[0].content
+
+
+def test_client_timeout__the_retry_gets_the_first_execution_s_response(
+    base_url: str, counter: apps.Counter
+) -> None:
+    """A client that gave up waiting does not cancel the handler: its retries get 409
+    while the handler runs, then the response of that one execution."""
+    with (
+        httpx.Client(base_url=base_url, timeout=0.3) as impatient,
+        pytest.raises(httpx.TimeoutException),
+    ):
+        post(impatient, "/slow?seconds=1", "timeout", json_body={"n": 1})
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        deadline = time.monotonic() + 10
+        while True:
+            response = post(client, "/slow?seconds=1", "timeout", json_body={"n": 1})
+            if response.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert response.status_code == 201
+    assert response.headers[REPLAYED] == "true"
+    assert response.json() == {"execution": 1}
+    assert counter.calls["slow"] == 1
