@@ -14,7 +14,7 @@ import acidic
 from tests.dashboard import ops_app
 from tests.dashboard.support import seed
 from tests.jobs import get_run
-from tests.test_cli import run_cli
+from tests.test_cli import ACIDIC, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.dashboard.ops_app:app"
@@ -260,3 +260,34 @@ def test_admin__since_and_key_prefix_are_exact(seeded: acidic.App) -> None:
     assert admin.count_runs(RunFilter(key_prefix="RIDE-")) == 0
     assert admin.count_runs(RunFilter(key_prefix="ride_")) == 0  # no LIKE wildcards
     assert admin.count_runs(RunFilter(queues=(None,))) == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(("answer", "code", "status"), [("n", 1, "failed"), ("y", 0, "pending")])
+def test_runs_retry__asks_on_a_terminal(
+    seeded: acidic.App, answer: str, code: int, status: str
+) -> None:
+    """On a terminal, a bulk action asks first; only "y" acts."""
+    import os
+    import pty
+
+    url = seeded.engine.url.render_as_string(hide_password=False)
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(ACIDIC), "runs", "retry", "--job", "Flaky"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ACIDIC_DATABASE_URL": url},
+            cwd=ROOT,
+            text=True,
+        )
+        os.write(controller, f"{answer}\n".encode())
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert proc.returncode == code, out
+    assert "Retry 2 run(s) (status failed, job Flaky)? [y/N]" in out
+    assert get_run(seeded, "flaky-0").status == status
