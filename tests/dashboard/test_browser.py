@@ -300,3 +300,27 @@ def test_cli__refuses_to_start_without_authentication_or_with_bad_options(
     )
     assert done.returncode == 2, done.stderr
     assert says in done.stderr
+
+
+def test_pages__read_and_act_with_javascript_disabled(
+    served: str, app: acidic.App, browser: object
+) -> None:
+    context = browser.new_context(java_script_enabled=False)  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        page.goto(served + "/")
+        expect(page.locator(".card.status-failed")).to_be_visible()
+        page.goto(served + "/runs?status=halted")
+        page.click("tr[data-key] .key a")
+        expect(page.locator("#run-status")).to_be_visible()
+        app.enqueue(
+            ops_app.Ride(user_id=78, card="4242-nojs"),
+            key="nojs-ride",
+            run_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        )
+        page.goto(served + "/run?key=nojs-ride")
+        page.click("form[action$='/run/cancel'] button")  # no confirm() without JavaScript
+        expect(page.locator("#run-status")).to_have_text("cancelled")
+        assert status_of(app, "nojs-ride") == "cancelled"
+    finally:
+        context.close()
