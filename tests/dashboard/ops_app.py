@@ -6,13 +6,11 @@ database of ``$ACIDIC_DATABASE_URL``. Tests build their own with :func:`make_app
 * :class:`Ride` redacts its ``card`` argument and its ``token`` context key;
 * :class:`Flaky` fails its second step on its first attempt (``max_attempts = 1``, so
   the run ends ``failed``) and succeeds when retried;
-* :class:`Parked` halts in its second step until the signal ``go`` arrives;
-* :class:`Crawl` takes ``seconds`` in each of its three steps (a run to watch live).
+* :class:`Parked` halts in its second step until the signal ``go`` arrives.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,27 +73,10 @@ class Parked(acidic.Job):
         return acidic.Response("done")
 
 
-class Crawl(acidic.Job):
-    seconds: float
-
-    @acidic.step(transactional=False)
-    def one(self) -> None:
-        time.sleep(self.seconds)
-
-    @acidic.step(transactional=False)
-    def two(self) -> None:
-        time.sleep(self.seconds)
-
-    @acidic.step(transactional=False)
-    def three(self) -> None:
-        time.sleep(self.seconds)
-
-
 JOBS: dict[str, type[acidic.Job]] = {
     "Ride": Ride,
     "Flaky": Flaky,
     "Parked": Parked,
-    "Crawl": Crawl,
 }
 
 
