@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 
 @contextlib.contextmanager
@@ -22,7 +22,13 @@ def serve_asgi(asgi_app: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        asgi_app, lifespan="off", log_level="warning", ws="none", http="h11", access_log=False
+        asgi_app,
+        lifespan="off",
+        log_level="warning",
+        log_config=None,
+        ws="none",
+        http="h11",
+        access_log=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -40,10 +46,17 @@ def serve_asgi(asgi_app: Any) -> Iterator[str]:
         sock.close()
 
 
+class _Quiet(WSGIRequestHandler):
+    """Werkzeug's handler without its line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serve_wsgi(wsgi_app: Any) -> Iterator[str]:
     """Serve ``wsgi_app`` with Werkzeug's threaded server; yield its base URL."""
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=_Quiet)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
