@@ -94,14 +94,27 @@ def with_application_name(url: str, name: str) -> str:
     )
 
 
-def terminate(admin: sa.Engine, application_name: str, *, state: str | None = None) -> int:
-    """``pg_terminate_backend`` every session named ``application_name`` (in ``state``
-    when given, e.g. ``'idle in transaction'``); how many."""
+def _where(
+    application_name: str, state: str | None, query: str | None
+) -> tuple[str, dict[str, Any]]:
     condition = "application_name = :name AND pid <> pg_backend_pid()"
     params: dict[str, Any] = {"name": application_name}
     if state is not None:
         condition += " AND state = :state"
         params["state"] = state
+    if query is not None:
+        condition += " AND query LIKE :query"
+        params["query"] = query
+    return condition, params
+
+
+def terminate(
+    admin: sa.Engine, application_name: str, *, state: str | None = None, query: str | None = None
+) -> int:
+    """``pg_terminate_backend`` every session named ``application_name`` (in ``state``
+    when given, e.g. ``'idle in transaction'``, and whose last statement is LIKE
+    ``query`` when given); how many."""
+    condition, params = _where(application_name, state, query)
     with admin.connect() as conn:
         n = conn.execute(
             sa.text(
@@ -113,12 +126,11 @@ def terminate(admin: sa.Engine, application_name: str, *, state: str | None = No
     return int(n)
 
 
-def sessions(admin: sa.Engine, application_name: str, state: str | None = None) -> int:
-    condition = "application_name = :name"
-    params: dict[str, Any] = {"name": application_name}
-    if state is not None:
-        condition += " AND state = :state"
-        params["state"] = state
+def sessions(
+    admin: sa.Engine, application_name: str, state: str | None = None, query: str | None = None
+) -> int:
+    """How many sessions :func:`terminate` would terminate."""
+    condition, params = _where(application_name, state, query)
     with admin.connect() as conn:
         n = conn.execute(
             sa.text(f"SELECT count(*) FROM pg_stat_activity WHERE {condition}"), params

@@ -79,7 +79,11 @@ def test_pg_down__inline_step_whose_failure_cannot_be_recorded(
     try:
         thread = threading.Thread(target=target)
         thread.start()
-        procs.wait_for(lambda: sessions(admin, name, "idle in transaction") == 1, "the step", 30)
+        procs.wait_for(
+            lambda: sessions(admin, name, "idle in transaction", "INSERT INTO effects%") == 1,
+            "the step",
+            30,
+        )
         stopped = _pg_ctlcluster("stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         try:

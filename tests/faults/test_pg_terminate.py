@@ -140,11 +140,16 @@ def test_pg_terminate__inside_a_transactional_step(
     # statement, the termination ends the sleep.
     seconds = 1.5 if where == "python" else 30.0
     thread, outcome = _run_in_thread(victim, SleepInTx(where=where, seconds=seconds), key)
-    state = "idle in transaction" if where == "python" else "active"
+    # The step's own session, inside the step: not a session of acidic's that is
+    # between a read and its rollback (e.g. checking the schema).
+    if where == "python":
+        state, query = "idle in transaction", "INSERT INTO effects%"
+    else:
+        state, query = "active", "SELECT pg_sleep%"
     procs.wait_for(
-        lambda: sessions(admin, victim_name, state) == 1, f"the step's session ({state})", 30
+        lambda: sessions(admin, victim_name, state, query) == 1, f"the step ({state})", 30
     )
-    assert terminate(admin, victim_name, state=state) == 1
+    assert terminate(admin, victim_name, state=state, query=query) == 1
     thread.join(30)
     assert not thread.is_alive()
 
