@@ -121,9 +121,8 @@ def test_in_flight__the_same_key_gets_409_then_the_stored_response(
         deadline = time.monotonic() + 5
         while counter.calls["slow"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        started = time.monotonic()
         busy = post(client, "/slow?seconds=1", "fly")
-        assert time.monotonic() - started < 0.75  # refused at once, not after the handler
+        # 409, not the replay a caller that waited for the handler would have got.
         assert_problem(busy, 409, "key-in-use")
         assert busy.headers["retry-after"] == "1"
         first.join()
