@@ -103,11 +103,14 @@ def _close_traces() -> None:
         file.close()
 
 
-_STMT = re.compile(r'^F\t\d+\t(Query|Parse)\t (?:"[^"]*" )?"(.*)"(?: \d+(?: NNNN)*)?$')
+_MESSAGE = re.compile(r"^F\t\d+\t(Query|Parse|Bind|Execute)\t (.*)$")
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 
 
 def parse_pg(text: str) -> list[str]:
-    """The statements of a protocol trace, in order; ``@RT`` marks each round trip."""
+    """The statements executed in a protocol trace, in order; ``@RT`` marks each round
+    trip. A statement is a simple ``Query``, or an ``Execute`` of the statement bound
+    last (psycopg prepares statements it has run 5 times: later runs send no ``Parse``)."""
     out: list[str] = []
     lines: list[str] = []
     for raw in text.splitlines():  # a statement's own newlines continue its message
@@ -115,13 +118,25 @@ def parse_pg(text: str) -> list[str]:
             lines.append(raw)
         else:
             lines[-1] += " " + raw
+    prepared: dict[str, str] = {}
+    bound = ""
     for line in lines:
         if line.startswith("B\t") and "\tReadyForQuery\t" in line:
             out.append("@RT")
             continue
-        m = _STMT.match(line)
-        if m:
-            out.append(" ".join(m.group(2).split()))
+        m = _MESSAGE.match(line)
+        if not m:
+            continue
+        kind, rest = m.groups()
+        quoted = _QUOTED.findall(rest)
+        if kind == "Query" and quoted:
+            out.append(" ".join(quoted[0].split()))
+        elif kind == "Parse" and len(quoted) >= 2:
+            prepared[quoted[0]] = " ".join(quoted[1].split())
+        elif kind == "Bind" and len(quoted) >= 2:
+            bound = prepared.get(quoted[1], "?")
+        elif kind == "Execute":
+            out.append(bound)
     return out
 
 
@@ -212,7 +227,8 @@ def one_job_trace(run: dict[str, Any]) -> list[str]:
         return []
     seq = [s for s in conns[-1] if s != "@RT"]
     # Where a job starts, by system: its key lookup, its claim, or its first write.
-    for marker in ("idempotency_key = ", "SET status = 'running'", "INSERT INTO rides"):
+    markers = ("idempotency_key = ", "INSERT INTO acidic_runs", "SET status = 'running'")
+    for marker in (*markers, "INSERT INTO rides"):
         starts = [i for i, s in enumerate(seq) if marker in s]
         if starts:
             start = starts[-1] - (1 if starts[-1] and seq[starts[-1] - 1] == "BEGIN" else 0)
