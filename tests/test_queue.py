@@ -365,6 +365,19 @@ def test_retry__app_retry_gives_a_failed_run_a_fresh_budget(app: acidic.App) -> 
     assert get(app, "again").attempts == 4
 
 
+def test_retry__a_failed_inline_run_retried_joins_the_default_queue_for_workers(
+    app: acidic.App,
+) -> None:
+    with pytest.raises(Boom):
+        app.run(Flaky(failures=1), key="inline-flaky")
+    assert get(app, "inline-flaky").queue is None  # app.run's runs belong to no queue
+    retried = app.retry("inline-flaky")
+    assert (retried.status, retried.queue) == ("pending", "default")
+    assert app.drain() == 1  # a worker takes it
+    done = get(app, "inline-flaky")
+    assert (done.status, done.result, done.attempts) == ("succeeded", 2, 2)
+
+
 def test_retry__app_retry_of_a_run_that_did_not_fail_raises(app: acidic.App) -> None:
     app.enqueue(Note(), key="fine")
     with pytest.raises(acidic.AcidicError, match="pending"):

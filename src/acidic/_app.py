@@ -477,12 +477,20 @@ class App:
         missing_ok: bool = False,
     ) -> Run:
         row = self._row(key)
+        # A run started inline by app.run has no queue until it parks; woken, it joins the
+        # default queue as a parked one does, so that a worker (or app.run) continues it.
+        queue = row.queue or self._engine.default_queue
         with self._store.translated(f"{action} of key {key!r}"):
             woken = self._store.wake(
                 row.id,
                 [s.value for s in statuses],
-                {"status": RunStatus.PENDING.value, "run_at": self._engine.clock(), **values},
-                row.queue,
+                {
+                    "status": RunStatus.PENDING.value,
+                    "run_at": self._engine.clock(),
+                    "queue": queue,
+                    **values,
+                },
+                queue,
             )
         if not woken and not missing_ok:
             raise AcidicError(

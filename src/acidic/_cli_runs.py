@@ -535,11 +535,6 @@ def _act_on_one(app: App, action: Action, key: str, from_step: str | None, as_js
         return
     where = f" from step {from_step}" if from_step else ""
     click.echo(f"{action.done} key {key!r}{where}: now {run.status}")
-    if run.status == RunStatus.PENDING and run.queue is None:
-        click.echo(
-            "it was started by app.run and belongs to no queue, so no worker takes it: "
-            "the next app.run of its key continues it"
-        )
 
 
 def _act_in_bulk(app: App, action: Action, flt: RunFilter, *, yes: bool, as_json: bool) -> None:

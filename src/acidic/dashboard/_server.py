@@ -64,10 +64,6 @@ SECURITY_HEADERS = {
 NOTICES = {
     "retried": "Retry requested: the run is pending and a worker will pick it up.",
     "resumed": "Resumed: the run is pending and a worker will pick it up.",
-    "retried-inline": "Retry requested: the run is pending. It was started by app.run and "
-    "belongs to no queue, so no worker takes it: the next app.run of its key continues it.",
-    "resumed-inline": "Resumed: the run is pending. It was started by app.run and belongs to "
-    "no queue, so no worker takes it: the next app.run of its key continues it.",
     "cancelled": "Cancelled.",
     "cancel-requested": "Cancel requested: the run stops at its next step boundary.",
 }
@@ -445,9 +441,7 @@ class Dashboard:
                     run = self.app.retry(key)
                 else:
                     run = self.app.resume(key, from_step=from_step)
-                done = "retried" if action == "retry" else "resumed"
-                # No worker takes a run without a queue: say who will continue it.
-                return done if run.queue is not None else f"{done}-inline"
+                return "retried" if action == "retry" else "resumed"
             summary = self.admin.summary(key)
             if summary is not None and summary.status not in ACTIONS["cancel"].statuses:
                 raise AcidicError(f"cannot cancel key {key!r}: it is {summary.status}")
