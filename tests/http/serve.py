@@ -25,6 +25,7 @@ def main(kind: str, url: str) -> None:
     if kind == "asgi":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
+        sock.listen(128)  # connections queue from now on, before uvicorn accepts them
         print(f"port {sock.getsockname()[1]}", flush=True)
         config = uvicorn.Config(
             apps.make_asgi(app, idem, counter), lifespan="off", log_level="warning", ws="none"
