@@ -477,7 +477,7 @@ class Idempotency:
             return _problems.key_in_use(
                 f"a request with this {HEADER} is still being processed; retry after it ends"
             )
-        except (StorageError, SchemaVersionError) as exc:
+        except (StorageError, SchemaVersionError, sa.exc.SQLAlchemyError) as exc:
             log.error("idempotency store unavailable for %r: %s", key, exc)
             return _problems.unavailable(
                 "the idempotency store cannot be reached; nothing was done, retry later"
@@ -610,9 +610,7 @@ class Idempotency:
         cutoff = now - dt.timedelta(seconds=self.expires)
         return sa.and_(
             runs.c.job == RECORD_JOB,
-            runs.c.status.in_(
-                (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
-            ),
+            runs.c.status.in_(_ENDED),
             sa.func.coalesce(runs.c.finished_at, runs.c.last_run_at, runs.c.created_at) < cutoff,
             sa.or_(runs.c.lock_token.is_(None), runs.c.lock_expires_at <= now),
         )
@@ -620,6 +618,18 @@ class Idempotency:
     def _expire(self, key: str) -> bool:
         """Delete the key's record if it has expired; True if it did."""
         store = self.app._store
+        now = utcnow()
+        with store.translated(f"reading key {key!r}"):
+            row = store.find(key)
+        # Looked at first without a write transaction: on SQLite that would take the
+        # database's only write lock for every replay.
+        if row is None or row.status not in _ENDED:
+            return False
+        if row.lock_token is not None and (row.lock_expires_at or now) > now:
+            return False
+        stored_at = row.finished_at or row.last_run_at or row.created_at
+        if stored_at >= now - dt.timedelta(seconds=self.expires):
+            return False
         with store.translated(f"expiring key {key!r}"), store.transaction() as conn:
             run_id = conn.execute(
                 sa.select(runs.c.id).where(
@@ -652,6 +662,10 @@ class Idempotency:
     def close(self) -> None:
         """Stop the heartbeat thread (the App stays open: close it yourself)."""
         self._heart.close()
+
+
+#: The statuses of records that may expire (no handler is running for them).
+_ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 
 
 def _delete(conn: sa.Connection, ids: list[int]) -> None:
