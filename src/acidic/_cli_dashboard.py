@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 import socket
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +12,8 @@ import click
 
 from ._cli import CLIError, CLIUsageError, database_url_option
 from ._cli_runs import app_option, opened
+from ._errors import AcidicError
+from ._imports import import_target
 
 __all__ = ["dashboard", "is_loopback_host"]
 
@@ -34,19 +34,13 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _load_callable(target: str) -> Callable[..., Any]:
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise CLIUsageError(f"--auth takes module:function, not {target!r}")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CLIError(f"cannot import {module_name!r} for --auth: {exc}") from exc
-    found = getattr(module, attribute, None)
+        found = import_target(target, "--auth")
+    except AcidicError as exc:
+        raise CLIUsageError(str(exc)) from exc
     if not callable(found):
         raise CLIError(f"{target} is not a function (found {type(found).__name__})")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 @click.command()

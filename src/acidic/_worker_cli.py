@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -16,6 +15,8 @@ from rich.table import Table
 
 from ._app import App
 from ._cli import CLIError
+from ._errors import AcidicError
+from ._imports import import_target
 from ._worker import Worker
 
 __all__ = ["load_app", "worker"]
@@ -23,16 +24,10 @@ __all__ = ["load_app", "worker"]
 
 def load_app(target: str) -> App:
     """The App at ``module:attribute`` (the current directory is importable)."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise CLIError(f"--app takes module:attribute (e.g. myproject.jobs:app), not {target!r}")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CLIError(f"cannot import {module_name!r} for --app: {exc}") from exc
-    app = getattr(module, attribute, None)
+        app = import_target(target, "--app")
+    except AcidicError as exc:
+        raise CLIError(f"{exc} (e.g. --app myproject.jobs:app)") from exc
     if not isinstance(app, App):
         raise CLIError(f"{target} is not an acidic.App (found {type(app).__name__})")
     return app

@@ -6,24 +6,18 @@ the test's factory, and runs the job with the crash point armed to SIGKILL itsel
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from typing import Any
 
 from .._app import App
 from .._errors import AcidicError
+from .._imports import import_target
 from ._crash import _Injector, _kill
 
 
 def load_app(factory: str, url: str) -> App:
     """The App built by ``factory`` (``"module:attribute"``) for the database ``url``."""
-    module_name, _, attribute = factory.partition(":")
-    if not module_name or not attribute:
-        raise AcidicError(f"app_factory must be 'module:attribute', not {factory!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
+    target = import_target(factory, "app_factory")
     if not callable(target) or isinstance(target, App):
         raise AcidicError(
             f"app_factory {factory!r} must be a callable taking the database URL, not {target!r}"
