@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ import acidic
 import acidic.http
 from tests.http import apps
 from tests.http.helpers import REPLAYED, assert_problem, post, record_key, stored_headers
+from tests.http.servers import serve_asgi, serve_wsgi
 
 
 def test_first_request__runs_the_handler_and_a_repeat_replays_its_response(
@@ -377,3 +379,20 @@ def test_client_timeout__the_retry_gets_the_first_execution_s_response(
     # loaded machine; an ASGI server then runs nothing): either way, one execution.
     assert response.json() == {"execution": 1}
     assert counter.calls["slow"] == 1
+
+
+def test_store_unavailable__answers_503_and_runs_nothing(kind: str, tmp_path: Path) -> None:
+    """acidic's tables missing (never migrated): nothing can be recorded, so nothing runs."""
+    counter = apps.Counter()
+    with acidic.App(f"sqlite:///{tmp_path / 'empty.sqlite3'}") as bare:
+        idem = apps.make_idempotency(bare)
+        make, serve = (
+            (apps.make_asgi, serve_asgi) if kind == "asgi" else (apps.make_wsgi, serve_wsgi)
+        )
+        with serve(make(bare, idem, counter)) as base, httpx.Client(base_url=base) as client:
+            response = post(client, "/echo", "k", body=b"x")
+            assert_problem(response, 503, "storage-unavailable")
+            assert response.headers["retry-after"] == "1"
+            assert post(client, "/echo", body=b"x").status_code == 201  # no key: not involved
+        idem.close()
+    assert counter.calls["echo"] == 1
