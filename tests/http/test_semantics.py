@@ -396,3 +396,30 @@ def test_store_unavailable__answers_503_and_runs_nothing(kind: str, tmp_path: Pa
             assert post(client, "/echo", body=b"x").status_code == 201  # no key: not involved
         idem.close()
     assert counter.calls["echo"] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("kind", ["asgi"])
+def test_record_given_to_a_worker__fails_at_once_and_the_key_still_works(
+    client: httpx.Client, counter: apps.Counter, app: acidic.App
+) -> None:
+    import threading
+
+    assert post(client, "/status/503", "w").status_code == 503
+    app.retry(record_key("w"))  # hands the failed record to the workers of its queue
+    worker = app.worker(poll_interval=0.05)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while app.get(record_key("w")).status != "failed":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    run = app.get(record_key("w"))
+    assert run is not None
+    assert run.error is not None
+    assert "HTTP idempotency records" in run.error.message
+    assert post(client, "/status/503", "w").json() == {"code": 503, "execution": 2}

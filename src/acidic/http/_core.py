@@ -229,6 +229,9 @@ class _RequestRecord(Job):
     these runs itself; its step is never executed.
     """
 
+    # A record handed to a worker by mistake (app.retry) fails at its first attempt.
+    max_attempts = 1
+
     method: str
     path: str
     body_sha256: str
