@@ -26,8 +26,9 @@ from tests.jobs import get_run
 
 pytestmark = pytest.mark.slow
 
-#: Long enough that the healthy worker's heartbeat never misses it on a loaded machine.
-LOCK_TIMEOUT = 2.0
+#: Long enough that the healthy worker's heartbeat (every third of it) never misses it on
+#: a loaded machine, SQLite's single writer included.
+LOCK_TIMEOUT = 3.0
 #: How long the first attempt's step sleeps (the pause covers it and the lock timeout).
 STEP = 3.0
 
@@ -87,7 +88,11 @@ def test_fencing__paused_worker_cannot_commit_after_a_takeover(
             0.05,
             detail=lambda: (app.get(key), second.output()[-3000:]),
         )
-        assert (done.attempts, done.result) == (2, 2)
+
+        def logs() -> str:
+            return f"first:\n{first.output()[-3000:]}\nsecond:\n{second.output()[-3000:]}"
+
+        assert (done.attempts, done.result) == (2, 2), (done, logs())
         assert _stopped(first.pid)  # the first never ran meanwhile
 
         # The first worker continues: its step ends, its commit is refused.
@@ -100,7 +105,7 @@ def test_fencing__paused_worker_cannot_commit_after_a_takeover(
             detail=first.output,
         )
         assert first.alive(), first.output()
-        assert wa.effect_steps(app, key) == {"hold_step": 1, "finish": 1}
+        assert wa.effect_steps(app, key) == {"hold_step": 1, "finish": 1}, logs()
         after = get_run(app, key)
         assert (after.status, after.attempts, after.result, after.error) == (
             "succeeded",
