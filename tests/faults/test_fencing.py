@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import acidic
+from acidic._storage._schema import runs
 from tests import worker_app as wa
 from tests.jobs import get_run
 
@@ -50,6 +53,43 @@ def _stopped(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
+def _row_locked(app: acidic.App, key: str) -> bool:
+    """Whether another session holds a lock that would keep a claimer from the run's
+    row: SQLite's write lock, or a row lock on PostgreSQL and MariaDB."""
+    engine = wa.reader(app)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                if engine.dialect.name == "mysql":
+                    conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+                conn.execute(
+                    sa.select(runs.c.id)
+                    .where(runs.c.idempotency_key == key)
+                    .with_for_update(nowait=engine.dialect.name == "postgresql")
+                ).all()
+            conn.rollback()
+    except sa.exc.OperationalError:
+        return True
+    return False
+
+
+def _pause(pid: int, app: acidic.App, key: str) -> None:
+    """SIGSTOP the worker at a moment when none of its threads holds a lock that would
+    keep a claimer from the run (its heartbeat renews locks in short transactions: a
+    process paused inside one would block the takeover, which is not what is tested)."""
+    for _ in range(50):
+        os.kill(pid, signal.SIGSTOP)
+        wa.wait_for(lambda: _stopped(pid), "the worker to stop", 10)
+        if not _row_locked(app, key):
+            return
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the worker always held a lock on the run when paused")
+
+
 @pytest.mark.parametrize(
     ("backend", "step"),
     [
@@ -73,8 +113,7 @@ def test_fencing__paused_worker_cannot_commit_after_a_takeover(
         first.wait_started(60)
         app.enqueue(job, key=key)
         wa.wait_for(lambda: (f"{step}:1", first.pid) in wa.markers(app, key), f"{step}:1", 30)
-        os.kill(first.pid, signal.SIGSTOP)
-        wa.wait_for(lambda: _stopped(first.pid), "the first worker to stop", 10)
+        _pause(first.pid, app, key)
         paused = get_run(app, key)
         assert (paused.status, paused.attempts, paused.recovery_point) == ("running", 1, step)
 
