@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -117,3 +118,19 @@ def test_public_names__all_is_complete_and_documented() -> None:
 def test_parse_key__every_printable_ascii_key_round_trips_as_an_sf_string(key: str) -> None:
     header = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
     assert parse_key([header], 10_000) == key
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), json_values, min_size=1, max_size=6), st.randoms())
+def test_body_digest__json_key_order_never_matters(value: dict[str, object], rnd: Any) -> None:
+    items = list(value.items())
+    rnd.shuffle(items)
+    shuffled = json.dumps(dict(items), indent=rnd.choice([None, 2])).encode()
+    original = json.dumps(value, ensure_ascii=False).encode()
+    assert body_digest(shuffled, "application/json") == body_digest(original, "application/json")
