@@ -105,15 +105,20 @@ class IdempotencyWSGIMiddleware:
         idem = self.idempotency
         started: list[tuple[str, list[tuple[str, str]]]] = []
         chunks: list[bytes] = []
+        size = 0
+
+        def buffer(chunk: bytes) -> None:
+            nonlocal size
+            chunks.append(chunk)
+            size += len(chunk)
 
         def capture(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             # Nothing was sent yet, so a second call (with exc_info) simply replaces it.
             started[:] = [(status, list(headers))]
-            return chunks.append  # the legacy write() callable: buffered like the body
+            return buffer  # the legacy write() callable: buffered like the body
 
-        size = 0
         try:
             try:
                 result = self.app(environ, capture)
@@ -126,8 +131,7 @@ class IdempotencyWSGIMiddleware:
             iterator = iter(result)
             try:
                 for chunk in iterator:
-                    chunks.append(chunk)
-                    size = sum(map(len, chunks))
+                    buffer(chunk)
                     if size > idem.max_response_size or (started and _is_stream(started[0][1])):
                         reason = (
                             idem.too_large_reason(size)
