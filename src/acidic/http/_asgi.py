@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -100,7 +101,14 @@ class IdempotencyMiddleware:
             request = idem.request(key, info, body_digest(body, content_type))
             return request, idem.begin(request)
 
-        request, outcome = await asyncio.to_thread(begin)
+        claiming = asyncio.ensure_future(asyncio.to_thread(begin))
+        try:
+            request, outcome = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # The thread goes on: a claim it makes must not stay held (and heartbeaten)
+            # for a request that is gone.
+            claiming.add_done_callback(functools.partial(_release_if_claimed, idem))
+            raise
         if isinstance(outcome, Problem):
             await _send_problem(send, outcome)
             return
@@ -225,6 +233,17 @@ class _Capture:
         await self.downstream(
             {"type": "http.response.body", "body": response.body, "more_body": False}
         )
+
+
+def _release_if_claimed(idem: Idempotency, claiming: asyncio.Future[Any]) -> None:
+    if claiming.cancelled() or claiming.exception() is not None:
+        return
+    _, outcome = claiming.result()
+    if isinstance(outcome, Claimed):
+        reason = "the request was cancelled before its handler started"
+        # A loop that is closing refuses the job: the lock then expires with the process.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().run_in_executor(None, idem.abandon, outcome, reason)
 
 
 def _query(scope: Scope) -> str:
