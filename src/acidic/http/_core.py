@@ -493,7 +493,12 @@ class Idempotency:
 
         Blocking: ASGI code calls it in a worker thread.
         """
-        if not self.store_status(response.status):
+        try:
+            storable = bool(self.store_status(response.status))
+        except BaseException as exc:
+            self.abandon(claimed, exc)  # never leave the record held by the heartbeat
+            raise
+        if not storable:
             self.abandon(claimed, f"the response was HTTP {response.status}, which is not stored")
             return False
         if len(response.body) > self.max_response_size:
