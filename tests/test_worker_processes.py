@@ -62,14 +62,8 @@ STEP_IN_GRACE = 1.5
 @pytest.fixture
 def app(database_url: str) -> Any:
     """A migrated App on a fresh database, with the worker tests' jobs and tables."""
-    application = wa.make_app(database_url)
-    application.migrate()
-    wa.create_tables(application)
-    try:
+    with wa.migrated(database_url) as application:
         yield application
-    finally:
-        wa.dispose_engines()
-        application.close()
 
 
 def _attempt_counts(app: acidic.App) -> dict[int, int]:

@@ -72,14 +72,8 @@ def app(database_url: str) -> Any:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    application = wa.make_app(database_url)
-    application.migrate()
-    wa.create_tables(application)
-    try:
+    with wa.migrated(database_url) as application:
         yield application
-    finally:
-        wa.dispose_engines()
-        application.close()
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

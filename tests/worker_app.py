@@ -339,6 +339,20 @@ def make_app(url: str, lock_timeout: float | None = None) -> acidic.App:
     return application
 
 
+@contextlib.contextmanager
+def migrated(url: str, make: Callable[[str], acidic.App] | None = None) -> Iterator[acidic.App]:
+    """A migrated App built by ``make`` (default :func:`make_app`) on ``url``, with the
+    worker tests' tables; its engines (and the helpers' cached ones) disposed afterwards."""
+    application = (make or make_app)(url)
+    application.migrate()
+    create_tables(application)
+    try:
+        yield application
+    finally:
+        dispose_engines()
+        application.close()
+
+
 def __getattr__(name: str) -> Any:
     # ``app`` is built on first access, from the environment a worker process inherits.
     if name != "app":

@@ -16,11 +16,5 @@ from tests.faults import fault_app
 def chaos_app(database_url: str) -> Iterator[acidic.App]:
     """A migrated App with :class:`tests.faults.fault_app.Chaos` registered and the
     worker tests' tables (``worker_effects``) created."""
-    application = fault_app.make_app(database_url)
-    application.migrate()
-    wa.create_tables(application)
-    try:
+    with wa.migrated(database_url, fault_app.make_app) as application:
         yield application
-    finally:
-        wa.dispose_engines()
-        application.close()

@@ -38,14 +38,8 @@ STEP = 3.0
 
 @pytest.fixture
 def worker_app(database_url: str) -> Iterator[acidic.App]:
-    application = wa.make_app(database_url)
-    application.migrate()
-    wa.create_tables(application)
-    try:
+    with wa.migrated(database_url) as application:
         yield application
-    finally:
-        wa.dispose_engines()
-        application.close()
 
 
 def _stopped(pid: int) -> bool:
