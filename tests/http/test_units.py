@@ -134,3 +134,10 @@ def test_body_digest__json_key_order_never_matters(value: dict[str, object], rnd
     shuffled = json.dumps(dict(items), indent=rnd.choice([None, 2])).encode()
     original = json.dumps(value, ensure_ascii=False).encode()
     assert body_digest(shuffled, "application/json") == body_digest(original, "application/json")
+
+
+def test_middlewares__refuse_anything_but_an_idempotency() -> None:
+    with pytest.raises(acidic.AcidicError, match=r"needs an acidic\.http\.Idempotency"):
+        acidic.http.IdempotencyMiddleware(lambda *a: None, None)  # type: ignore[arg-type]
+    with pytest.raises(acidic.AcidicError, match=r"needs an acidic\.http\.Idempotency"):
+        acidic.http.IdempotencyWSGIMiddleware(lambda *a: [], "idem")  # type: ignore[arg-type]

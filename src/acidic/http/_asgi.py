@@ -8,7 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .._errors import KeyLockedError
+from .._errors import AcidicError, KeyLockedError
 from . import _problems
 from ._core import (
     SCOPE_KEY,
@@ -49,7 +49,7 @@ class IdempotencyMiddleware:
 
     def __init__(self, app: ASGIApp, idempotency: Idempotency) -> None:
         if not isinstance(idempotency, Idempotency):
-            raise TypeError(
+            raise AcidicError(
                 f"IdempotencyMiddleware needs an acidic.http.Idempotency, not {idempotency!r}"
             )
         self.app = app

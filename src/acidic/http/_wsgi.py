@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .._errors import KeyLockedError
+from .._errors import AcidicError, KeyLockedError
 from . import _problems
 from ._core import (
     SCOPE_KEY,
@@ -41,7 +41,7 @@ class IdempotencyWSGIMiddleware:
 
     def __init__(self, app: WSGIApp, idempotency: Idempotency) -> None:
         if not isinstance(idempotency, Idempotency):
-            raise TypeError(
+            raise AcidicError(
                 f"IdempotencyWSGIMiddleware needs an acidic.http.Idempotency, not {idempotency!r}"
             )
         self.app = app
