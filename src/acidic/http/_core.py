@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from .._app import App
 from .._encoding import MAX_KEY_LENGTH, dumps
-from .._engine import Finished, utcnow
+from .._engine import Finished
 from .._errors import (
     AcidicError,
     ArgumentMismatchError,
@@ -250,6 +250,7 @@ class _Heartbeat:
 
     def __init__(self, app: App, interval: float, timeout: float) -> None:
         self._store = app._store
+        self._clock = app._engine.clock
         self._interval = interval
         self._timeout = timeout
         self._held: dict[int, str] = {}
@@ -277,7 +278,7 @@ class _Heartbeat:
             if not held:
                 continue
             try:
-                lost = self._store.renew_locks(held, utcnow)
+                lost = self._store.renew_locks(held, self._clock)
             except Exception:
                 log.exception("renewing the locks of in-flight idempotent requests failed")
                 continue
@@ -474,7 +475,7 @@ class Idempotency:
                     run_id=outcome.row.id,
                     token=outcome.token,
                     attempt=outcome.row.attempts,
-                    started=utcnow(),
+                    started=self.app._engine.clock(),
                 )
         except KeyLockedError:
             return _problems.key_in_use(
@@ -513,7 +514,7 @@ class Idempotency:
             tuple((n, v) for n, v in response.headers if n.lower() not in NOT_STORED_HEADERS),
             response.body,
         )
-        now = utcnow()
+        now = self.app._engine.clock()
         events = [
             EventRow("respond", "started", claimed.started, claimed.attempt),
             EventRow("respond", "succeeded", now, claimed.attempt),
@@ -576,7 +577,7 @@ class Idempotency:
                 type="acidic.http.NotStored", message=reason, traceback="", step="respond"
             )
         error_json = json.dumps(error.to_json())
-        now = utcnow()
+        now = self.app._engine.clock()
         events = [
             EventRow("respond", "started", claimed.started, claimed.attempt),
             EventRow("respond", "errored", now, claimed.attempt, error_json),
@@ -626,7 +627,7 @@ class Idempotency:
     def _expire(self, key: str) -> bool:
         """Delete the key's record if it has expired; True if it did."""
         store = self.app._store
-        now = utcnow()
+        now = self.app._engine.clock()
         with store.translated(f"reading key {key!r}"):
             row = store.find(key)
         # Looked at first without a write transaction: on SQLite that would take the
@@ -641,7 +642,7 @@ class Idempotency:
         with store.translated(f"expiring key {key!r}"), store.transaction() as conn:
             run_id = conn.execute(
                 sa.select(runs.c.id).where(
-                    runs.c.idempotency_key == key, self._expired_where(utcnow())
+                    runs.c.idempotency_key == key, self._expired_where(self.app._engine.clock())
                 )
             ).scalar()
             if run_id is None:
@@ -659,7 +660,7 @@ class Idempotency:
             with store.translated("purging expired idempotency keys"), store.transaction() as conn:
                 ids = list(
                     conn.execute(
-                        sa.select(runs.c.id).where(self._expired_where(utcnow())).limit(batch)
+                        sa.select(runs.c.id).where(self._expired_where(self.app._engine.clock())).limit(batch)
                     ).scalars()
                 )
                 if not ids:
