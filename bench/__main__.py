@@ -151,12 +151,10 @@ def throughput(args: argparse.Namespace, out: dict[str, Any]) -> None:
         print(f"round {r + 1}/{args.rounds}: ", end="", flush=True)
         for system, mode, concurrency, _label, _floor in order:
             cid = config_id(system, mode, concurrency)
-            if cid in failures:
-                continue
             try:
                 result = run_child(system, mode, args.n, concurrency)
-            except Exception as exc:
-                failures[cid] = str(exc)
+            except Exception as exc:  # recorded; tried again in the next round
+                failures[cid] = f"round {r + 1}: {exc}"
                 print("x", end="", flush=True)
                 continue
             result["round"] = r
@@ -192,6 +190,7 @@ def summarise(
             "ms_per_job": statistics.median(1000 * s["seconds"] / s["n"] for s in got),
             "samples": got,
             "floor": floor,
+            "failed_rounds": failures.get(cid),
         }
         if floor:
             # Per-round ratios (same round, so same machine load), then their median.
