@@ -384,12 +384,8 @@ class Engine:
         state = run.state
         started = self.clock()
         try:
-            with (
-                self.store.translated(f"starting step {spec.name} of {state.key!r}"),
-                self.store.transaction() as conn,
-            ):
-                ok = self.store.write_progress(
-                    conn,
+            with self.store.translated(f"starting step {spec.name} of {state.key!r}"):
+                ok = self.store.write_progress_alone(
                     run.claim.row.id,
                     run.claim.token,
                     {"locked_at": started, "lock_expires_at": self._expiry(run, started)},
@@ -409,12 +405,9 @@ class Engine:
         except BaseException as exc:
             return self._failed(run, spec, exc, started, record_start=False)
         try:
-            with (
-                self.store.translated(f"committing step {spec.name} of {state.key!r}"),
-                self.store.transaction() as conn,
-            ):
-                ok = self.store.write_progress(
-                    conn, run.claim.row.id, run.claim.token, values, events
+            with self.store.translated(f"committing step {spec.name} of {state.key!r}"):
+                ok = self.store.write_progress_alone(
+                    run.claim.row.id, run.claim.token, values, events
                 )
         except StorageError as error:
             # The call was made but its progress is not known to be committed. If the

@@ -12,7 +12,7 @@ import contextlib
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,16 +40,24 @@ class Dialect:
     migrations = "generic"
     #: One writer at a time (SQLite): avoid write transactions that may write nothing.
     single_writer = False
+    #: UPDATE ... RETURNING may stand in a WITH clause (PostgreSQL): progress and its
+    #: history events are then written by one statement.
+    dml_in_cte = False
+    #: A one-statement read or write in autocommit costs no BEGIN and COMMIT (or
+    #: ROLLBACK) round trips, and switching to it no round trip either (psycopg does it
+    #: locally; PyMySQL would send SET autocommit both ways, SQLite needs BEGIN IMMEDIATE).
+    autocommit_writes = False
 
     def insert_unless_exists(
-        self, table: sa.Table, values: dict[str, Any], key_column: str
+        self, table: sa.Table, columns: Sequence[str], key_column: str
     ) -> sa.Insert:
-        """An INSERT that does nothing when a row with the same key exists."""
+        """An INSERT of ``columns`` (bound parameters of the same names) that does
+        nothing when a row with the same key exists; built once, executed many times."""
         raise NotImplementedError
 
-    def inserted(self, conn: Connection, stmt: sa.Insert) -> int | None:
+    def inserted(self, conn: Connection, stmt: sa.Insert, values: dict[str, Any]) -> int | None:
         """Run :meth:`insert_unless_exists`; the new row's id, or None if the key existed."""
-        row: sa.Row[Any] | None = conn.execute(stmt.returning(sa.column("id"))).first()
+        row: sa.Row[Any] | None = conn.execute(stmt, values).first()
         return None if row is None else int(row[0])
 
     def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
@@ -94,6 +102,10 @@ class Dialect:
         return False
 
 
+def _binds(table: sa.Table, columns: Sequence[str]) -> dict[str, sa.BindParameter[Any]]:
+    return {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
+
+
 def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", exc)
     return getattr(orig, "sqlstate", None)
@@ -108,14 +120,17 @@ def _mysql_code(exc: BaseException) -> int | None:
 class PostgreSQL(Dialect):
     name = "postgresql"
     migrations = "postgresql"
+    dml_in_cte = True
+    autocommit_writes = True
 
     def insert_unless_exists(
-        self, table: sa.Table, values: dict[str, Any], key_column: str
+        self, table: sa.Table, columns: Sequence[str], key_column: str
     ) -> sa.Insert:
         return (
             pg_dialect.insert(table)
-            .values(values)
+            .values(_binds(table, columns))
             .on_conflict_do_nothing(index_elements=[key_column])
+            .returning(table.c.id)
         )
 
     def notify(self, conn: Connection, queue: str) -> None:
@@ -150,12 +165,13 @@ class SQLite(Dialect):
     single_writer = True
 
     def insert_unless_exists(
-        self, table: sa.Table, values: dict[str, Any], key_column: str
+        self, table: sa.Table, columns: Sequence[str], key_column: str
     ) -> sa.Insert:
         return (
             sqlite_dialect.insert(table)
-            .values(values)
+            .values(_binds(table, columns))
             .on_conflict_do_nothing(index_elements=[key_column])
+            .returning(table.c.id)
         )
 
     def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
@@ -189,15 +205,15 @@ class MySQL(Dialect):
     migrations = "mysql"
 
     def insert_unless_exists(
-        self, table: sa.Table, values: dict[str, Any], key_column: str
+        self, table: sa.Table, columns: Sequence[str], key_column: str
     ) -> sa.Insert:
         # Not INSERT IGNORE: it would also turn truncations and other errors into
         # warnings. A duplicate key is caught in inserted() instead.
-        return sa.insert(table).values(values)
+        return sa.insert(table).values(_binds(table, columns))
 
-    def inserted(self, conn: Connection, stmt: sa.Insert) -> int | None:
+    def inserted(self, conn: Connection, stmt: sa.Insert, values: dict[str, Any]) -> int | None:
         try:
-            result = conn.execute(stmt)
+            result = conn.execute(stmt, values)
         except sa.exc.IntegrityError as exc:
             if _mysql_code(exc) == 1062:  # ER_DUP_ENTRY
                 return None

@@ -99,6 +99,7 @@ _EVENT_COLUMNS = (
     history.c.attempt,
     history.c.error,
 )
+_APPEND = history.insert()
 _BY_KEY = sa.select(*_RUN_COLUMNS).where(runs.c.idempotency_key == sa.bindparam("key"))
 _BY_ID = sa.select(*_RUN_COLUMNS).where(runs.c.id == sa.bindparam("id"))
 
@@ -137,6 +138,8 @@ class Store:
         sa.event.listen(self.engine, "handle_error", self._note_step_error)
         sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
         self._schema_checked = False
+        self._progress_statements: dict[tuple[tuple[str, ...], int], sa.Insert] = {}
+        self._insert_statements: dict[tuple[str, ...], sa.Insert] = {}
 
     # -- steps whose transaction the database ended -------------------------------------
 
@@ -229,10 +232,21 @@ class Store:
 
     def find(self, key: str) -> RunRow | None:
         """The run row of ``key`` as last committed; takes no lock and never waits."""
-        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+        with self._reading() as conn:
             row = conn.execute(_BY_KEY, {"key": key}).first()
-            conn.rollback()
         return None if row is None else _run_row(row)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a read of one statement: in autocommit where that saves the
+        BEGIN and ROLLBACK round trips (PostgreSQL), else in a read transaction."""
+        if self.dialect.autocommit_writes:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
+            return
+        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+            yield conn
+            conn.rollback()
 
     def history(self, run_id: int) -> list[EventRow]:
         stmt = sa.select(*_EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
@@ -248,9 +262,8 @@ class Store:
             .order_by(history.c.id.desc())
             .limit(1)
         )
-        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+        with self._reading() as conn:
             row = conn.execute(stmt).first()
-            conn.rollback()
         return None if row is None else EventRow(*row)
 
     # -- claims -----------------------------------------------------------------------
@@ -261,12 +274,17 @@ class Store:
         Not ``patient``: on SQLite, give up after a few milliseconds if another
         connection holds the write lock (a retryable "database is locked" error).
         """
-        stmt = self.dialect.insert_unless_exists(runs, values, "idempotency_key")
+        stmt = self._insert_run(values)
         with self.engine.connect() as conn:
-            if not patient:
-                conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
-            with conn.begin():
-                run_id = self.dialect.inserted(conn, stmt)
+            if self.dialect.autocommit_writes:
+                # One statement: atomic on its own, without BEGIN and COMMIT round trips.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                run_id = self.dialect.inserted(conn, stmt, values)
+            else:
+                if not patient:
+                    conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
+                with conn.begin():
+                    run_id = self.dialect.inserted(conn, stmt, values)
         if run_id is None:
             return None
         return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
@@ -333,6 +351,23 @@ class Store:
         """In ``conn``'s transaction, update the run if ``token`` still owns it and no
         cancellation was requested, and append ``events`` to its history. False (nothing
         written) otherwise: :meth:`refusal` says which."""
+        if events and self.dialect.dml_in_cte:
+            # One statement (one round trip): the fenced UPDATE in a CTE, and the events
+            # inserted only for the row it returns.
+            stmt = self._progress_statement(tuple(values), len(events))
+            params: dict[str, Any] = {"p_run_id": run_id, "p_token": token}
+            params.update({f"v_{column}": value for column, value in values.items()})
+            for i, e in enumerate(events):
+                params.update(
+                    {
+                        f"e{i}_step": e.step,
+                        f"e{i}_event": e.event,
+                        f"e{i}_at": e.at,
+                        f"e{i}_attempt": e.attempt,
+                        f"e{i}_error": e.error,
+                    }
+                )
+            return bool(conn.execute(stmt, params).rowcount == len(events))
         updated = conn.execute(
             runs.update()
             .where(
@@ -407,22 +442,88 @@ class Store:
             self._append(conn, run_id, events)
         return True
 
+    def _insert_run(self, values: dict[str, Any]) -> sa.Insert:
+        """The INSERT of a new run with these columns, built (and compiled) once."""
+        columns = tuple(values)
+        stmt = self._insert_statements.get(columns)
+        if stmt is None:
+            stmt = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
+            self._insert_statements[columns] = stmt
+        return stmt
+
+    def write_progress_alone(
+        self,
+        run_id: int,
+        token: str,
+        values: dict[str, Any],
+        events: Sequence[EventRow],
+    ) -> bool:
+        """:meth:`write_progress` in a transaction of its own, committed (one statement
+        in autocommit where the dialect writes progress and events in one)."""
+        if events and self.dialect.dml_in_cte and self.dialect.autocommit_writes:
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                return self.write_progress(conn, run_id, token, values, events)
+        with self.transaction() as conn:
+            return self.write_progress(conn, run_id, token, values, events)
+
+    def _progress_statement(self, columns: tuple[str, ...], n_events: int) -> sa.Insert:
+        """UPDATE (fenced) and INSERT of ``n_events`` history rows as one statement,
+        built once per shape so that SQLAlchemy compiles it once."""
+        key = (columns, n_events)
+        stmt = self._progress_statements.get(key)
+        if stmt is not None:
+            return stmt
+        updated = (
+            runs.update()
+            .where(
+                runs.c.id == sa.bindparam("p_run_id", type_=runs.c.id.type),
+                runs.c.lock_token == sa.bindparam("p_token", type_=runs.c.lock_token.type),
+                runs.c.cancel_requested == sa.false(),
+            )
+            .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
+            .returning(runs.c.id)
+            .cte("acidic_progress")
+        )
+        names = ("step", "event", "at", "attempt", "error")
+        rows = [
+            sa.select(
+                updated.c.id,
+                *(
+                    sa.bindparam(f"e{i}_{name}", type_=history.c[name].type).label(name)
+                    for name in names
+                ),
+            )
+            for i in range(n_events)
+        ]
+        # Rows are inserted (and numbered) in this order: started before its end.
+        source = rows[0] if n_events == 1 else sa.union_all(*rows)
+        stmt = (
+            history.insert()
+            .from_select(["run_id", *names], source)
+            # SQLAlchemy reads an INSERT's rowcount only when asked.
+            .execution_options(preserve_rowcount=True)
+        )
+        self._progress_statements[key] = stmt
+        return stmt
+
     def _append(self, conn: Connection, run_id: int, events: Sequence[EventRow]) -> None:
         if events:
+            # One statement compiled once (a multi-row VALUES would be compiled anew on
+            # each call); the driver sends the rows in one round trip.
             conn.execute(
-                history.insert().values(
-                    [
-                        {
-                            "run_id": run_id,
-                            "step": e.step,
-                            "event": e.event,
-                            "at": e.at,
-                            "attempt": e.attempt,
-                            "error": e.error,
-                        }
-                        for e in events
-                    ]
-                )
+                _APPEND,
+                [
+                    {
+                        "run_id": run_id,
+                        "step": e.step,
+                        "event": e.event,
+                        "at": e.at,
+                        "attempt": e.attempt,
+                        "error": e.error,
+                    }
+                    for e in events
+                ],
             )
 
     # -- the queue --------------------------------------------------------------------
@@ -430,10 +531,10 @@ class Store:
     def enqueue(self, values: dict[str, Any], conn: Connection | None = None) -> RunRow | None:
         """Insert a pending run (in ``conn``'s transaction when given) and wake workers;
         None if the key exists (nothing written)."""
-        stmt = self.dialect.insert_unless_exists(runs, values, "idempotency_key")
+        stmt = self._insert_run(values)
 
         def insert(c: Connection) -> int | None:
-            run_id = self.dialect.inserted(c, stmt)
+            run_id = self.dialect.inserted(c, stmt, values)
             if run_id is not None:
                 self.dialect.notify(c, values["queue"])
             return run_id

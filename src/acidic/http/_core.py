@@ -660,7 +660,9 @@ class Idempotency:
             with store.translated("purging expired idempotency keys"), store.transaction() as conn:
                 ids = list(
                     conn.execute(
-                        sa.select(runs.c.id).where(self._expired_where(self.app._engine.clock())).limit(batch)
+                        sa.select(runs.c.id)
+                        .where(self._expired_where(self.app._engine.clock()))
+                        .limit(batch)
                     ).scalars()
                 )
                 if not ids:

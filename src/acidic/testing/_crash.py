@@ -46,8 +46,10 @@ PointKind = Literal["write", "commit", "acknowledgement"]
 MAX_RESUMES = 50
 
 _WRITE = re.compile(
-    r"^\s*(INSERT\s+(?:IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)\s+([^\s(]+)",
-    re.IGNORECASE,
+    # An optional WITH clause (acidic's progress is an UPDATE in a CTE on PostgreSQL).
+    r"^\s*(?:WITH\b.*?\)\s*)?"
+    r"(INSERT\s+(?:IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)\s+([^\s(]+)",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
@@ -70,10 +72,12 @@ class CrashPoint:
     #: The step executing at that moment; None while the key is being claimed.
     step: str | None
     #: ``write``: before a statement that writes; ``commit``: before a COMMIT is sent;
-    #: ``acknowledgement``: the COMMIT took effect, but the client crashed before it
-    #: heard back.
+    #: ``acknowledgement``: the COMMIT (or a statement in autocommit) took effect, but
+    #: the client crashed before it heard back.
     kind: PointKind
-    #: For ``write`` points, the statement's verb and table (``INSERT INTO rides``).
+    #: For ``write`` points, the statement's verb and table (``INSERT INTO rides``); for
+    #: an ``acknowledgement`` of a statement that committed on its own (acidic writes
+    #: one-statement progress in autocommit on PostgreSQL), that statement.
     statement: str | None = None
 
     def __str__(self) -> str:
@@ -81,7 +85,9 @@ class CrashPoint:
         what = {
             "write": f"before {self.statement}",
             "commit": "before COMMIT",
-            "acknowledgement": "after COMMIT, before the client heard back",
+            # A statement is named when it committed on its own (autocommit).
+            "acknowledgement": f"after {self.statement or 'COMMIT'} took effect, before the "
+            "client heard back",
         }[self.kind]
         return f"#{self.index} {where}: {what}"
 
@@ -120,10 +126,12 @@ class _Injector:
         # Bound once: sa.event.remove needs the very objects that were listened with.
         self._on_execute_listener = self._on_execute
         self._on_commit_listener = self._on_commit
+        self._after_execute_listener = self._after_execute
 
     def __enter__(self) -> _Injector:
         sa.event.listen(self._engine, "before_cursor_execute", self._on_execute_listener)
         sa.event.listen(self._engine, "commit", self._on_commit_listener)
+        sa.event.listen(self._engine, "after_cursor_execute", self._after_execute_listener)
         self._active = True
         return self
 
@@ -131,6 +139,7 @@ class _Injector:
         self._active = False
         sa.event.remove(self._engine, "before_cursor_execute", self._on_execute_listener)
         sa.event.remove(self._engine, "commit", self._on_commit_listener)
+        sa.event.remove(self._engine, "after_cursor_execute", self._after_execute_listener)
 
     def _mine(self) -> bool:
         return self._active and threading.get_ident() == self._thread
@@ -160,12 +169,26 @@ class _Injector:
         self._dead()
         write = _WRITE.match(statement)
         if write is not None:
-            verb = " ".join(write.group(1).upper().split())
-            table = write.group(2).strip('`"')
-            self._reached(conn, "write", f"{verb} {table}")
+            self._reached(conn, "write", _describe(write))
+
+    def _after_execute(
+        self,
+        conn: sa.Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        # A write in autocommit took effect when it returned: that is its commit.
+        if not self._mine() or not _autocommit(conn):
+            return
+        write = _WRITE.match(statement)
+        if write is not None:
+            self._reached(conn, "acknowledgement", _describe(write))
 
     def _on_commit(self, conn: sa.Connection) -> None:
-        if not self._mine():
+        if not self._mine() or _autocommit(conn):  # nothing left to commit
             return
         self._dead()
         self._reached(conn, "commit")
@@ -175,6 +198,16 @@ class _Injector:
             assert dbapi_connection is not None
             dbapi_connection.commit()
         self._reached(conn, "acknowledgement")
+
+
+def _describe(write: re.Match[str]) -> str:
+    verb = " ".join(write.group(1).upper().split())
+    table = write.group(2).strip('`"')
+    return f"{verb} {table}"
+
+
+def _autocommit(conn: sa.Connection) -> bool:
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def _raise(point: CrashPoint, conn: sa.Connection) -> None:
