@@ -185,7 +185,11 @@ class Engine:
     ) -> _Claim | Finished | None:
         """One attempt; None when a concurrent writer changed the row under us."""
         store = self.store
-        row = store.find(key)
+        # Most calls create their key: where inserting costs one statement in autocommit
+        # (PostgreSQL), insert first and read the row only if the key exists. Not where
+        # the insert would take a write lock even for a replay (SQLite).
+        insert_first = not patient and store.dialect.autocommit_writes
+        row = None if insert_first else store.find(key)
         if row is not None:
             check_row(row)
         token = uuid.uuid4().hex
@@ -219,7 +223,14 @@ class Engine:
                 },
                 patient=patient,
             )
-            return None if new is None else _Claim(new, token, retrying=False)
+            if new is not None:
+                return _Claim(new, token, retrying=False)
+            if not insert_first:
+                return None  # created meanwhile: the next attempt reads it
+            row = store.find(key)
+            if row is None:
+                return None  # gone again (pruned): the next attempt starts over
+            check_row(row)
         check_same_call(row, name, encoded_args if same_args else None)
         if row.status == RunStatus.SUCCEEDED:
             return Finished(None if row.result is None else loads(row.result))
