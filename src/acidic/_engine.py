@@ -280,7 +280,9 @@ class Engine:
 
     def claimed(self, row: RunRow, token: str) -> _Claim:
         """A run claimed by a worker, ready for :meth:`execute`."""
-        return _Claim(row, token, retrying=self._retrying(row))
+        # Claimed for the first time (attempts just became 1): no step has started, so
+        # there is no history to read.
+        return _Claim(row, token, retrying=row.attempts > 1 and self._retrying(row))
 
     def _retrying(self, row: RunRow) -> bool:
         last = self.store.last_event(row.id)
