@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -302,9 +303,9 @@ def _sqlite_engine(url: URL) -> Engine:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-        cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        _use_wal(cur)  # readers never wait for the writer
         cur.close()
         record.info["acidic_busy_ms"] = int(SQLITE_BUSY_TIMEOUT * 1000)
 
@@ -320,6 +321,23 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN" if options.get("acidic_read_only") else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (it stays so). Switching takes an exclusive lock, and
+    SQLite reports "database is locked" at once, without its busy timeout, while other
+    processes open the same new file: retry for a while, as the busy timeout would."""
+    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def make_engine(database: str | URL | Engine) -> Engine:
