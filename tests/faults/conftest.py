@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 import acidic
 from tests import worker_app as wa
 from tests.faults import fault_app
+from tests.faults.support import admin_engine
 
 
 @pytest.fixture
@@ -18,3 +20,14 @@ def chaos_app(database_url: str) -> Iterator[acidic.App]:
     worker tests' tables (``worker_effects``) created."""
     with wa.migrated(database_url, fault_app.make_app) as application:
         yield application
+
+
+@pytest.fixture
+def admin(database_url: str) -> Iterator[sa.Engine]:
+    """An admin engine on the test's database server (to terminate sessions, revoke
+    rights); disposed afterwards."""
+    engine = admin_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

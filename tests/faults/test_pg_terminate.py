@@ -26,7 +26,7 @@ import acidic
 from tests import procs
 from tests import worker_app as wa
 from tests.faults import fault_app
-from tests.faults.support import admin_engine, sessions, terminate, with_application_name
+from tests.faults.support import sessions, terminate, with_application_name
 from tests.jobs import effect_counts, effects, get_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["postgresql"])]
@@ -95,15 +95,6 @@ def victim(app: acidic.App, database_url: str, victim_name: str) -> Iterator[aci
         yield victim_app
     finally:
         victim_app.close()
-
-
-@pytest.fixture
-def admin(database_url: str) -> Iterator[sa.Engine]:
-    engine = admin_engine(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _run_in_thread(

@@ -35,7 +35,6 @@ import sqlalchemy as sa
 
 import acidic
 from tests import procs
-from tests.faults.support import admin_engine
 from tests.jobs import create_tables, effect_counts, effects, get_run
 
 pytestmark = pytest.mark.slow
@@ -322,15 +321,6 @@ def _writes(admin: sa.Engine, name: str, database_url: str, grant: bool) -> None
                     f"{verb} INSERT, UPDATE, DELETE ON {database}.{table} {prep} '{name}'@'%%'"
                 )
         conn.commit()
-
-
-@pytest.fixture
-def admin(database_url: str) -> Iterator[sa.Engine]:
-    engine = admin_engine(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 DENIED = {"postgresql": "permission denied", "mysql": "command denied"}
