@@ -250,9 +250,8 @@ class Store:
 
     def history(self, run_id: int) -> list[EventRow]:
         stmt = sa.select(*_EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
-        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+        with self._reading() as conn:
             rows = conn.execute(stmt).all()
-            conn.rollback()
         return [EventRow(*r) for r in rows]
 
     def last_event(self, run_id: int) -> EventRow | None:
@@ -390,12 +389,8 @@ class Store:
             .order_by(signals.c.id.desc())
             .limit(1)
         )
-        with (
-            self._translated("reading a signal"),
-            self.engine.connect().execution_options(acidic_read_only=True) as conn,
-        ):
+        with self._translated("reading a signal"), self._reading() as conn:
             payload = conn.execute(stmt).scalar()
-            conn.rollback()
         return None if payload is None else loads(payload)
 
     def signalled_since(self, run_id: int, since: dt.datetime) -> bool:
@@ -405,19 +400,17 @@ class Store:
             .where(signals.c.run_id == run_id, signals.c.created_at >= since)
             .limit(1)
         )
-        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+        with self._reading() as conn:
             found = conn.execute(stmt).first()
-            conn.rollback()
         return found is not None
 
     def cancel_requested(self, run_id: int, token: str) -> bool:
         """After a refused progress write: True if ``token`` still owns the run and the
         refusal was a cancellation request, False if the lock was lost."""
-        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 sa.select(runs.c.lock_token, runs.c.cancel_requested).where(runs.c.id == run_id)
             ).first()
-            conn.rollback()
         return row is not None and row[0] == token and bool(row[1])
 
     def update_run(
