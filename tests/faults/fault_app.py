@@ -5,7 +5,8 @@ Workers are started as ``acidic worker --app tests.faults.fault_app:app`` (see
 :func:`spawn`); the App is built on first access from the environment of
 ``tests.worker_app`` (``ACIDIC_TEST_URL``, ``ACIDIC_TEST_LOCK_TIMEOUT``,
 ``ACIDIC_TEST_EXEC_LOG``) plus ``ACIDIC_TEST_PAUSE``, seconds each transactional step
-holds its transaction open (default 0).
+holds its transaction open, and ``ACIDIC_TEST_CALL_PAUSE``, seconds the non-transactional
+step takes (both default 0).
 
 :class:`Chaos` has three steps: transactional, non-transactional, transactional. Each
 execution of each step appends a ``start`` line to ``<exec_log>/<pid>.log`` when it
@@ -38,6 +39,7 @@ from acidic._storage._schema import runs
 from tests import worker_app as wa
 
 PAUSE_ENV = "ACIDIC_TEST_PAUSE"
+CALL_PAUSE_ENV = "ACIDIC_TEST_CALL_PAUSE"
 APP_REF = "tests.faults.fault_app:app"
 
 
@@ -50,8 +52,8 @@ def _log(key: str, step: str, attempt: int, event: str) -> None:
         f.write(line)
 
 
-def _pause() -> float:
-    return float(os.environ.get(PAUSE_ENV) or 0.0)
+def _pause(variable: str = PAUSE_ENV) -> float:
+    return float(os.environ.get(variable) or 0.0)
 
 
 class Chaos(acidic.Job):
@@ -81,6 +83,9 @@ class Chaos(acidic.Job):
     def call(self) -> None:
         _log(self.key, "call", self.attempt, "start")
         self.ctx["called_by"] = os.getpid()
+        pause = _pause(CALL_PAUSE_ENV)
+        if pause:
+            time.sleep(pause)
         _log(self.key, "call", self.attempt, "end")
 
     @acidic.step
@@ -123,6 +128,7 @@ def spawn(
     concurrency: int = 2,
     lock_timeout: float = 5.0,
     pause: float = 0.0,
+    call_pause: float = 0.0,
     poll_interval: float = 0.5,
     grace: float = 30.0,
 ) -> wa.WorkerProcess:
@@ -136,7 +142,7 @@ def spawn(
         lock_timeout=lock_timeout,
         exec_log=exec_log,
         app_ref=APP_REF,
-        extra_env={PAUSE_ENV: repr(pause)},
+        extra_env={PAUSE_ENV: repr(pause), CALL_PAUSE_ENV: repr(call_pause)},
     )
 
 

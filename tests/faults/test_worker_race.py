@@ -39,6 +39,14 @@ LOCK_TIMEOUT = 4.0
 #: so that the drain's tail is not spent waiting for expiring locks).
 KILL_EVERY = {"postgresql": 1.5, "mysql": 1.5, "sqlite": 0.5}  # SQLite drains its 200 fast
 MAX_KILLS = 8
+#: Seconds each transactional step holds its transaction open, and seconds the
+#: non-transactional step takes. Without them a quiet machine drains 2,000 runs in about
+#: 10 s, before enough kills land to prove anything: with them, the drain takes 15 s or
+#: more however fast the machine, and a killed worker almost always dies holding runs
+#: it has begun. On SQLite a transactional step holds the one write lock (a worker
+#: waiting for it has begun nothing): the pause is in the non-transactional step there.
+PAUSE = {"postgresql": 0.06, "mysql": 0.06, "sqlite": 0.0}
+CALL_PAUSE = {"postgresql": 0.0, "mysql": 0.0, "sqlite": 0.4}
 DEADLINE = 150.0
 
 
@@ -71,6 +79,8 @@ def test_worker_race__eight_workers_killed_at_random_lose_and_double_nothing(
             exec_log,
             concurrency=2,
             lock_timeout=LOCK_TIMEOUT,
+            pause=PAUSE[backend],
+            call_pause=CALL_PAUSE[backend],
         )
 
     def succeeded() -> int:
