@@ -303,7 +303,8 @@ def test_worker__a_busy_queue_does_not_starve_a_quiet_one(app: acidic.App) -> No
     with background(app, concurrency=1):
         wait_status(app, "quiet", "succeeded")
         order = executed_keys(app)
-    assert "busy-49" not in order  # busy had not drained when quiet ran
+    # Third at the latest, of 51 (the worker keeps draining busy while this test polls,
+    # so how much of busy ran by now says nothing).
     assert order.index("quiet") <= 2, order
 
 
