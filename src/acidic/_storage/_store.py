@@ -140,6 +140,7 @@ class Store:
         self._schema_checked = False
         self._progress_statements: dict[tuple[tuple[str, ...], int], sa.Insert] = {}
         self._insert_statements: dict[tuple[str, ...], sa.Insert] = {}
+        self._claim_statements: dict[tuple[tuple[str, ...], int], sa.Update] = {}
 
     # -- steps whose transaction the database ended -------------------------------------
 
@@ -633,12 +634,37 @@ class Store:
         """:meth:`claim_due` as one statement in autocommit (PostgreSQL): the rows picked
         with SKIP LOCKED in a CTE, updated and returned; one round trip instead of a
         transaction of several."""
+        stmt = self._claim_statement(tuple(jobs), limit)
         now = clock()
+        params: dict[str, Any] = {"c_queue": queue, "c_now": now}
+        for i, job in enumerate(jobs):
+            params[f"c_job{i}"] = job
+            params[f"c_expires{i}"] = now + dt.timedelta(seconds=lock_timeout(job))
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = conn.execute(stmt, params).all()
+        ordered = sorted(rows, key=lambda r: (-r[-1], r[0]))
+        return [_run_row(r[:-1]) for r in ordered]
+
+    def _claim_statement(self, jobs: tuple[str, ...], limit: int) -> sa.Update:
+        """The statement of :meth:`_claim_due_in_one_statement`, built once per set of
+        jobs and limit: building it costs more than executing it (a worker claims
+        once per run)."""
+        key = (jobs, limit)
+        stmt = self._claim_statements.get(key)
+        if stmt is not None:
+            return stmt
+        now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
+        job_params = [sa.bindparam(f"c_job{i}", type_=runs.c.job.type) for i in range(len(jobs))]
         stale = sa.and_(runs.c.status == "running", runs.c.lock_expires_at <= now)
         due = sa.and_(runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now)
         picked = (
             sa.select(runs.c.id)
-            .where(runs.c.queue == queue, runs.c.job.in_(jobs), sa.or_(stale, due))
+            .where(
+                runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
+                sa.or_(*(runs.c.job == job for job in job_params)),
+                sa.or_(stale, due),
+            )
             # Stale runs first (a crashed owner's runs must not wait behind a busy
             # queue), then priority, due time and enqueue order.
             .order_by(
@@ -656,12 +682,9 @@ class Store:
             *(
                 (
                     runs.c.job == job,
-                    sa.literal(
-                        now + dt.timedelta(seconds=lock_timeout(job)),
-                        type_=runs.c.lock_expires_at.type,
-                    ),
+                    sa.bindparam(f"c_expires{i}", type_=runs.c.lock_expires_at.type),
                 )
-                for job in jobs
+                for i, job in enumerate(job_params)
             ),
         )
         stmt = (
@@ -679,11 +702,10 @@ class Store:
             )
             .returning(*_RUN_COLUMNS, runs.c.priority)
         )
-        with self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            rows = conn.execute(stmt).all()
-        ordered = sorted(rows, key=lambda r: (-r[-1], r[0]))
-        return [_run_row(r[:-1]) for r in ordered]
+        if len(self._claim_statements) > 64:  # jobs registered on the fly: stay bounded
+            self._claim_statements.clear()
+        self._claim_statements[key] = stmt
+        return stmt
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
