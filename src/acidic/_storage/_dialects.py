@@ -72,6 +72,12 @@ class Dialect:
     def notify(self, conn: Connection, queue: str) -> None:
         """Wake workers listening for ``queue`` when ``conn``'s transaction commits."""
 
+    def inserted_and_notified(self, insert: sa.Insert) -> sa.Select[Any] | None:
+        """``insert`` (an :meth:`insert_unless_exists` whose values include ``queue``)
+        and the notification of :meth:`notify` as one statement that returns the new
+        row's id, notifying only if a row was inserted; None where the dialect cannot."""
+        return None
+
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         """The error of a NOWAIT lock that found the row locked."""
         return False
@@ -133,6 +139,11 @@ class PostgreSQL(Dialect):
             .on_conflict_do_nothing(index_elements=[key_column])
             .returning(table.c.id)
         )
+
+    def inserted_and_notified(self, insert: sa.Insert) -> sa.Select[Any] | None:
+        new = insert.cte("acidic_new")
+        channel = sa.literal(NOTIFY_CHANNEL, type_=sa.String)
+        return sa.select(new.c.id, sa.func.pg_notify(channel, sa.bindparam("queue")))
 
     def notify(self, conn: Connection, queue: str) -> None:
         # Delivered at commit, and only if the transaction commits.

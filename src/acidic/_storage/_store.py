@@ -141,6 +141,10 @@ class Store:
         self._progress_statements: dict[tuple[tuple[str, ...], int], sa.Insert] = {}
         self._insert_statements: dict[tuple[str, ...], sa.Insert] = {}
         self._claim_statements: dict[tuple[tuple[str, ...], int], sa.Update] = {}
+        self._enqueue_statements: dict[tuple[str, ...], sa.Select[Any] | None] = {}
+        self._claim_by_step: (
+            tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]] | None
+        ) = None
 
     # -- steps whose transaction the database ended -------------------------------------
 
@@ -436,6 +440,14 @@ class Store:
             self._append(conn, run_id, events)
         return True
 
+    def _enqueue_statement(self, columns: tuple[str, ...]) -> sa.Select[Any] | None:
+        """The INSERT of a new run and its notification as one statement, built once per
+        set of columns; None where the dialect cannot."""
+        if columns not in self._enqueue_statements:
+            insert = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
+            self._enqueue_statements[columns] = self.dialect.inserted_and_notified(insert)
+        return self._enqueue_statements[columns]
+
     def _insert_run(self, values: dict[str, Any]) -> sa.Insert:
         """The INSERT of a new run with these columns, built (and compiled) once."""
         columns = tuple(values)
@@ -526,8 +538,12 @@ class Store:
         """Insert a pending run (in ``conn``'s transaction when given) and wake workers;
         None if the key exists (nothing written)."""
         stmt = self._insert_run(values)
+        both = self._enqueue_statement(tuple(values))
 
         def insert(c: Connection) -> int | None:
+            if both is not None:
+                row = c.execute(both, values).first()
+                return None if row is None else int(row[0])
             run_id = self.dialect.inserted(c, stmt, values)
             if run_id is not None:
                 self.dialect.notify(c, values["queue"])
@@ -537,6 +553,11 @@ class Store:
             # The caller's transaction: a MySQL duplicate-key error aborts only the
             # statement, a PostgreSQL/SQLite ON CONFLICT never errors.
             run_id = insert(conn)
+        elif both is not None and self.dialect.autocommit_writes:
+            # One statement (PostgreSQL): atomic on its own, no BEGIN and COMMIT.
+            with self.engine.connect() as own:
+                own.execution_options(isolation_level="AUTOCOMMIT")
+                run_id = insert(own)
         else:
             with self.transaction() as own:
                 run_id = insert(own)
@@ -566,26 +587,14 @@ class Store:
         if self.dialect.dml_in_cte and self.dialect.autocommit_writes:
             return self._claim_due_in_one_statement(queue, jobs, limit, clock, lock_timeout)
 
-        def candidates(now: dt.datetime) -> tuple[sa.Select[Any], sa.Select[Any]]:
-            base = sa.select(runs.c.id, runs.c.job).where(
-                runs.c.queue == queue, runs.c.job.in_(jobs)
-            )
-            stale = base.where(runs.c.status == "running", runs.c.lock_expires_at <= now).order_by(
-                runs.c.lock_expires_at
-            )
-            due = base.where(
-                runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now
-            ).order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
-            return stale, due
-
+        stale, due, take, fetch = self._claim_statements_by_step()
+        params: dict[str, Any] = {"c_queue": queue, "c_jobs": list(jobs)}
         if self.dialect.single_writer:
             # Look before taking SQLite's only write lock: idle polls must not queue
             # behind (and delay) running steps.
-            stale, due = candidates(clock())
+            look = {**params, "c_now": clock(), "c_limit": 1}
             with self.engine.connect().execution_options(acidic_read_only=True) as conn:
-                anything = (
-                    conn.execute(stale.limit(1)).first() or conn.execute(due.limit(1)).first()
-                )
+                anything = conn.execute(stale, look).first() or conn.execute(due, look).first()
                 conn.rollback()
             if anything is None:
                 return []
@@ -594,34 +603,77 @@ class Store:
             # The clock is read once the transaction holds its locks (SQLite may have
             # waited for the write lock): a lock must not start life already expired.
             now = clock()
-            for query in candidates(now):
+            for query in (stale, due):
                 if len(claimed) >= limit:
                     break
                 picked = conn.execute(
-                    self.dialect.lock_rows_skip_locked(query.limit(limit - len(claimed)))
+                    query, {**params, "c_now": now, "c_limit": limit - len(claimed)}
                 ).all()
                 for run_id, job in picked:
                     conn.execute(
-                        runs.update()
-                        .where(runs.c.id == run_id)
-                        .values(
-                            status="running",
-                            lock_token=uuid.uuid4().hex,
-                            locked_at=now,
-                            lock_expires_at=now + dt.timedelta(seconds=lock_timeout(job)),
-                            last_run_at=now,
-                            run_at=None,
-                            attempts=runs.c.attempts + 1,
-                        )
+                        take,
+                        {
+                            "c_id": run_id,
+                            "c_token": uuid.uuid4().hex,
+                            "c_now": now,
+                            "c_expires": now + dt.timedelta(seconds=lock_timeout(job)),
+                        },
                     )
                     claimed.append(run_id)
             if not claimed:
                 return []
-            rows = conn.execute(
-                sa.select(*_RUN_COLUMNS).where(runs.c.id.in_(claimed)).order_by(runs.c.id)
-            ).all()
+            rows = conn.execute(fetch, {"c_ids": claimed}).all()
         order = {run_id: i for i, run_id in enumerate(claimed)}
         return sorted((_run_row(r) for r in rows), key=lambda r: order[r.id])
+
+    def _claim_statements_by_step(
+        self,
+    ) -> tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]]:
+        """The statements of :meth:`claim_due` where it takes several (SQLite, MariaDB):
+        stale runs, due runs, the update of one picked run, the claimed rows. Built once,
+        with bound parameters, so that a claim does not pay for building them."""
+        if self._claim_by_step is None:
+            now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
+            base = sa.select(runs.c.id, runs.c.job).where(
+                runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
+                runs.c.job.in_(sa.bindparam("c_jobs", expanding=True)),
+            )
+            limit = sa.bindparam("c_limit", type_=sa.Integer)
+            stale = (
+                base.where(runs.c.status == "running", runs.c.lock_expires_at <= now)
+                .order_by(runs.c.lock_expires_at)
+                .limit(limit)
+            )
+            due = (
+                base.where(runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now)
+                .order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
+                .limit(limit)
+            )
+            take = (
+                runs.update()
+                .where(runs.c.id == sa.bindparam("c_id", type_=runs.c.id.type))
+                .values(
+                    status="running",
+                    lock_token=sa.bindparam("c_token", type_=runs.c.lock_token.type),
+                    locked_at=now,
+                    lock_expires_at=sa.bindparam("c_expires", type_=runs.c.lock_expires_at.type),
+                    last_run_at=now,
+                    run_at=None,
+                    attempts=runs.c.attempts + 1,
+                )
+            )
+            fetch: sa.Select[Any] = (
+                sa.select(*_RUN_COLUMNS)
+                .where(runs.c.id.in_(sa.bindparam("c_ids", expanding=True)))
+                .order_by(runs.c.id)
+            )
+            self._claim_by_step = (
+                self.dialect.lock_rows_skip_locked(stale),
+                self.dialect.lock_rows_skip_locked(due),
+                take,
+                fetch,
+            )
+        return self._claim_by_step
 
     def _claim_due_in_one_statement(
         self,
