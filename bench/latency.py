@@ -29,9 +29,15 @@ def _worker(concurrency: int) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).parent / "acidic"
     cmd = [str(exe), "worker", "--app", "bench.workerapp:app", "--concurrency", str(concurrency)]
     cmd += ["--log-level", "WARNING"]
-    return subprocess.Popen(
-        cmd, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    )
+    return subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": _pythonpath()})
+
+
+def _pythonpath() -> str:
+    """The bench's root, after what PYTHONPATH already holds (an ``--acidic-variant``'s
+    source tree comes first, so the worker runs that acidic)."""
+    root = str(Path(__file__).parent.parent)
+    before = os.environ.get("PYTHONPATH")
+    return f"{before}{os.pathsep}{root}" if before else root
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

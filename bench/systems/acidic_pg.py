@@ -22,6 +22,7 @@ from ..common import (
     SQLITE_DIR,
     UPDATE_RIDE,
     Measurement,
+    Poller,
     Timer,
     check_rides,
     fake_charge,
@@ -138,6 +139,49 @@ def run_worker(
     return t.seconds
 
 
+#: Worker processes of the ``processes`` mode; ``concurrency`` executors are split
+#: between them (4 executors: 2 processes of 2).
+PROCESSES = 2
+
+
+def run_worker_processes(n: int, concurrency: int, processes: int = PROCESSES) -> float:
+    """``processes`` real ``acidic worker`` processes (``concurrency // processes``
+    executors each) drain N ride runs: how deployments get past one process's GIL.
+
+    The workers start first and idle; the clock runs from one ``INSERT … SELECT`` of the
+    N runs (and a NOTIFY) until all succeeded, so process start-up is not timed."""
+    from ..latency import ENQUEUE_BATCH, _stop, _worker  # noqa: PLC0415
+
+    reset_pg()
+    each = max(1, concurrency // processes)
+    workers = [_worker(each) for _ in range(processes)]
+    poller = Poller(DB, "acidic_runs", "status = 'succeeded'")
+    try:
+        with psycopg.connect(pg_url(DB), autocommit=True) as conn:
+            # Ready once every worker listens for notifications.
+            wait_until(
+                lambda: (
+                    conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = %s AND query LIKE 'LISTEN%%'",
+                        (DB,),
+                    ).fetchone()
+                    == (processes,)
+                ),
+                timeout=120,
+                interval=0.05,
+            )
+            with Timer() as t:
+                conn.execute(ENQUEUE_BATCH, (0, n - 1))
+                conn.execute("SELECT pg_notify('acidic_runs', 'default')")
+                wait_until(lambda: poller.count() >= n, timeout=3600, interval=0.005)
+    finally:
+        poller.close()
+        for worker in workers:
+            _stop(worker)
+    return t.seconds
+
+
 def run(mode: str, n: int, concurrency: int, *, sqlite: bool = False) -> Measurement:
     if sqlite:
         reset_sqlite()
@@ -148,6 +192,8 @@ def run(mode: str, n: int, concurrency: int, *, sqlite: bool = False) -> Measure
     try:
         if mode == "inline":
             seconds = run_inline(app, job, n)
+        elif mode == "processes":
+            seconds = run_worker_processes(n, concurrency)
         else:
             seconds = run_worker(app, job, n, concurrency)
     finally:
