@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import acidic
 from tests.jobs import effect_counts
-from tests.queue_jobs import (
+from tests.queue.jobs import (
     READ,
     SENT,
     TIMES,
@@ -25,10 +24,8 @@ from tests.queue_jobs import (
     Racy,
     SleepLast,
     background,
-    build_app,
     events,
     get,
-    reset,
     seconds,
     utcnow,
     wait_for,
@@ -38,22 +35,6 @@ from tests.queue_jobs import (
 #: How late a due run may start (poll 0.05 s, a loaded machine): generous but far
 #: below any wrong behaviour these tests look for.
 LATE = 0.5
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> Iterator[None]:
-    reset()
-    yield
-    reset()
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[acidic.App]:
-    application = build_app(database_url)
-    try:
-        yield application
-    finally:
-        application.close()
 
 
 def _first(key: str, step: str) -> dt.datetime:

@@ -2,7 +2,7 @@
 fairness, retries, cancellation, pruning, the graceful (and forced) stop of a worker,
 takeover of a dead owner's run, and several workers on one queue.
 
-Workers run in-process in a thread (``tests.queue_jobs.background``) with a short
+Workers run in-process in a thread (``tests.queue.jobs.background``) with a short
 poll interval; schedules, Sleep, Halt and signals are in ``test_schedules.py``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import acidic
 from acidic._storage._schema import history, runs, signals
 from tests.jobs import effect_counts, rides
-from tests.queue_jobs import (
+from tests.queue.jobs import (
     CALLS,
     TIMES,
     Anything,
@@ -38,34 +38,16 @@ from tests.queue_jobs import (
     Stubborn,
     Unregistered,
     background,
-    build_app,
     count_runs,
     events,
     executed_keys,
     get,
     leave_as_crashed,
-    reset,
     seconds,
     utcnow,
     wait_for,
     wait_status,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> Iterator[None]:
-    reset()
-    yield
-    reset()
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[acidic.App]:
-    application = build_app(database_url)
-    try:
-        yield application
-    finally:
-        application.close()
 
 
 def _sentinel(app: acidic.App, key: str = "sentinel", queue: str = "default") -> acidic.Run:
@@ -344,7 +326,7 @@ def test_retry__exhausted_max_attempts_fail_the_run_for_good(app: acidic.App) ->
         still = get(app, "doomed")
     assert (failed.status, failed.attempts, failed.max_attempts) == ("failed", 2, 2)
     assert failed.error is not None
-    assert (failed.error.type, failed.error.step) == ("tests.queue_jobs.Boom", "work")
+    assert (failed.error.type, failed.error.step) == ("tests.queue.jobs.Boom", "work")
     assert "attempt 2 failed" in failed.error.message
     assert (still.status, still.attempts, still.run_at) == ("failed", 2, None)
     assert len(TIMES["doomed", "work"]) == 2

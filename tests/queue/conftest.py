@@ -1,0 +1,27 @@
+"""Fixtures of the queue tests: a fresh App with the jobs of :mod:`tests.queue.jobs`
+on each database, and that module's in-process records emptied around each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import acidic
+from tests.queue.jobs import build_app, reset
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[acidic.App]:
+    application = build_app(database_url)
+    try:
+        yield application
+    finally:
+        application.close()
