@@ -462,6 +462,7 @@ def spawn_worker(
     exec_log: Path | None = None,
     app_ref: str = "tests.worker_app:app",
     extra_env: dict[str, str] | None = None,
+    processes: int = 1,
 ) -> WorkerProcess:
     """Start ``acidic worker --app tests.worker_app:app`` (or ``app_ref``) on ``url``,
     with ``extra_env`` added to its environment."""
@@ -490,6 +491,8 @@ def spawn_worker(
         "--log-level",
         "INFO",
     ]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv,

@@ -18,6 +18,7 @@ from ._cli import CLIError
 from ._errors import AcidicError
 from ._imports import import_target
 from ._worker import Worker
+from ._worker_pool import Supervisor, obey_supervisor
 
 __all__ = ["load_app", "worker"]
 
@@ -98,14 +99,24 @@ def _run_with_summary(runner: Worker, console: Console) -> int:
     type=click.FloatRange(min=0),
     help="seconds a graceful stop (SIGTERM, Ctrl-C) may take",
 )
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="worker processes, each with --concurrency executors, under one supervisor",
+)
 @click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option("--supervised", is_flag=True, hidden=True)
 def worker(
     app_path: str,
     queues: str | None,
     concurrency: int,
     poll_interval: float,
     grace: float,
+    processes: int,
     log_level: str,
+    supervised: bool,
 ) -> None:
     """Execute enqueued runs until stopped.
 
@@ -113,9 +124,20 @@ def worker(
     stops at its next step boundary and is handed back (without using up an attempt),
     and the worker exits 0. A second signal, or the grace period running out, stops
     at once with exit code 1; runs it held are taken over after their lock timeout.
+
+    With --processes N, N worker processes run under this one, which restarts any
+    that dies and passes a stop on to all of them; the exit code is 0 when every one
+    stopped gracefully.
     """
     console = Console(stderr=True)
-    if sys.stderr.isatty():
+    if supervised or processes > 1:
+        # Several processes write to one stream: plain lines, each with its pid.
+        logging.basicConfig(
+            level=log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+            stream=sys.stderr,
+        )
+    elif sys.stderr.isatty():
         # Log lines print above the live summary instead of tearing it.
         handler: logging.Handler = RichHandler(console=console, show_path=False)
         logging.basicConfig(
@@ -132,7 +154,24 @@ def worker(
     runner = app.worker(
         queues=chosen, concurrency=concurrency, poll_interval=poll_interval, grace=grace
     )
-    code = _run_with_summary(runner, console) if sys.stderr.isatty() else runner.run()
+    if processes > 1:
+        # Refuse here, once, what every child would refuse (an unmigrated database):
+        # not N crash-looping processes.
+        app._store.check_schema()
+        app.close()
+        argv = [sys.executable, "-m", "acidic", "worker", "--app", app_path]
+        argv += ["--concurrency", str(concurrency), "--poll-interval", repr(poll_interval)]
+        argv += ["--grace", repr(grace), "--log-level", log_level, "--supervised"]
+        if queues:
+            argv += ["--queues", queues]
+        sys.exit(Supervisor(argv, processes, grace).run())
+    if supervised:
+        obey_supervisor(runner.stop)
+        code = runner.run(install_signal_handlers=False)
+    elif sys.stderr.isatty():
+        code = _run_with_summary(runner, console)
+    else:
+        code = runner.run()
     if code != 0:
         # Forced stop: steps still running in executor threads must not keep the
         # process alive; their runs are taken over once their locks expire.

@@ -1,0 +1,5 @@
+"""``python -m acidic``: the ``acidic`` command."""
+
+from ._cli import main
+
+main()
