@@ -278,6 +278,22 @@ class Engine:
             token=token,
         )
 
+    def release_claimed(self, row: RunRow, token: str) -> None:
+        """Hand back a claimed run before any step of it ran (its worker is stopping):
+        due at once, for any worker, without using up an attempt."""
+        self.store.update_run(
+            row.id,
+            {
+                "status": RunStatus.PENDING.value,
+                "attempts": row.attempts - 1,
+                "run_at": self.clock(),
+                "lock_token": None,
+                "locked_at": None,
+                "lock_expires_at": None,
+            },
+            token=token,
+        )
+
     def claimed(self, row: RunRow, token: str) -> _Claim:
         """A run claimed by a worker, ready for :meth:`execute`."""
         # Claimed for the first time (attempts just became 1): no step has started, so

@@ -95,6 +95,9 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._held: dict[str, _Held] = {}  # by lock token
+        #: Executor slots in use: a slot stays in use while its executor claims the next
+        #: run itself, so that the dispatcher does not claim a run for it meanwhile.
+        self._busy = 0
         self._lock = threading.Lock()
         self._next_queue = 0
         self._notified: set[str] = set()
@@ -139,7 +142,9 @@ class Worker:
         finally:
             pool.shutdown(wait=False)
             deadline = time.monotonic() + self.grace
-            while self._held and time.monotonic() < deadline:
+            # Busy slots too: an executor may be claiming its next run (which it then
+            # hands back), and must be done with the App before run() returns.
+            while (self._held or self._busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._stopped.set()
         if self._held:
@@ -204,7 +209,7 @@ class Worker:
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
         failures = 0
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._held)
+            free = self.concurrency - self._busy
             claimed = 0
             if free > 0:
                 try:
@@ -225,7 +230,7 @@ class Worker:
                     log.exception("claiming failed; retrying in %.1f s", delay)
                     self._stopping.wait(delay)
                     continue
-            if claimed and len(self._held) < self.concurrency:
+            if claimed and self._busy < self.concurrency:
                 continue  # there may be more due runs
             self._wait(free > 0 and not claimed)
 
@@ -237,9 +242,8 @@ class Worker:
         claimed = 0
         # Round-robin: start with the next queue each time, a share per queue per turn
         # (with one queue, every free slot at once); queues just notified go first.
-        order = list(self.queues[self._next_queue :] + self.queues[: self._next_queue])
-        self._next_queue = (self._next_queue + 1) % len(self.queues)
         with self._lock:
+            order = self._queue_order()
             notified, self._notified = self._notified, set()
         order.sort(key=lambda q: q not in notified)
         share = max(1, free // len(order))
@@ -261,12 +265,71 @@ class Worker:
                         self._held[row.lock_token] = _Held(
                             row.id, row.key, row.lock_token, self._lock_timeout(row.job)
                         )
-                    pool.submit(self._execute, row)
+                        self._busy += 1
+                    pool.submit(self._execute_and_continue, row)
                     claimed += 1
                     got_any = True
             if not got_any:
                 break
         return claimed
+
+    def _queue_order(self) -> list[str]:
+        """Round-robin: the queues, starting with the next one each time (under _lock)."""
+        order = list(self.queues[self._next_queue :] + self.queues[: self._next_queue])
+        self._next_queue = (self._next_queue + 1) % len(self.queues)
+        return order
+
+    def _claim_for_executor(self) -> RunRow | None:
+        """In an executor that just finished a run: claim one more for itself, the
+        queues taken round-robin; None when nothing is due (or the claim failed: the
+        dispatcher, woken, claims and backs off as usual)."""
+        app = self.app
+        jobs = list(app.jobs)
+        with self._lock:
+            order = self._queue_order()
+        for queue in order:
+            try:
+                rows = app._store.claim_due(
+                    queue,
+                    jobs,
+                    1,
+                    clock=app._engine.clock,
+                    lock_timeout=self._lock_timeout,
+                )
+            except Exception as exc:
+                log.debug("executor claim failed: %r", exc)
+                return None
+            if rows:
+                (row,) = rows
+                assert row.lock_token is not None
+                if self._stopping.is_set():
+                    # The stop came while claiming: a stopping worker starts nothing.
+                    with contextlib.suppress(Exception):  # else its lock goes stale
+                        app._engine.release_claimed(row, row.lock_token)
+                    return None
+                with self._lock:
+                    self._held[row.lock_token] = _Held(
+                        row.id, row.key, row.lock_token, self._lock_timeout(row.job)
+                    )
+                return row
+        return None
+
+    def _execute_and_continue(self, row: RunRow) -> None:
+        """An executor's task: ``row``, then runs it claims itself while any is due.
+
+        Claiming in the executor saves the hand-off through the dispatcher (waking it,
+        then waiting for it to submit the next run), which cost about as much as a
+        claim per run. The dispatcher still fills idle slots and is woken when this
+        slot frees."""
+        try:
+            next_row: RunRow | None = row
+            while next_row is not None:
+                self._execute(next_row)
+                next_row = None if self._stopping.is_set() else self._claim_for_executor()
+        finally:
+            with self._lock:
+                self._busy -= 1
+            self._wake.set()
 
     def _lock_timeout(self, job: str) -> float:
         return self.app._engine.lock_timeout_for(self.app.jobs[job].__acidic_definition__)
@@ -331,7 +394,6 @@ class Worker:
             with self._lock:
                 self._held.pop(token, None)
             self.processed += 1
-            self._wake.set()
 
     @property
     def running(self) -> int:

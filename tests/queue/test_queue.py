@@ -720,6 +720,24 @@ def test_worker__expired_grace_returns_a_non_zero_code(app: acidic.App) -> None:
     assert (released.recovery_point, released.attempts) == ("finish", 1)
 
 
+def test_worker__a_run_claimed_by_an_executor_during_a_stop_is_handed_back(
+    app: acidic.App,
+) -> None:
+    # An executor that finished a run claims the next one itself; if the worker is
+    # asked to stop while that claim is under way, the run is handed back untouched.
+    app.enqueue(Note(), key="claimed-while-stopping")
+    worker = app.worker()
+    worker.stop()
+    assert worker._claim_for_executor() is None
+    run = get(app, "claimed-while-stopping")
+    assert run.status == "pending"
+    assert run.attempts == 0  # nothing ran: no attempt used up
+    assert run.history == []
+    assert executed_keys(app) == []
+    with background(app, concurrency=1):  # and any worker runs it
+        wait_status(app, "claimed-while-stopping", "succeeded")
+
+
 def test_worker__stops_with_code_0_when_idle(app: acidic.App) -> None:
     with background(app) as bg:
         _sentinel(app)
