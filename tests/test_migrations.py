@@ -50,6 +50,12 @@ def _rows(conn: sa.Connection, sql: str, **params: Any) -> list[tuple[Any, ...]]
     return [tuple(row) for row in conn.execute(sa.text(sql), params)]
 
 
+def _option(value: Any) -> str:
+    """An index's dialect option as comparable text (a partial index's WHERE clause
+    comes back as a TextClause, whose repr is its address)."""
+    return value.text if isinstance(value, sa.TextClause) else repr(value)
+
+
 def _catalog(conn: sa.Connection) -> dict[str, Any]:
     """What the backend's own catalog says about the tables, beyond the inspector."""
     name = conn.dialect.name
@@ -185,7 +191,7 @@ def _schema_of(engine: sa.Engine) -> dict[str, Any]:
                 ix["name"],
                 ix["column_names"],
                 bool(ix["unique"]),
-                sorted((k, repr(v)) for k, v in ix.get("dialect_options", {}).items()),
+                sorted((k, _option(v)) for k, v in ix.get("dialect_options", {}).items()),
             )
             for ix in inspector.get_indexes(table)
         )

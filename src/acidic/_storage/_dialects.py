@@ -41,6 +41,9 @@ class Dialect:
     migrations = "generic"
     #: One writer at a time (SQLite): avoid write transactions that may write nothing.
     single_writer = False
+    #: Whether the database has partial indexes (CREATE INDEX … WHERE), which the claim
+    #: index uses (migration 0003).
+    partial_indexes = True
     #: UPDATE ... RETURNING may stand in a WITH clause (PostgreSQL): progress and its
     #: history events are then written by one statement.
     dml_in_cte = False
@@ -215,6 +218,7 @@ class SQLite(Dialect):
 class MySQL(Dialect):
     name = "mysql"
     migrations = "mysql"
+    partial_indexes = False
 
     def insert_unless_exists(
         self, table: sa.Table, columns: Sequence[str], key_column: str

@@ -26,9 +26,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = ["history", "metadata", "runs", "schema_version", "signals"]
@@ -107,6 +109,34 @@ runs = Table(
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",
 )
+
+#: The statuses of runs waiting to be claimed, as literals: a partial index on them is
+#: used only by a query that names them literally (not as bound parameters).
+WAITING: tuple[ColumnClause[str], ...] = (
+    literal_column("'pending'"),
+    literal_column("'scheduled'"),
+)
+
+#: 0003: a queue's waiting runs in claim order (see the migration); PostgreSQL and SQLite
+#: only, which have partial indexes.
+Index(
+    "acidic_runs_claim_idx",
+    runs.c.queue,
+    runs.c.priority.desc(),
+    runs.c.run_at,
+    runs.c.id,
+    postgresql_where=runs.c.status.in_(WAITING),
+    sqlite_where=runs.c.status.in_(WAITING),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
+#: MariaDB and MySQL: no partial indexes, so the status leads (see the migration).
+Index(
+    "acidic_runs_claim_idx",
+    runs.c.queue,
+    runs.c.status,
+    runs.c.priority.desc(),
+    runs.c.run_at,
+    runs.c.id,
+).ddl_if(dialect="mysql")
 
 history = Table(
     "acidic_history",

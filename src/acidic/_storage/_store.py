@@ -23,7 +23,7 @@ from .._encoding import loads
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._dialects import Dialect, dialect_for, make_engine
-from ._schema import history, runs, signals
+from ._schema import WAITING, history, runs, signals
 
 __all__ = ["EventRow", "RunRow", "Store"]
 
@@ -606,9 +606,9 @@ class Store:
             for query in (stale, due):
                 if len(claimed) >= limit:
                     break
-                picked = conn.execute(
-                    query, {**params, "c_now": now, "c_limit": limit - len(claimed)}
-                ).all()
+                picked = self._pick(
+                    conn, query, {**params, "c_now": now, "c_limit": limit - len(claimed)}
+                )
                 for run_id, job in picked:
                     conn.execute(
                         take,
@@ -626,6 +626,23 @@ class Store:
         order = {run_id: i for i, run_id in enumerate(claimed)}
         return sorted((_run_row(r) for r in rows), key=lambda r: order[r.id])
 
+    def _pick(
+        self, conn: Connection, query: sa.Select[Any], params: dict[str, Any]
+    ) -> list[tuple[int, str]]:
+        """(id, job) of the runs ``query`` picks. Without partial indexes (MariaDB,
+        MySQL), the due runs are read per waiting status, each walked in the order of
+        acidic_runs_claim_idx (queue, status, priority DESC, run_at, id) and stopped at
+        the limit, then merged: one query over both statuses would sort every due run."""
+        if self.dialect.partial_indexes or "status" not in query.selected_columns:
+            return [(row[0], row[1]) for row in conn.execute(query, params)]
+        rows = [
+            row
+            for status in ("pending", "scheduled")
+            for row in conn.execute(query, {**params, "c_status": status})
+        ]
+        rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
+        return [(row[0], row[1]) for row in rows[: params["c_limit"]]]
+
     def _claim_statements_by_step(
         self,
     ) -> tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]]:
@@ -640,12 +657,22 @@ class Store:
             )
             limit = sa.bindparam("c_limit", type_=sa.Integer)
             stale = (
-                base.where(runs.c.status == "running", runs.c.lock_expires_at <= now)
+                base.where(
+                    runs.c.status == sa.literal_column("'running'"), runs.c.lock_expires_at <= now
+                )
                 .order_by(runs.c.lock_expires_at)
                 .limit(limit)
             )
+            if self.dialect.partial_indexes:
+                # Literal statuses: SQLite uses its partial claim index only then.
+                due = base.where(runs.c.status.in_(WAITING))
+            else:
+                # One waiting status at a time (see _pick).
+                due = base.add_columns(runs.c.status, runs.c.priority, runs.c.run_at).where(
+                    runs.c.status == sa.bindparam("c_status", type_=runs.c.status.type)
+                )
             due = (
-                base.where(runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now)
+                due.where(runs.c.run_at <= now)
                 .order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
                 .limit(limit)
             )
@@ -708,27 +735,37 @@ class Store:
             return stmt
         now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
         job_params = [sa.bindparam(f"c_job{i}", type_=runs.c.job.type) for i in range(len(jobs))]
-        stale = sa.and_(runs.c.status == "running", runs.c.lock_expires_at <= now)
-        due = sa.and_(runs.c.status.in_(("pending", "scheduled")), runs.c.run_at <= now)
-        picked = (
-            sa.select(runs.c.id)
-            .where(
-                runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
-                sa.or_(*(runs.c.job == job for job in job_params)),
-                sa.or_(stale, due),
-            )
-            # Stale runs first (a crashed owner's runs must not wait behind a busy
-            # queue), then priority, due time and enqueue order.
-            .order_by(
-                sa.case((runs.c.status == "running", 0), else_=1),
-                runs.c.lock_expires_at,
-                runs.c.priority.desc(),
-                runs.c.run_at,
-                runs.c.id,
-            )
+        mine = (
+            runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
+            sa.or_(*(runs.c.job == job for job in job_params)),
+        )
+        # Two candidate lists, each walked in its index's order and stopped at the
+        # limit: runs whose owner's lock expired (a crashed owner's runs must not wait
+        # behind a busy queue), then waiting runs by priority, due time and enqueue
+        # order (acidic_runs_claim_idx; the statuses are literals, or the partial index
+        # would not be used). One ORDER BY over both would sort every due run.
+        stale = (
+            sa.select(runs.c.id, sa.literal(0).label("rank"))
+            .where(*mine, runs.c.status == sa.literal_column("'running'"))
+            .where(runs.c.lock_expires_at <= now)
+            .order_by(runs.c.lock_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
-            .cte("acidic_picked")
+            .cte("acidic_stale")
+        )
+        due = (
+            sa.select(runs.c.id, sa.literal(1).label("rank"))
+            .where(*mine, runs.c.status.in_(WAITING), runs.c.run_at <= now)
+            .order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("acidic_due")
+        )
+        candidates = sa.union_all(
+            sa.select(stale.c.id, stale.c.rank), sa.select(due.c.id, due.c.rank)
+        ).subquery("acidic_candidates")
+        picked = (
+            sa.select(candidates.c.id).order_by(candidates.c.rank).limit(limit).cte("acidic_picked")
         )
         expires = sa.case(
             *(
