@@ -54,6 +54,9 @@ def _alive(pid: int) -> bool:
 def _start(
     database_url: str, tmp_path: Path, started: list[wa.WorkerProcess], **options: Any
 ) -> tuple[wa.WorkerProcess, list[int]]:
+    # Polling often: on SQLite and MariaDB nothing wakes an idle worker process when its
+    # sibling is the one that found the runs.
+    options.setdefault("poll_interval", 0.1)
     supervisor = wa.spawn_worker(
         database_url, tmp_path / f"supervisor-{len(started)}.log", processes=2, **options
     )
@@ -71,13 +74,13 @@ def _start(
 
 
 def test_processes__two_processes_share_the_runs_and_stop_gracefully(
-    app: acidic.App, database_url: str, tmp_path: Path
+    app: acidic.App, database_url: str, backend: str, tmp_path: Path
 ) -> None:
     n = 60
     with wa.worker_processes() as started:
         supervisor, children = _start(database_url, tmp_path, started, concurrency=2)
         for i in range(n):
-            app.enqueue(wa.Drain(n=i, pause=0.05), key=f"shared-{i}")
+            app.enqueue(wa.Drain(n=i, pause=0.1), key=f"shared-{i}")
         wa.wait_for(
             lambda: wa.status_counts(app) == {"succeeded": n},
             f"all {n} runs to succeed",
@@ -88,8 +91,13 @@ def test_processes__two_processes_share_the_runs_and_stop_gracefully(
         assert supervisor.wait(30) == 0, supervisor.output()
     rows = wa.effects(app)
     assert sorted(r["run_key"] for r in rows) == sorted(f"shared-{i}" for i in range(n))
-    # Both children executed runs; the supervisor executed none.
-    assert {r["pid"] for r in rows} == set(children)
+    # The children executed the runs, the supervisor none. Both children took some,
+    # except on SQLite: a step holds its one write lock, so runs go one at a time to
+    # whichever process gets the lock first after each commit, often the same one.
+    pids = {r["pid"] for r in rows}
+    assert pids <= set(children)
+    if backend != "sqlite":
+        assert pids == set(children)
     assert not any(_alive(pid) for pid in children)
     # One signal each, relayed once: graceful everywhere, never "at once".
     assert "at once" not in supervisor.output()
