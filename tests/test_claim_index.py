@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.test_migrations import _fill_runs
+from tests.test_migrations import _fill_runs, analyze_runs
 
 BACKLOG = 20_000
 
@@ -51,12 +51,7 @@ def test_claim__walks_the_claim_index_instead_of_sorting_the_backlog(
                 {"due": dt.datetime(2024, 1, 1)},
             )
         with app.engine.connect() as conn:
-            if backend == "postgresql":
-                conn.exec_driver_sql("ANALYZE acidic_runs")
-            elif backend == "sqlite":
-                conn.exec_driver_sql("ANALYZE")
-            else:
-                conn.exec_driver_sql("ANALYZE TABLE acidic_runs").all()
+            analyze_runs(conn)
             conn.commit()
 
         sent: list[tuple[str, Any]] = []

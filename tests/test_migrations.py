@@ -617,6 +617,17 @@ def _fill_runs(conn: sa.Connection, rows: int) -> None:
     )
 
 
+def analyze_runs(conn: sa.Connection) -> None:
+    """Refresh the planner's statistics of acidic_runs, after a bulk insert."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        conn.exec_driver_sql("ANALYZE acidic_runs")
+    elif name == "sqlite":
+        conn.exec_driver_sql("ANALYZE")
+    else:
+        conn.exec_driver_sql("ANALYZE TABLE acidic_runs").all()
+
+
 def _plan(conn: sa.Connection, query: str) -> str:
     name = conn.dialect.name
     if name == "sqlite":
@@ -634,12 +645,7 @@ def test_runs_table__key_lookup_uses_the_index(backend: str, database_url: str) 
             _fill_runs(conn, 20_000)
         with app.engine.connect() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one()
-            if backend == "postgresql":
-                conn.exec_driver_sql("ANALYZE acidic_runs")
-            elif backend == "sqlite":
-                conn.exec_driver_sql("ANALYZE")
-            else:
-                conn.exec_driver_sql("ANALYZE TABLE acidic_runs").all()
+            analyze_runs(conn)
             present = _plan(conn, "SELECT * FROM acidic_runs WHERE idempotency_key = 'key-12345'")
             absent = _plan(conn, "SELECT * FROM acidic_runs WHERE idempotency_key = 'x'")
 
