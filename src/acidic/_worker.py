@@ -184,11 +184,7 @@ class Worker:
                     break
             if row is None:
                 return executed
-            assert row.lock_token is not None
-            with self._lock:
-                self._held[row.lock_token] = _Held(
-                    row.id, row.key, row.lock_token, self._lock_timeout(row.job)
-                )
+            self._hold(row)
             self._execute(row)
             executed += 1
 
@@ -260,12 +256,7 @@ class Worker:
                     lock_timeout=self._lock_timeout,
                 )
                 for row in rows:
-                    assert row.lock_token is not None
-                    with self._lock:
-                        self._held[row.lock_token] = _Held(
-                            row.id, row.key, row.lock_token, self._lock_timeout(row.job)
-                        )
-                        self._busy += 1
+                    self._hold(row, new_slot=True)
                     pool.submit(self._execute_and_continue, row)
                     claimed += 1
                     got_any = True
@@ -307,12 +298,20 @@ class Worker:
                     with contextlib.suppress(Exception):  # else its lock goes stale
                         app._engine.release_claimed(row, row.lock_token)
                     return None
-                with self._lock:
-                    self._held[row.lock_token] = _Held(
-                        row.id, row.key, row.lock_token, self._lock_timeout(row.job)
-                    )
+                self._hold(row)
                 return row
         return None
+
+    def _hold(self, row: RunRow, *, new_slot: bool = False) -> None:
+        """Record a claimed run as held (the heartbeat renews its lock), in a new
+        executor slot or in the calling executor's own."""
+        assert row.lock_token is not None
+        with self._lock:
+            self._held[row.lock_token] = _Held(
+                row.id, row.key, row.lock_token, self._lock_timeout(row.job)
+            )
+            if new_slot:
+                self._busy += 1
 
     def _execute_and_continue(self, row: RunRow) -> None:
         """An executor's task: ``row``, then runs it claims itself while any is due.
