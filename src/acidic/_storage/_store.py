@@ -603,11 +603,16 @@ class Store:
             # The clock is read once the transaction holds its locks (SQLite may have
             # waited for the write lock): a lock must not start life already expired.
             now = clock()
-            for query in (stale, due):
+            # Without partial indexes the due runs are read one waiting status at a time.
+            per_status = not self.dialect.partial_indexes
+            for query, by_status in ((stale, False), (due, per_status)):
                 if len(claimed) >= limit:
                     break
                 picked = self._pick(
-                    conn, query, {**params, "c_now": now, "c_limit": limit - len(claimed)}
+                    conn,
+                    query,
+                    {**params, "c_now": now, "c_limit": limit - len(claimed)},
+                    by_status=by_status,
                 )
                 for run_id, job in picked:
                     conn.execute(
@@ -626,14 +631,16 @@ class Store:
         order = {run_id: i for i, run_id in enumerate(claimed)}
         return sorted((_run_row(r) for r in rows), key=lambda r: order[r.id])
 
+    @staticmethod
     def _pick(
-        self, conn: Connection, query: sa.Select[Any], params: dict[str, Any]
+        conn: Connection, query: sa.Select[Any], params: dict[str, Any], *, by_status: bool
     ) -> list[tuple[int, str]]:
-        """(id, job) of the runs ``query`` picks. Without partial indexes (MariaDB,
-        MySQL), the due runs are read per waiting status, each walked in the order of
-        acidic_runs_claim_idx (queue, status, priority DESC, run_at, id) and stopped at
-        the limit, then merged: one query over both statuses would sort every due run."""
-        if self.dialect.partial_indexes or "status" not in query.selected_columns:
+        """(id, job) of the runs ``query`` picks. ``by_status`` (the due runs, where
+        there are no partial indexes: MariaDB, MySQL): read per waiting status, each
+        walked in the order of acidic_runs_claim_idx (queue, status, priority DESC,
+        run_at, id) and stopped at the limit, then merged; one query over both statuses
+        would sort every due run."""
+        if not by_status:
             return [(row[0], row[1]) for row in conn.execute(query, params)]
         rows = [
             row
