@@ -42,6 +42,9 @@ CONFIGS: list[tuple[str, str, int, str, str | None]] = [
     ("raw", "sa3tx", 1, "floor via SQLAlchemy Core text(), 3 tx/job, serial", "raw/3tx/1"),
     ("raw", "queue", 1, "raw queue: SKIP LOCKED claim + 3 tx, 1 thread", "raw/3tx/1"),
     ("raw", "queue", 4, "raw queue: SKIP LOCKED claim + 3 tx, 4 threads", "raw/3tx/4"),
+    ("acidic-sql", "inline", 1, "acidic's SQL by raw psycopg, serial", "raw/3tx/1"),
+    ("acidic-sql", "inline", 4, "acidic's SQL by raw psycopg, 4 threads", "raw/3tx/4"),
+    ("acidic-sql", "queue", 4, "acidic's SQL by raw psycopg, queue, 4 thr.", "raw/3tx/4"),
     ("acidic", "inline", 1, "acidic app.run, serial", "raw/3tx/1"),
     ("acidic", "worker", 1, "acidic Worker, 1 executor", "raw/3tx/1"),
     ("acidic", "worker", 4, "acidic Worker, 4 executors", "raw/3tx/4"),
@@ -287,6 +290,29 @@ def targets(out: dict[str, Any]) -> None:
         print("\nTargets")
         for t, m, ok in checks:
             print(f"  {'MET ' if ok else 'MISS'}  {t:52} {m}")
+    gap(rows, out)
+
+
+def gap(rows: dict[str, Any], out: dict[str, Any]) -> None:
+    """Split acidic's distance from the floor into its SQL (acidic's statements sent by
+    raw psycopg: the design) and its client (acidic against its own SQL)."""
+    pairs = (
+        ("inline, serial", "acidic/inline/1", "acidic-sql/inline/1", "raw/3tx/1"),
+        ("worker, 4 executors", "acidic/worker/4", "acidic-sql/queue/4", "raw/3tx/4"),
+        ("2 processes x 2", "acidic/processes/4", "acidic-sql/queue/4", "raw/3tx/4"),
+    )
+    found = []
+    for label, mine, design, floor in pairs:
+        if mine in rows and design in rows and floor in rows:
+            f, d, a = (1 / rows[x]["jobs_per_s"] for x in (floor, design, mine))
+            found.append({"what": label, "design": d / f, "client": a / d, "total": a / f})
+    if not found:
+        return
+    out["gap"] = found
+    print("\nWhere the time goes (time per job, ratios)")
+    print(f"  {'':22} {'SQL / floor':>12} {'acidic / SQL':>13} {'= acidic / floor':>17}")
+    for g in found:
+        print(f"  {g['what']:22} {g['design']:11.2f}x {g['client']:12.2f}x {g['total']:16.2f}x")
 
 
 def machine() -> dict[str, Any]:

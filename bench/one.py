@@ -17,6 +17,10 @@ def measure(system: str, mode: str, n: int, concurrency: int) -> Measurement:
         from .systems import raw_pg
 
         return raw_pg.run(mode, n, concurrency)
+    if system == "acidic-sql":
+        from .systems import acidic_sql
+
+        return acidic_sql.run(mode, n, concurrency)
     if system == "raw-sqlite":
         from .systems import raw_sqlite
 

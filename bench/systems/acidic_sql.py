@@ -1,0 +1,286 @@
+"""acidic's own SQL, sent by raw psycopg: the floor of acidic's design.
+
+The same statements, with the same transaction boundaries, that acidic sends for a ride
+(taken from acidic's store and compiled once, so they cannot drift from what acidic
+sends), on acidic's own tables, but from a loop with no engine, no SQLAlchemy execute
+path and no Python beyond building the parameters:
+
+* ``inline``: the claim (``INSERT … ON CONFLICT DO NOTHING RETURNING id``, autocommit);
+  step 1 (``INSERT`` ride and the progress statement, one transaction); the foreign
+  step's ``started`` record and its ``succeeded`` record (autocommit each); step 3
+  (``UPDATE`` ride, ``INSERT`` audit and the progress statement, one transaction);
+* ``queue``: the same, but the run is enqueued first (untimed) and claimed by acidic's
+  worker claim statement (``UPDATE … SKIP LOCKED … RETURNING``, autocommit).
+
+Against the 3-tx floor this separates what acidic's choices of durability cost (two more
+commits: the claim, and the foreign step's ``started`` record) from what its client code
+costs (acidic / this).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from acidic._storage._store import Store
+
+from ..common import (
+    DATABASES,
+    INSERT_AUDIT,
+    INSERT_RIDE,
+    UPDATE_RIDE,
+    Measurement,
+    Timer,
+    check_rides,
+    fake_charge,
+    pg_url,
+    ride_args,
+)
+from .acidic_pg import reset_pg
+
+DB = DATABASES["acidic"]
+JOB = "bench.Ride"
+STEPS = json.dumps(["create_ride", "charge", "finish"], separators=(",", ":"))
+LOCK = dt.timedelta(seconds=90)
+
+RUN_COLUMNS = (
+    "idempotency_key", "job", "args", "steps", "status", "recovery_point", "ctx", "result",
+    "error", "attempts", "lock_token", "locked_at", "created_at", "last_run_at",
+    "finished_at", "queue", "priority", "run_at", "lock_expires_at", "attempt_limit",
+    "cancel_requested",
+)  # fmt: skip
+NEXT = ("ctx", "error", "recovery_point", "locked_at", "lock_expires_at")
+STARTED = ("locked_at", "lock_expires_at")
+DONE = (
+    "ctx", "error", "lock_token", "locked_at", "lock_expires_at", "status", "recovery_point",
+    "result", "finished_at", "run_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Statements:
+    claim_insert: str
+    claim_due: str
+    #: The claim statement's own literals (bound by SQLAlchemy as parameters).
+    claim_due_literals: dict[str, Any]
+    progress: dict[tuple[tuple[str, ...], int], str]
+
+
+def statements() -> Statements:
+    """acidic's statements for a ride, compiled by acidic's store for psycopg."""
+    store = Store(pg_url(DB, "postgresql+psycopg"))
+    try:
+        dialect = store.engine.dialect
+
+        def sql(stmt: Any) -> str:
+            return str(stmt.compile(dialect=dialect))
+
+        progress = {
+            (cols, n): sql(store._progress_statement(cols, n))
+            for cols, n in ((NEXT, 2), (STARTED, 1), (NEXT, 1), (DONE, 2))
+        }
+        claim = store._claim_statement((JOB,), 1).compile(dialect=dialect)
+        literals = {
+            k: v for k, v in claim.construct_params(_check=False).items() if not k.startswith("c_")
+        }
+        return Statements(
+            claim_insert=sql(store._insert_run(dict.fromkeys(RUN_COLUMNS))),
+            claim_due=str(claim),
+            claim_due_literals=literals,
+            progress=progress,
+        )
+    finally:
+        store.dispose()
+
+
+def _progress(
+    sql: Statements,
+    conn: psycopg.Connection,
+    run_id: int,
+    token: str,
+    values: dict[str, Any],
+    events: list[tuple[str, str, int]],
+) -> None:
+    params: dict[str, Any] = {"p_run_id": run_id, "p_token": token}
+    params.update({f"v_{k}": v for k, v in values.items()})
+    now = dt.datetime.now(dt.UTC)
+    for i, (step, event, attempt) in enumerate(events):
+        params.update(
+            {f"e{i}_step": step, f"e{i}_event": event, f"e{i}_at": now}
+            | {f"e{i}_attempt": attempt, f"e{i}_error": None}
+        )
+    stmt = sql.progress[(tuple(values), len(events))]
+    cur = conn.execute(stmt, params)  # type: ignore[arg-type]
+    assert cur.rowcount == len(events), "progress refused"
+
+
+def _steps(
+    sql: Statements, conn: psycopg.Connection, run_id: int, token: str, key: str, args: Any
+) -> None:
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    with conn.transaction():
+        ride = conn.execute(INSERT_RIDE, (args["user_id"], args["origin"], args["target"]))
+        ride_id = ride.fetchone()[0]  # type: ignore[index]
+        t = now()
+        ctx = {"ride_id": ride_id}
+        _progress(
+            sql,
+            conn,
+            run_id,
+            token,
+            {
+                "ctx": json.dumps(ctx, separators=(",", ":")),
+                "error": None,
+                "recovery_point": "charge",
+                "locked_at": t,
+                "lock_expires_at": t + LOCK,
+            },
+            [("create_ride", "started", 1), ("create_ride", "succeeded", 1)],
+        )
+    t = now()
+    _progress(
+        sql,
+        conn,
+        run_id,
+        token,
+        {"locked_at": t, "lock_expires_at": t + LOCK},
+        [("charge", "started", 1)],
+    )
+    ctx["charge_id"] = fake_charge(ride_id, f"{key}:charge")  # type: ignore[assignment]
+    ctx_json = json.dumps(ctx, separators=(",", ":"))
+    t = now()
+    _progress(
+        sql,
+        conn,
+        run_id,
+        token,
+        {
+            "ctx": ctx_json,
+            "error": None,
+            "recovery_point": "finish",
+            "locked_at": t,
+            "lock_expires_at": t + LOCK,
+        },
+        [("charge", "succeeded", 1)],
+    )
+    with conn.transaction():
+        conn.execute(UPDATE_RIDE, (ctx["charge_id"], ride_id))
+        conn.execute(INSERT_AUDIT, (ride_id,))
+        t = now()
+        _progress(
+            sql,
+            conn,
+            run_id,
+            token,
+            {
+                "ctx": ctx_json,
+                "error": None,
+                "lock_token": None,
+                "locked_at": None,
+                "lock_expires_at": None,
+                "status": "succeeded",
+                "recovery_point": None,
+                "result": None,
+                "finished_at": t,
+                "run_at": None,
+            },
+            [("finish", "started", 1), ("finish", "succeeded", 1)],
+        )
+
+
+def job_inline(sql: Statements, conn: psycopg.Connection, i: int) -> None:
+    args = ride_args(i)
+    key = f"ride-{i}"
+    token = uuid.uuid4().hex
+    t = dt.datetime.now(dt.UTC)
+    values = dict.fromkeys(RUN_COLUMNS)
+    values.update(
+        idempotency_key=key,
+        job=JOB,
+        args=json.dumps(args, separators=(",", ":")),
+        steps=STEPS,
+        status="running",
+        recovery_point="create_ride",
+        ctx="{}",
+        attempts=1,
+        lock_token=token,
+        locked_at=t,
+        created_at=t,
+        last_run_at=t,
+        lock_expires_at=t + LOCK,
+        priority=0,
+        cancel_requested=False,
+    )
+    row = conn.execute(sql.claim_insert, values).fetchone()  # type: ignore[arg-type]
+    assert row is not None, f"key {key} exists"
+    _steps(sql, conn, row[0], token, key, args)
+
+
+def claim_and_run(sql: Statements, conn: psycopg.Connection) -> bool:
+    t = dt.datetime.now(dt.UTC)
+    params = sql.claim_due_literals | {
+        "c_queue": "default",
+        "c_now": t,
+        "c_job0": JOB,
+        "c_expires0": t + LOCK,
+    }
+    row = conn.execute(sql.claim_due, params).fetchone()  # type: ignore[arg-type]
+    if row is None:
+        return False
+    run_id, key, args, token = row[0], row[1], json.loads(row[3]), row[11]
+    _steps(sql, conn, run_id, token, key, args)
+    return True
+
+
+def _enqueue(n: int) -> None:
+    from .acidic_pg import pg_app  # noqa: PLC0415
+
+    app, job = pg_app()
+    try:
+        for i in range(n):
+            app.enqueue(job(**ride_args(i)), key=f"ride-{i}")
+    finally:
+        app.close()
+
+
+def run(mode: str, n: int, concurrency: int) -> Measurement:
+    reset_pg()
+    sql = statements()
+    if mode == "queue":
+        _enqueue(n)
+    conns = [psycopg.connect(pg_url(DB), autocommit=True) for _ in range(concurrency)]
+    counter = itertools.count()
+    errors: list[BaseException] = []
+
+    def executor(conn: psycopg.Connection) -> None:
+        try:
+            if mode == "queue":
+                while claim_and_run(sql, conn):
+                    pass
+                return
+            while (i := next(counter)) < n:
+                job_inline(sql, conn, i)
+        except BaseException as exc:  # reported by the parent thread
+            errors.append(exc)
+
+    with Timer() as t:
+        threads = [threading.Thread(target=executor, args=(c,)) for c in conns]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    for c in conns:
+        c.close()
+    if errors:
+        raise errors[0]
+    check_rides(DB, n)
+    return Measurement("acidic-sql", mode, n, concurrency, t.seconds)
