@@ -74,26 +74,18 @@ class Statements:
 
 
 def statements() -> Statements:
-    """acidic's statements for a ride, compiled by acidic's store for psycopg."""
+    """acidic's statements for a ride, as acidic's store renders them for psycopg."""
     store = Store(pg_url(DB, "postgresql+psycopg"))
     try:
-        dialect = store.engine.dialect
-
-        def sql(stmt: Any) -> str:
-            return str(stmt.compile(dialect=dialect))
-
         progress = {
-            (cols, n): sql(store._progress_statement(cols, n))
+            (cols, n): store._progress_statement(cols, n).sql
             for cols, n in ((NEXT, 2), (STARTED, 1), (NEXT, 1), (DONE, 2))
         }
-        claim = store._claim_statement((JOB,), 1).compile(dialect=dialect)
-        literals = {
-            k: v for k, v in claim.construct_params(_check=False).items() if not k.startswith("c_")
-        }
+        claim = store._claim_statement((JOB,), 1)
         return Statements(
-            claim_insert=sql(store._insert_run(dict.fromkeys(RUN_COLUMNS))),
-            claim_due=str(claim),
-            claim_due_literals=literals,
+            claim_insert=store._rendered_insert(RUN_COLUMNS).sql,
+            claim_due=claim.sql,
+            claim_due_literals=claim.literals,
             progress=progress,
         )
     finally:

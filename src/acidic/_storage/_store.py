@@ -23,6 +23,7 @@ from .._encoding import loads
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._dialects import Dialect, dialect_for, make_engine
+from ._rendered import Rendered
 from ._schema import WAITING, history, runs, signals
 
 __all__ = ["EventRow", "RunRow", "Store"]
@@ -138,10 +139,11 @@ class Store:
         sa.event.listen(self.engine, "handle_error", self._note_step_error)
         sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
         self._schema_checked = False
-        self._progress_statements: dict[tuple[tuple[str, ...], int], sa.Insert] = {}
+        self._progress_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
         self._insert_statements: dict[tuple[str, ...], sa.Insert] = {}
-        self._claim_statements: dict[tuple[tuple[str, ...], int], sa.Update] = {}
-        self._enqueue_statements: dict[tuple[str, ...], sa.Select[Any] | None] = {}
+        self._rendered_inserts: dict[tuple[str, ...], Rendered] = {}
+        self._claim_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
+        self._enqueue_statements: dict[tuple[str, ...], Rendered | None] = {}
         self._claim_by_step: (
             tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]] | None
         ) = None
@@ -283,7 +285,8 @@ class Store:
             if self.dialect.autocommit_writes:
                 # One statement: atomic on its own, without BEGIN and COMMIT round trips.
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-                run_id = self.dialect.inserted(conn, stmt, values)
+                row = self._rendered_insert(tuple(values)).execute(conn, values).first()
+                run_id = None if row is None else int(row[0])
             else:
                 if not patient:
                     conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
@@ -371,7 +374,7 @@ class Store:
                         f"e{i}_error": e.error,
                     }
                 )
-            return bool(conn.execute(stmt, params).rowcount == len(events))
+            return stmt.rowcount(conn, params) == len(events)
         updated = conn.execute(
             runs.update()
             .where(
@@ -440,13 +443,24 @@ class Store:
             self._append(conn, run_id, events)
         return True
 
-    def _enqueue_statement(self, columns: tuple[str, ...]) -> sa.Select[Any] | None:
+    def _enqueue_statement(self, columns: tuple[str, ...]) -> Rendered | None:
         """The INSERT of a new run and its notification as one statement, built once per
         set of columns; None where the dialect cannot."""
         if columns not in self._enqueue_statements:
             insert = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
-            self._enqueue_statements[columns] = self.dialect.inserted_and_notified(insert)
+            both = self.dialect.inserted_and_notified(insert)
+            self._enqueue_statements[columns] = (
+                None if both is None else Rendered.of(both, self.engine.dialect)
+            )
         return self._enqueue_statements[columns]
+
+    def _rendered_insert(self, columns: tuple[str, ...]) -> Rendered:
+        """:meth:`_insert_run` rendered once, where the store runs it in autocommit."""
+        rendered = self._rendered_inserts.get(columns)
+        if rendered is None:
+            stmt = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
+            rendered = self._rendered_inserts[columns] = Rendered.of(stmt, self.engine.dialect)
+        return rendered
 
     def _insert_run(self, values: dict[str, Any]) -> sa.Insert:
         """The INSERT of a new run with these columns, built (and compiled) once."""
@@ -473,9 +487,9 @@ class Store:
         with self.transaction() as conn:
             return self.write_progress(conn, run_id, token, values, events)
 
-    def _progress_statement(self, columns: tuple[str, ...], n_events: int) -> sa.Insert:
+    def _progress_statement(self, columns: tuple[str, ...], n_events: int) -> Rendered:
         """UPDATE (fenced) and INSERT of ``n_events`` history rows as one statement,
-        built once per shape so that SQLAlchemy compiles it once."""
+        built and rendered once per shape."""
         key = (columns, n_events)
         stmt = self._progress_statements.get(key)
         if stmt is not None:
@@ -504,14 +518,11 @@ class Store:
         ]
         # Rows are inserted (and numbered) in this order: started before its end.
         source = rows[0] if n_events == 1 else sa.union_all(*rows)
-        stmt = (
-            history.insert()
-            .from_select(["run_id", *names], source)
-            # SQLAlchemy reads an INSERT's rowcount only when asked.
-            .execution_options(preserve_rowcount=True)
+        rendered = Rendered.of(
+            history.insert().from_select(["run_id", *names], source), self.engine.dialect
         )
-        self._progress_statements[key] = stmt
-        return stmt
+        self._progress_statements[key] = rendered
+        return rendered
 
     def _append(self, conn: Connection, run_id: int, events: Sequence[EventRow]) -> None:
         if events:
@@ -542,7 +553,7 @@ class Store:
 
         def insert(c: Connection) -> int | None:
             if both is not None:
-                row = c.execute(both, values).first()
+                row = both.execute(c, values).first()
                 return None if row is None else int(row[0])
             run_id = self.dialect.inserted(c, stmt, values)
             if run_id is not None:
@@ -728,18 +739,18 @@ class Store:
             params[f"c_expires{i}"] = now + dt.timedelta(seconds=lock_timeout(job))
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            rows = conn.execute(stmt, params).all()
+            rows = stmt.rows(conn, params)
         ordered = sorted(rows, key=lambda r: (-r[-1], r[0]))
         return [_run_row(r[:-1]) for r in ordered]
 
-    def _claim_statement(self, jobs: tuple[str, ...], limit: int) -> sa.Update:
+    def _claim_statement(self, jobs: tuple[str, ...], limit: int) -> Rendered:
         """The statement of :meth:`_claim_due_in_one_statement`, built once per set of
         jobs and limit: building it costs more than executing it (a worker claims
         once per run)."""
         key = (jobs, limit)
-        stmt = self._claim_statements.get(key)
-        if stmt is not None:
-            return stmt
+        cached = self._claim_statements.get(key)
+        if cached is not None:
+            return cached
         now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
         job_params = [sa.bindparam(f"c_job{i}", type_=runs.c.job.type) for i in range(len(jobs))]
         mine = (
@@ -800,8 +811,8 @@ class Store:
         )
         if len(self._claim_statements) > 64:  # jobs registered on the fly: stay bounded
             self._claim_statements.clear()
-        self._claim_statements[key] = stmt
-        return stmt
+        rendered = self._claim_statements[key] = Rendered.of(stmt, self.engine.dialect)
+        return rendered
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
