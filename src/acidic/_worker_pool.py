@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -77,14 +79,31 @@ class Supervisor:
         self.grace = grace
         self.children = [_Child(i) for i in range(processes)]
         self._signals = 0
-        self._stop_requested = threading.Event()
+        self._signals_logged = 0
+        self._signal_names: list[str] = []
         self._stop_sent = 0  # 0 nothing, 1 "stop", 2 "now"
 
     def run(self) -> int:
         """Supervise until a signal stops every child; the exit code (0: all stopped
         gracefully)."""
+        # A signal wakes the loop through this socket (Python writes to it as the signal
+        # arrives). The handler itself only counts: it runs between two bytecodes of the
+        # loop, and taking a lock there (an Event's, a logging handler's) can deadlock
+        # with the loop holding it.
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        previous_wakeup = signal.set_wakeup_fd(wake_w.fileno())
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            return self._supervise(wake_r)
+        finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            wake_r.close()
+            wake_w.close()
+
+    def _supervise(self, wake: socket.socket) -> int:
         log.info(
             "supervising %d worker processes",
             len(self.children),
@@ -94,7 +113,7 @@ class Supervisor:
             self._start(child)
         stop_deadline: float | None = None
         while True:
-            self._stop_requested.clear()
+            self._log_signals()
             if self._signals and self._stop_sent < min(self._signals, 2):
                 self._stop_sent = min(self._signals, 2)
                 line = STOP if self._stop_sent == 1 else STOP_NOW
@@ -110,20 +129,26 @@ class Supervisor:
             if stop_deadline is not None and now > stop_deadline:
                 self._kill_remaining()
                 break
-            self._stop_requested.wait(0.1)
+            if select.select([wake], [], [], 0.1)[0]:
+                with contextlib.suppress(BlockingIOError):
+                    wake.recv(4096)
         codes = [c.exit_codes[-1] for c in self.children if c.exit_codes]
         forced = self._stop_sent > 1 or any(code != EXIT_OK for code in codes)
         log.info("worker processes stopped", extra={"exit_codes": codes})
         return EXIT_FORCED if forced else EXIT_OK
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signal_names.append(signal.Signals(signum).name)
         self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
-            log.info("signal %s: stopping the worker processes gracefully", name)
-        else:
-            log.warning("second signal %s: stopping the worker processes at once", name)
-        self._stop_requested.set()
+
+    def _log_signals(self) -> None:
+        while self._signals_logged < self._signals:
+            self._signals_logged += 1
+            name = self._signal_names[self._signals_logged - 1]
+            if self._signals_logged == 1:
+                log.info("signal %s: stopping the worker processes gracefully", name)
+            else:
+                log.warning("second signal %s: stopping the worker processes at once", name)
 
     def _start(self, child: _Child) -> None:
         child.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE)
