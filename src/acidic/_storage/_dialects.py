@@ -23,6 +23,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .._errors import AcidicError, SchemaVersionError
+from ._rendered import Rendered
 
 __all__ = ["Dialect", "dialect_for", "make_engine"]
 
@@ -59,9 +60,10 @@ class Dialect:
         nothing when a row with the same key exists; built once, executed many times."""
         raise NotImplementedError
 
-    def inserted(self, conn: Connection, stmt: sa.Insert, values: dict[str, Any]) -> int | None:
-        """Run :meth:`insert_unless_exists`; the new row's id, or None if the key existed."""
-        row: sa.Row[Any] | None = conn.execute(stmt, values).first()
+    def inserted(self, conn: Connection, insert: Rendered, values: dict[str, Any]) -> int | None:
+        """Run :meth:`insert_unless_exists` (rendered); the new row's id, or None if the
+        key existed."""
+        row: sa.Row[Any] | None = insert.execute(conn, values).first()
         return None if row is None else int(row[0])
 
     def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
@@ -227,15 +229,14 @@ class MySQL(Dialect):
         # warnings. A duplicate key is caught in inserted() instead.
         return sa.insert(table).values(_binds(table, columns))
 
-    def inserted(self, conn: Connection, stmt: sa.Insert, values: dict[str, Any]) -> int | None:
+    def inserted(self, conn: Connection, insert: Rendered, values: dict[str, Any]) -> int | None:
         try:
-            result = conn.execute(stmt, values)
+            result = insert.execute(conn, values)
         except sa.exc.IntegrityError as exc:
             if _mysql_code(exc) == 1062:  # ER_DUP_ENTRY
                 return None
             raise
-        primary_key: Any = result.inserted_primary_key
-        return int(primary_key[0])
+        return int(result.lastrowid)
 
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         # MySQL 8: ER_LOCK_NOWAIT; MariaDB reports NOWAIT as a lock wait timeout.
@@ -329,6 +330,10 @@ def _sqlite_engine(url: URL) -> Engine:
         # A deferred transaction that later writes can fail with "database is locked"
         # without waiting; IMMEDIATE takes the write lock up front (and waits for it).
         options = conn.get_execution_options()
+        if options.get("acidic_one_read"):
+            # One SELECT: SQLite runs it in a read transaction of its own, and the
+            # ROLLBACK that ends it is a no-op in the driver.
+            return
         busy_ms = int(options.get("acidic_busy_timeout", SQLITE_BUSY_TIMEOUT) * 1000)
         if conn.info.get("acidic_busy_ms") != busy_ms:  # PRAGMA only when it changes
             conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")

@@ -22,8 +22,6 @@ from sqlalchemy.engine import Connection
 
 __all__ = ["Rendered"]
 
-#: Driver parameter styles that take a mapping of named parameters.
-_NAMED_STYLES = ("pyformat", "named")
 #: Read the cursor's rowcount before the result is closed (SQLAlchemy reads it only
 #: when asked for statements it did not compile).
 _KEEP_ROWCOUNT = {"preserve_rowcount": True}
@@ -39,17 +37,12 @@ class Rendered:
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
     literals: dict[str, Any]
     results: tuple[Callable[[Any], Any] | None, ...]
-
-    @staticmethod
-    def supported(dialect: sa.Dialect) -> bool:
-        """Whether the dialect's driver takes named parameters (psycopg, PyMySQL);
-        positional styles (sqlite3's ``qmark``) keep the compiled path."""
-        return dialect.paramstyle in _NAMED_STYLES
+    #: For drivers with positional parameters (sqlite3's ``?``): the parameter names in
+    #: the order the SQL takes them. None: the driver takes a mapping (psycopg, PyMySQL).
+    positions: tuple[str, ...] | None
 
     @classmethod
     def of(cls, stmt: sa.Executable, dialect: sa.Dialect) -> Rendered:
-        if not cls.supported(dialect):
-            raise ValueError(f"{dialect.name}: positional parameters, nothing to render")
         compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
         if compiled.escaped_bind_names:
             raise ValueError(f"parameter names need escaping: {compiled.escaped_bind_names}")
@@ -65,13 +58,20 @@ class Rendered:
                 literals[name] = value if processor is None else processor(value)
         columns: Sequence[Any] = getattr(stmt, "exported_columns", ())
         results = tuple(c.type.result_processor(dialect, None) for c in columns)
-        return cls(compiled.string, tuple(processors), literals, results)
+        positions = tuple(compiled.positiontup) if compiled.positional else None
+        return cls(compiled.string, tuple(processors), literals, results, positions)
 
-    def _params(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _params(self, values: dict[str, Any]) -> Any:
         params = {**self.literals, **values}
         for name, processor in self.processors:
             params[name] = processor(params[name])
+        if self.positions is not None:
+            return tuple(params[name] for name in self.positions)
         return params
+
+    def execute_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Execute once per row of parameters (the driver's executemany)."""
+        conn.exec_driver_sql(self.sql, [self._params(row) for row in rows])
 
     def execute(self, conn: Connection, values: dict[str, Any]) -> sa.CursorResult[Any]:
         """Execute with ``values`` (one per required parameter); rows unprocessed."""

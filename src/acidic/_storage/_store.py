@@ -100,7 +100,12 @@ _EVENT_COLUMNS = (
     history.c.attempt,
     history.c.error,
 )
-_APPEND = history.insert()
+_APPEND = history.insert().values(
+    {
+        name: sa.bindparam(name, type_=history.c[name].type)
+        for name in ("run_id", "step", "event", "at", "attempt", "error")
+    }
+)
 _BY_KEY = sa.select(*_RUN_COLUMNS).where(runs.c.idempotency_key == sa.bindparam("key"))
 _BY_ID = sa.select(*_RUN_COLUMNS).where(runs.c.id == sa.bindparam("id"))
 
@@ -140,8 +145,9 @@ class Store:
         sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
         self._schema_checked = False
         self._progress_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
-        self._insert_statements: dict[tuple[str, ...], sa.Insert] = {}
         self._rendered_inserts: dict[tuple[str, ...], Rendered] = {}
+        self._update_statements: dict[tuple[str, ...], Rendered] = {}
+        self._append_statement = Rendered.of(_APPEND, self.engine.dialect)
         self._claim_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
         self._enqueue_statements: dict[tuple[str, ...], Rendered | None] = {}
         self._claim_by_step: (
@@ -246,12 +252,14 @@ class Store:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
         """A connection for a read of one statement: in autocommit where that saves the
-        BEGIN and ROLLBACK round trips (PostgreSQL), else in a read transaction."""
+        BEGIN and ROLLBACK round trips (PostgreSQL), without BEGIN on SQLite (a
+        statement is its own transaction there), else in a read transaction."""
         if self.dialect.autocommit_writes:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 yield conn
             return
-        with self.engine.connect().execution_options(acidic_read_only=True) as conn:
+        options = {"acidic_read_only": True, "acidic_one_read": True}
+        with self.engine.connect().execution_options(**options) as conn:
             yield conn
             conn.rollback()
 
@@ -280,18 +288,17 @@ class Store:
         Not ``patient``: on SQLite, give up after a few milliseconds if another
         connection holds the write lock (a retryable "database is locked" error).
         """
-        stmt = self._insert_run(values)
+        insert = self._rendered_insert(tuple(values))
         with self.engine.connect() as conn:
             if self.dialect.autocommit_writes:
                 # One statement: atomic on its own, without BEGIN and COMMIT round trips.
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-                row = self._rendered_insert(tuple(values)).execute(conn, values).first()
-                run_id = None if row is None else int(row[0])
+                run_id = self.dialect.inserted(conn, insert, values)
             else:
                 if not patient:
                     conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
                 with conn.begin():
-                    run_id = self.dialect.inserted(conn, stmt, values)
+                    run_id = self.dialect.inserted(conn, insert, values)
         if run_id is None:
             return None
         return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
@@ -375,16 +382,9 @@ class Store:
                     }
                 )
             return stmt.rowcount(conn, params) == len(events)
-        updated = conn.execute(
-            runs.update()
-            .where(
-                runs.c.id == run_id,
-                runs.c.lock_token == token,
-                runs.c.cancel_requested == sa.false(),
-            )
-            .values(values)
-        ).rowcount
-        if updated != 1:
+        params = {"p_run_id": run_id, "p_token": token}
+        params.update({f"v_{column}": value for column, value in values.items()})
+        if self._update_statement(tuple(values)).rowcount(conn, params) != 1:
             return False
         self._append(conn, run_id, events)
         return True
@@ -454,22 +454,31 @@ class Store:
             )
         return self._enqueue_statements[columns]
 
+    def _update_statement(self, columns: tuple[str, ...]) -> Rendered:
+        """The fenced UPDATE of a run's ``columns`` (progress without its events), built
+        and rendered once per set of columns."""
+        rendered = self._update_statements.get(columns)
+        if rendered is None:
+            stmt = (
+                runs.update()
+                .where(
+                    runs.c.id == sa.bindparam("p_run_id", type_=runs.c.id.type),
+                    runs.c.lock_token == sa.bindparam("p_token", type_=runs.c.lock_token.type),
+                    runs.c.cancel_requested == sa.false(),
+                )
+                .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
+            )
+            rendered = self._update_statements[columns] = Rendered.of(stmt, self.engine.dialect)
+        return rendered
+
     def _rendered_insert(self, columns: tuple[str, ...]) -> Rendered:
-        """:meth:`_insert_run` rendered once, where the store runs it in autocommit."""
+        """The INSERT of a new run with these columns (unless its key exists), built and
+        rendered once."""
         rendered = self._rendered_inserts.get(columns)
         if rendered is None:
             stmt = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
             rendered = self._rendered_inserts[columns] = Rendered.of(stmt, self.engine.dialect)
         return rendered
-
-    def _insert_run(self, values: dict[str, Any]) -> sa.Insert:
-        """The INSERT of a new run with these columns, built (and compiled) once."""
-        columns = tuple(values)
-        stmt = self._insert_statements.get(columns)
-        if stmt is None:
-            stmt = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
-            self._insert_statements[columns] = stmt
-        return stmt
 
     def write_progress_alone(
         self,
@@ -528,8 +537,8 @@ class Store:
         if events:
             # One statement compiled once (a multi-row VALUES would be compiled anew on
             # each call); the driver sends the rows in one round trip.
-            conn.execute(
-                _APPEND,
+            self._append_statement.execute_many(
+                conn,
                 [
                     {
                         "run_id": run_id,
@@ -548,14 +557,14 @@ class Store:
     def enqueue(self, values: dict[str, Any], conn: Connection | None = None) -> RunRow | None:
         """Insert a pending run (in ``conn``'s transaction when given) and wake workers;
         None if the key exists (nothing written)."""
-        stmt = self._insert_run(values)
+        new_run = self._rendered_insert(tuple(values))
         both = self._enqueue_statement(tuple(values))
 
-        def insert(c: Connection) -> int | None:
+        def write(c: Connection) -> int | None:
             if both is not None:
                 row = both.execute(c, values).first()
                 return None if row is None else int(row[0])
-            run_id = self.dialect.inserted(c, stmt, values)
+            run_id = self.dialect.inserted(c, new_run, values)
             if run_id is not None:
                 self.dialect.notify(c, values["queue"])
             return run_id
@@ -563,15 +572,15 @@ class Store:
         if conn is not None:
             # The caller's transaction: a MySQL duplicate-key error aborts only the
             # statement, a PostgreSQL/SQLite ON CONFLICT never errors.
-            run_id = insert(conn)
+            run_id = write(conn)
         elif both is not None and self.dialect.autocommit_writes:
             # One statement (PostgreSQL): atomic on its own, no BEGIN and COMMIT.
             with self.engine.connect() as own:
                 own.execution_options(isolation_level="AUTOCOMMIT")
-                run_id = insert(own)
+                run_id = write(own)
         else:
             with self.transaction() as own:
-                run_id = insert(own)
+                run_id = write(own)
         if run_id is None:
             return None
         return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
