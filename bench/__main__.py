@@ -303,13 +303,15 @@ def gap(rows: dict[str, Any], out: dict[str, Any]) -> None:
     )
     found = []
     for label, mine, design, floor in pairs:
-        if mine in rows and design in rows and floor in rows:
-            f, d, a = (1 / rows[x]["jobs_per_s"] for x in (floor, design, mine))
-            found.append({"what": label, "design": d / f, "client": a / d, "total": a / f})
+        # Both ratios are per-round medians against the same floor row.
+        if all("time_ratio" in rows.get(x, {}) for x in (mine, design)):
+            d, a = rows[design]["time_ratio"], rows[mine]["time_ratio"]
+            if rows[design]["floor"] == rows[mine]["floor"] == floor:
+                found.append({"what": label, "design": d, "client": a / d, "total": a})
     if not found:
         return
     out["gap"] = found
-    print("\nWhere the time goes (time per job, ratios)")
+    print("\nWhere the time goes (time per job; ratios of per-round medians)")
     print(f"  {'':22} {'SQL / floor':>12} {'acidic / SQL':>13} {'= acidic / floor':>17}")
     for g in found:
         print(f"  {g['what']:22} {g['design']:11.2f}x {g['client']:12.2f}x {g['total']:16.2f}x")

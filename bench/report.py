@@ -55,6 +55,19 @@ def sql(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def gap(data: dict[str, Any]) -> list[str]:
+    found = data.get("gap")
+    if not found:
+        return []
+    out = [
+        "| x the floor's time | acidic's SQL by raw psycopg | acidic against its SQL | acidic |",
+        "|---|---:|---:|---:|",
+    ]
+    for g in found:
+        out.append(f"| {g['what']} | {g['design']:.2f}x | {g['client']:.2f}x | {g['total']:.2f}x |")
+    return out
+
+
 def growth(data: dict[str, Any]) -> list[str]:
     section = data.get("growth")
     if not section:
@@ -86,7 +99,8 @@ def main() -> None:
         f"load average at start {m['loadavg_at_start'][0]:.1f}, at end "
         f"{m.get('loadavg_at_end', ['?'])[0]}; acidic {m.get('acidic', {}).get('commit', '?')[:9]}"
     )
-    for title, part in (("Throughput", throughput), ("SQL", sql), ("Growth", growth)):
+    parts = (("Throughput", throughput), ("Where the time goes", gap), ("SQL", sql))
+    for title, part in (*parts, ("Growth", growth)):
         lines = part(data)
         if lines:
             print(f"\n### {title}\n")

@@ -48,8 +48,10 @@ def test_inline_run__times_are_the_clock_s_instants_in_utc(tokyo_url: str) -> No
             assert conn.exec_driver_sql("SHOW timezone").scalar() == "Asia/Tokyo"
         app.run(jobs.CreateRide(user_id=1, origin="a", target="b"), key="tz")
         run = app.get("tz")
-        assert run is not None and run.status == "succeeded"
-        assert run.created_at == START and run.created_at.tzinfo == dt.UTC
+        assert run is not None
+        assert run.status == "succeeded"
+        assert run.created_at == START
+        assert run.created_at.tzinfo == dt.UTC
         assert run.finished_at == START
         times = _history_times(app, "tz")
         assert len(times) == 6
@@ -74,12 +76,16 @@ def test_worker_claim__lock_expiry_is_clock_plus_timeout(tokyo_url: str) -> None
         )
         assert [r.key for r in claimed] == ["tz-q"]
         row = claimed[0]
-        assert row.locked_at == START and row.locked_at.tzinfo == dt.UTC
+        assert row.locked_at == START
+        assert row.locked_at.tzinfo == dt.UTC
         assert row.lock_expires_at == START + dt.timedelta(seconds=45)
-        assert row.lock_expires_at is not None and row.lock_expires_at.tzinfo == dt.UTC
-        assert row.created_at == START and row.created_at.tzinfo == dt.UTC
+        assert row.lock_expires_at is not None
+        assert row.lock_expires_at.tzinfo == dt.UTC
+        assert row.created_at == START
+        assert row.created_at.tzinfo == dt.UTC
         assert (row.status, row.attempts, row.lock_token is not None) == ("running", 1, True)
         stored = app.get("tz-q")
-        assert stored is not None and stored.status == "running"
+        assert stored is not None
+        assert stored.status == "running"
     finally:
         app.close()
