@@ -43,6 +43,8 @@ log = logging.getLogger("acidic.worker")
 #: Exit codes of :meth:`Worker.run`.
 EXIT_OK = 0
 EXIT_FORCED = 1
+#: Longest wait of the dispatcher before it looks for a signal (seconds).
+SIGNAL_CHECK_INTERVAL = 0.25
 
 
 @dataclass(slots=True)
@@ -102,6 +104,8 @@ class Worker:
         self._next_queue = 0
         self._notified: set[str] = set()
         self._signals = 0
+        self._signal_names: list[str] = []
+        self._signals_seen = 0
         #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
@@ -189,22 +193,45 @@ class Worker:
             executed += 1
 
     def _install_signal_handlers(self) -> None:
+        # The handler runs in the main thread between two bytecodes, possibly while that
+        # thread holds a lock (an Event's, inside Event.wait; a stream's, inside a log
+        # call): it must take none, or the worker hangs instead of stopping. It only
+        # counts; the dispatcher, which waits in short slices, acts on the count.
         def handle(signum: int, _frame: FrameType | None) -> None:
+            self._signal_names.append(signal.Signals(signum).name)
             self._signals += 1
             if self._signals > 1:
-                log.warning("second signal: stopping at once")
+                os.write(2, b"acidic worker: second signal: stopping at once\n")
                 os._exit(EXIT_FORCED)
-            log.info("signal %s: stopping gracefully", signal.Signals(signum).name)
-            self.stop()
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+
+    def _obey_signals(self) -> None:
+        """In the dispatcher: act on a signal the handler counted."""
+        if self._signals_seen < self._signals:
+            self._signals_seen = self._signals
+            log.info("signal %s: stopping gracefully", self._signal_names[0])
+            self.stop()
+
+    def _pause(self, event: threading.Event, seconds: float) -> None:
+        """``event.wait(seconds)`` in the dispatcher, in slices short enough that a
+        signal is obeyed within a quarter of a second."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self._obey_signals()
+            left = deadline - time.monotonic()
+            if left <= 0 or event.wait(min(left, SIGNAL_CHECK_INTERVAL)):
+                return
 
     # -- dispatching ------------------------------------------------------------------
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
         failures = 0
         while not self._stopping.is_set():
+            self._obey_signals()
+            if self._stopping.is_set():
+                break
             free = self.concurrency - self._busy
             claimed = 0
             if free > 0:
@@ -217,14 +244,14 @@ class Worker:
                     ):
                         # A deadlock between claimers (seen on MariaDB): plain contention.
                         log.debug("claim contention: %s", exc.orig)
-                        self._stopping.wait(random.uniform(0, 0.02))  # noqa: S311 - jitter
+                        self._pause(self._stopping, random.uniform(0, 0.02))  # noqa: S311
                         continue
                     # Anything else (the database restarting, the network): keep the worker
                     # alive and try again, backing off.
                     failures += 1
                     delay = min(0.1 * 2 ** (failures - 1), 5.0)
                     log.exception("claiming failed; retrying in %.1f s", delay)
-                    self._stopping.wait(delay)
+                    self._pause(self._stopping, delay)
                     continue
             if claimed and self._busy < self.concurrency:
                 continue  # there may be more due runs
@@ -342,7 +369,7 @@ class Worker:
                     timeout = min(
                         timeout, max((due - self.app._engine.clock()).total_seconds(), 0.0)
                     )
-        self._wake.wait(timeout)
+        self._pause(self._wake, timeout)
         self._wake.clear()
 
     # -- executing --------------------------------------------------------------------
