@@ -12,7 +12,9 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,38 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def time_executors(
+    conns: list[psycopg.Connection],
+    next_job: Callable[[psycopg.Connection], bool],
+) -> float:
+    """Seconds until every connection's executor (a thread each, or this thread for
+    one) is done: each calls ``next_job(conn)`` until it returns False. The first error
+    of an executor is raised here; the connections are closed."""
+    errors: list[BaseException] = []
+
+    def executor(conn: psycopg.Connection) -> None:
+        try:
+            while next_job(conn):
+                pass
+        except BaseException as exc:  # reported by the parent thread
+            errors.append(exc)
+
+    with Timer() as t:
+        if len(conns) == 1:
+            executor(conns[0])
+        else:
+            threads = [threading.Thread(target=executor, args=(c,)) for c in conns]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+    for c in conns:
+        c.close()
+    if errors:
+        raise errors[0]
+    return t.seconds
 
 
 class Poller:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +36,11 @@ from ..common import (
     INSERT_RIDE,
     UPDATE_RIDE,
     Measurement,
-    Timer,
     check_rides,
     fake_charge,
     pg_url,
     ride_args,
+    time_executors,
 )
 from .acidic_pg import reset_pg
 
@@ -113,80 +112,44 @@ def _progress(
     assert cur.rowcount == len(events), "progress refused"
 
 
+def _next(ctx: dict[str, Any], step: str) -> dict[str, Any]:
+    """The progress of a step after which the run goes on at ``step``."""
+    t = dt.datetime.now(dt.UTC)
+    return {
+        "ctx": json.dumps(ctx, separators=(",", ":")),
+        "error": None,
+        "recovery_point": step,
+        "locked_at": t,
+        "lock_expires_at": t + LOCK,
+    }
+
+
 def _steps(
     sql: Statements, conn: psycopg.Connection, run_id: int, token: str, key: str, args: Any
 ) -> None:
-    def now() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+    def progress(values: dict[str, Any], *events: tuple[str, str, int]) -> None:
+        _progress(sql, conn, run_id, token, values, list(events))
 
     with conn.transaction():
         ride = conn.execute(INSERT_RIDE, (args["user_id"], args["origin"], args["target"]))
         ride_id = ride.fetchone()[0]  # type: ignore[index]
-        t = now()
-        ctx = {"ride_id": ride_id}
-        _progress(
-            sql,
-            conn,
-            run_id,
-            token,
-            {
-                "ctx": json.dumps(ctx, separators=(",", ":")),
-                "error": None,
-                "recovery_point": "charge",
-                "locked_at": t,
-                "lock_expires_at": t + LOCK,
-            },
-            [("create_ride", "started", 1), ("create_ride", "succeeded", 1)],
+        ctx: dict[str, Any] = {"ride_id": ride_id}
+        progress(
+            _next(ctx, "charge"), ("create_ride", "started", 1), ("create_ride", "succeeded", 1)
         )
-    t = now()
-    _progress(
-        sql,
-        conn,
-        run_id,
-        token,
-        {"locked_at": t, "lock_expires_at": t + LOCK},
-        [("charge", "started", 1)],
-    )
-    ctx["charge_id"] = fake_charge(ride_id, f"{key}:charge")  # type: ignore[assignment]
-    ctx_json = json.dumps(ctx, separators=(",", ":"))
-    t = now()
-    _progress(
-        sql,
-        conn,
-        run_id,
-        token,
-        {
-            "ctx": ctx_json,
-            "error": None,
-            "recovery_point": "finish",
-            "locked_at": t,
-            "lock_expires_at": t + LOCK,
-        },
-        [("charge", "succeeded", 1)],
-    )
+    t = dt.datetime.now(dt.UTC)
+    progress({"locked_at": t, "lock_expires_at": t + LOCK}, ("charge", "started", 1))
+    ctx["charge_id"] = fake_charge(ride_id, f"{key}:charge")
+    progress(_next(ctx, "finish"), ("charge", "succeeded", 1))
     with conn.transaction():
         conn.execute(UPDATE_RIDE, (ctx["charge_id"], ride_id))
         conn.execute(INSERT_AUDIT, (ride_id,))
-        t = now()
-        _progress(
-            sql,
-            conn,
-            run_id,
-            token,
-            {
-                "ctx": ctx_json,
-                "error": None,
-                "lock_token": None,
-                "locked_at": None,
-                "lock_expires_at": None,
-                "status": "succeeded",
-                "recovery_point": None,
-                "result": None,
-                "finished_at": t,
-                "run_at": None,
-            },
-            [("finish", "started", 1), ("finish", "succeeded", 1)],
-        )
+        done = dict.fromkeys(DONE) | {
+            "ctx": json.dumps(ctx, separators=(",", ":")),
+            "status": "succeeded",
+            "finished_at": dt.datetime.now(dt.UTC),
+        }
+        progress(done, ("finish", "started", 1), ("finish", "succeeded", 1))
 
 
 def job_inline(sql: Statements, conn: psycopg.Connection, i: int) -> None:
@@ -251,28 +214,15 @@ def run(mode: str, n: int, concurrency: int) -> Measurement:
         _enqueue(n)
     conns = [psycopg.connect(pg_url(DB), autocommit=True) for _ in range(concurrency)]
     counter = itertools.count()
-    errors: list[BaseException] = []
 
-    def executor(conn: psycopg.Connection) -> None:
-        try:
-            if mode == "queue":
-                while claim_and_run(sql, conn):
-                    pass
-                return
-            while (i := next(counter)) < n:
-                job_inline(sql, conn, i)
-        except BaseException as exc:  # reported by the parent thread
-            errors.append(exc)
+    def next_job(conn: psycopg.Connection) -> bool:
+        if mode == "queue":
+            return claim_and_run(sql, conn)
+        if (i := next(counter)) >= n:
+            return False
+        job_inline(sql, conn, i)
+        return True
 
-    with Timer() as t:
-        threads = [threading.Thread(target=executor, args=(c,)) for c in conns]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    for c in conns:
-        c.close()
-    if errors:
-        raise errors[0]
+    seconds = time_executors(conns, next_job)
     check_rides(DB, n)
-    return Measurement("acidic-sql", mode, n, concurrency, t.seconds)
+    return Measurement("acidic-sql", mode, n, concurrency, seconds)

@@ -31,6 +31,7 @@ from ..common import (
     pg_url,
     reset_ride_tables,
     ride_args,
+    time_executors,
 )
 
 DB = DATABASES["raw"]
@@ -176,33 +177,17 @@ def run(mode: str, n: int, concurrency: int) -> Measurement:
     job: Callable[[psycopg.Connection, int], None] = job_3tx if mode == "3tx" else job_1tx
     counter = itertools.count()
     conns = [connect() for _ in range(concurrency)]
-    errors: list[BaseException] = []
 
-    def executor(conn: psycopg.Connection) -> None:
-        try:
-            if mode == "queue":
-                while claim_and_run(conn):
-                    pass
-                return
-            while (i := next(counter)) < n:
-                job(conn, i)
-        except BaseException as exc:  # reported by the parent thread
-            errors.append(exc)
+    def next_job(conn: psycopg.Connection) -> bool:
+        if mode == "queue":
+            return claim_and_run(conn)
+        if (i := next(counter)) >= n:
+            return False
+        job(conn, i)
+        return True
 
-    with Timer() as t:
-        if concurrency == 1:
-            executor(conns[0])
-        else:
-            threads = [threading.Thread(target=executor, args=(c,)) for c in conns]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-    for c in conns:
-        c.close()
-    if errors:
-        raise errors[0]
+    seconds = time_executors(conns, next_job)
     check_rides(DB, n)
     return Measurement(
-        f"raw-{mode}", "threads" if concurrency > 1 else "serial", n, concurrency, t.seconds
+        f"raw-{mode}", "threads" if concurrency > 1 else "serial", n, concurrency, seconds
     )

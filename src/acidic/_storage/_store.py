@@ -110,6 +110,20 @@ _BY_KEY = sa.select(*_RUN_COLUMNS).where(runs.c.idempotency_key == sa.bindparam(
 _BY_ID = sa.select(*_RUN_COLUMNS).where(runs.c.id == sa.bindparam("id"))
 
 
+def _fenced_update(columns: tuple[str, ...]) -> sa.Update:
+    """UPDATE of a run's ``columns`` (parameters ``v_<column>``) only while the owner's
+    token (``p_token``) holds its lock and no cancellation was requested (fencing)."""
+    return (
+        runs.update()
+        .where(
+            runs.c.id == sa.bindparam("p_run_id", type_=runs.c.id.type),
+            runs.c.lock_token == sa.bindparam("p_token", type_=runs.c.lock_token.type),
+            runs.c.cancel_requested == sa.false(),
+        )
+        .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
+    )
+
+
 def _refuse_commit_in_step(conn: Connection) -> None:
     # Raised before COMMIT is sent: a step that commits its own transaction would
     # commit its writes without the move of the recovery point.
@@ -365,12 +379,12 @@ class Store:
         """In ``conn``'s transaction, update the run if ``token`` still owns it and no
         cancellation was requested, and append ``events`` to its history. False (nothing
         written) otherwise: :meth:`refusal` says which."""
+        params: dict[str, Any] = {"p_run_id": run_id, "p_token": token}
+        params.update({f"v_{column}": value for column, value in values.items()})
         if events and self.dialect.dml_in_cte:
             # One statement (one round trip): the fenced UPDATE in a CTE, and the events
             # inserted only for the row it returns.
             stmt = self._progress_statement(tuple(values), len(events))
-            params: dict[str, Any] = {"p_run_id": run_id, "p_token": token}
-            params.update({f"v_{column}": value for column, value in values.items()})
             for i, e in enumerate(events):
                 params.update(
                     {
@@ -382,8 +396,6 @@ class Store:
                     }
                 )
             return stmt.rowcount(conn, params) == len(events)
-        params = {"p_run_id": run_id, "p_token": token}
-        params.update({f"v_{column}": value for column, value in values.items()})
         if self._update_statement(tuple(values)).rowcount(conn, params) != 1:
             return False
         self._append(conn, run_id, events)
@@ -459,15 +471,7 @@ class Store:
         and rendered once per set of columns."""
         rendered = self._update_statements.get(columns)
         if rendered is None:
-            stmt = (
-                runs.update()
-                .where(
-                    runs.c.id == sa.bindparam("p_run_id", type_=runs.c.id.type),
-                    runs.c.lock_token == sa.bindparam("p_token", type_=runs.c.lock_token.type),
-                    runs.c.cancel_requested == sa.false(),
-                )
-                .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
-            )
+            stmt = _fenced_update(columns)
             rendered = self._update_statements[columns] = Rendered.of(stmt, self.engine.dialect)
         return rendered
 
@@ -503,17 +507,7 @@ class Store:
         stmt = self._progress_statements.get(key)
         if stmt is not None:
             return stmt
-        updated = (
-            runs.update()
-            .where(
-                runs.c.id == sa.bindparam("p_run_id", type_=runs.c.id.type),
-                runs.c.lock_token == sa.bindparam("p_token", type_=runs.c.lock_token.type),
-                runs.c.cancel_requested == sa.false(),
-            )
-            .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
-            .returning(runs.c.id)
-            .cte("acidic_progress")
-        )
+        updated = _fenced_update(columns).returning(runs.c.id).cte("acidic_progress")
         names = ("step", "event", "at", "attempt", "error")
         rows = [
             sa.select(
