@@ -336,7 +336,10 @@ def _sqlite_engine(url: URL) -> Engine:
             return
         busy_ms = int(options.get("acidic_busy_timeout", SQLITE_BUSY_TIMEOUT) * 1000)
         if conn.info.get("acidic_busy_ms") != busy_ms:  # PRAGMA only when it changes
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            # A setting of the connection, not a statement of the transaction: straight to
+            # the driver, without SQLAlchemy's execute path (it cannot fail).
+            driver_connection: Any = conn.connection.driver_connection
+            driver_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
             conn.info["acidic_busy_ms"] = busy_ms
         conn.exec_driver_sql("BEGIN" if options.get("acidic_read_only") else "BEGIN IMMEDIATE")
 
