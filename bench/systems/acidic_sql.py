@@ -82,7 +82,7 @@ def statements() -> Statements:
         }
         claim = store._claim_statement((JOB,), 1)
         return Statements(
-            claim_insert=store._rendered_insert(RUN_COLUMNS).sql,
+            claim_insert=store._insert_statement(RUN_COLUMNS).sql,
             claim_due=claim.sql,
             claim_due_literals=claim.literals,
             progress=progress,

@@ -103,9 +103,9 @@ class Worker:
         self._lock = threading.Lock()
         self._next_queue = 0
         self._notified: set[str] = set()
-        self._signals = 0
+        #: Signals received (appended by the handler), and whether the first was obeyed.
         self._signal_names: list[str] = []
-        self._signals_seen = 0
+        self._signal_obeyed = False
         #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
@@ -199,8 +199,7 @@ class Worker:
         # counts; the dispatcher, which waits in short slices, acts on the count.
         def handle(signum: int, _frame: FrameType | None) -> None:
             self._signal_names.append(signal.Signals(signum).name)
-            self._signals += 1
-            if self._signals > 1:
+            if len(self._signal_names) > 1:
                 os.write(2, b"acidic worker: second signal: stopping at once\n")
                 os._exit(EXIT_FORCED)
 
@@ -209,8 +208,8 @@ class Worker:
 
     def _obey_signals(self) -> None:
         """In the dispatcher: act on a signal the handler counted."""
-        if self._signals_seen < self._signals:
-            self._signals_seen = self._signals
+        if self._signal_names and not self._signal_obeyed:
+            self._signal_obeyed = True
             log.info("signal %s: stopping gracefully", self._signal_names[0])
             self.stop()
 
@@ -228,10 +227,10 @@ class Worker:
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
         failures = 0
-        while not self._stopping.is_set():
+        while True:
             self._obey_signals()
             if self._stopping.is_set():
-                break
+                return
             free = self.concurrency - self._busy
             claimed = 0
             if free > 0:

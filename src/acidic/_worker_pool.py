@@ -78,9 +78,9 @@ class Supervisor:
         self.argv = list(argv)
         self.grace = grace
         self.children = [_Child(i) for i in range(processes)]
-        self._signals = 0
-        self._signals_logged = 0
+        #: Signals received (appended by the handler), and how many were logged.
         self._signal_names: list[str] = []
+        self._signals_logged = 0
         self._stop_sent = 0  # 0 nothing, 1 "stop", 2 "now"
 
     def run(self) -> int:
@@ -137,9 +137,12 @@ class Supervisor:
         log.info("worker processes stopped", extra={"exit_codes": codes})
         return EXIT_FORCED if forced else EXIT_OK
 
+    @property
+    def _signals(self) -> int:
+        return len(self._signal_names)
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signal_names.append(signal.Signals(signum).name)
-        self._signals += 1
 
     def _log_signals(self) -> None:
         while self._signals_logged < self._signals:

@@ -159,7 +159,7 @@ class Store:
         sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
         self._schema_checked = False
         self._progress_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
-        self._rendered_inserts: dict[tuple[str, ...], Rendered] = {}
+        self._insert_statements: dict[tuple[str, ...], Rendered] = {}
         self._update_statements: dict[tuple[str, ...], Rendered] = {}
         self._append_statement = Rendered.of(_APPEND, self.engine.dialect)
         self._claim_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
@@ -272,8 +272,7 @@ class Store:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 yield conn
             return
-        options = {"acidic_read_only": True, "acidic_one_read": True}
-        with self.engine.connect().execution_options(**options) as conn:
+        with self.engine.connect().execution_options(acidic_one_read=True) as conn:
             yield conn
             conn.rollback()
 
@@ -302,7 +301,7 @@ class Store:
         Not ``patient``: on SQLite, give up after a few milliseconds if another
         connection holds the write lock (a retryable "database is locked" error).
         """
-        insert = self._rendered_insert(tuple(values))
+        insert = self._insert_statement(tuple(values))
         with self.engine.connect() as conn:
             if self.dialect.autocommit_writes:
                 # One statement: atomic on its own, without BEGIN and COMMIT round trips.
@@ -475,13 +474,13 @@ class Store:
             rendered = self._update_statements[columns] = Rendered.of(stmt, self.engine.dialect)
         return rendered
 
-    def _rendered_insert(self, columns: tuple[str, ...]) -> Rendered:
+    def _insert_statement(self, columns: tuple[str, ...]) -> Rendered:
         """The INSERT of a new run with these columns (unless its key exists), built and
         rendered once."""
-        rendered = self._rendered_inserts.get(columns)
+        rendered = self._insert_statements.get(columns)
         if rendered is None:
             stmt = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
-            rendered = self._rendered_inserts[columns] = Rendered.of(stmt, self.engine.dialect)
+            rendered = self._insert_statements[columns] = Rendered.of(stmt, self.engine.dialect)
         return rendered
 
     def write_progress_alone(
@@ -551,7 +550,7 @@ class Store:
     def enqueue(self, values: dict[str, Any], conn: Connection | None = None) -> RunRow | None:
         """Insert a pending run (in ``conn``'s transaction when given) and wake workers;
         None if the key exists (nothing written)."""
-        new_run = self._rendered_insert(tuple(values))
+        new_run = self._insert_statement(tuple(values))
         both = self._enqueue_statement(tuple(values))
 
         def write(c: Connection) -> int | None:
