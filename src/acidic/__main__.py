@@ -1,5 +1,5 @@
 """``python -m acidic``: the ``acidic`` command."""
 
-from ._cli import main
+from ._cli._root import main
 
 main()

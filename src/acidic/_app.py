@@ -13,7 +13,7 @@ from typing import Any, TypeVar, overload
 import sqlalchemy as sa
 
 from ._encoding import MAX_KEY_LENGTH, check_key, dumps, encode, loads
-from ._engine import Engine, check_same_call, utcnow
+from ._engine import Manager, check_same_call, utcnow
 from ._errors import (
     AcidicError,
     JobDefinitionError,
@@ -24,9 +24,9 @@ from ._errors import (
 )
 from ._job import Job
 from ._outcomes import to_seconds
-from ._records import check_row
 from ._run import Run, RunError, RunStatus, StepEvent
 from ._storage import EventRow, RunRow, Store
+from ._storage._checks import check_row
 from ._worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
@@ -116,7 +116,7 @@ class App:
                 f"unusable database URL {_shown(database)!r}: its database driver is not "
                 f"installed ({exc}); install acidic[postgresql] or acidic[mysql]"
             ) from exc
-        self._engine = Engine(
+        self._manager = Manager(
             self._store,
             lock_timeout=float(lock_timeout),
             clock=clock or utcnow,
@@ -212,7 +212,7 @@ class App:
         """
         if not isinstance(job, Job):
             raise UnknownJobError(f"app.run() takes a job instance, not {job!r}")
-        return self._engine.run(self.name_of(job), job, key)
+        return self._manager.run(self.name_of(job), job, key)
 
     def get(self, key: str) -> Run | None:
         """The run stored under ``key``, with its history; None if there is none."""
@@ -306,9 +306,9 @@ class App:
         definition = type(job).__acidic_definition__
         encoded = definition.encode_args(job)
         same_args = key is not None or type(job).unique_by is Job.unique_by
-        key = self._engine.key_for(name, job, encoded) if key is None else check_key(key)
+        key = self._manager.key_for(name, job, encoded) if key is None else check_key(key)
         self._store.check_schema()
-        now = self._engine.clock()
+        now = self._manager.clock()
         values = {
             "idempotency_key": key,
             "job": name,
@@ -384,7 +384,7 @@ class App:
         payload_json = encode(payload, f"payload of signal {name!r}")
         row = self._row(key)
         with self._store.translated(f"signalling key {key!r}"):
-            self._store.add_signal(row.id, name, payload_json, self._engine.clock())
+            self._store.add_signal(row.id, name, payload_json, self._manager.clock())
         return self._wake(key, (RunStatus.HALTED,), {}, "signal", missing_ok=True)
 
     def retry(self, key: str) -> Run:
@@ -402,7 +402,7 @@ class App:
         at its next step boundary (that step is not committed). A finished run is left
         as it is."""
         row = self._row(key)
-        now = self._engine.clock()
+        now = self._manager.clock()
         parked = (RunStatus.PENDING, RunStatus.SCHEDULED, RunStatus.HALTED, RunStatus.FAILED)
         with self._store.translated(f"cancelling key {key!r}"):
             if not self._store.wake(
@@ -425,7 +425,7 @@ class App:
         seconds = to_seconds(older_than, "older_than")
         self._store.check_schema()
         with self._store.translated("pruning runs"):
-            return self._store.prune(self._engine.clock() - dt.timedelta(seconds=seconds))
+            return self._store.prune(self._manager.clock() - dt.timedelta(seconds=seconds))
 
     def worker(
         self,
@@ -479,14 +479,14 @@ class App:
         row = self._row(key)
         # A run started inline by app.run has no queue until it parks; woken, it joins the
         # default queue as a parked one does, so that a worker (or app.run) continues it.
-        queue = row.queue or self._engine.default_queue
+        queue = row.queue or self._manager.default_queue
         with self._store.translated(f"{action} of key {key!r}"):
             woken = self._store.wake(
                 row.id,
                 [s.value for s in statuses],
                 {
                     "status": RunStatus.PENDING.value,
-                    "run_at": self._engine.clock(),
+                    "run_at": self._manager.clock(),
                     "queue": queue,
                     **values,
                 },

@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from .._admin import Admin, RunDetail, RunFilter, Stats, to_jsonable
 from .._app import App
-from .._cli_runs import ACTIONS, fmt_duration, fmt_time
+from .._cli._runs import ACTIONS, fmt_duration, fmt_time
 from .._errors import AcidicError, UnknownKeyError, UnknownRecoveryPointError
 from .._run import RunStatus
 

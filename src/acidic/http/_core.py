@@ -250,7 +250,7 @@ class _Heartbeat:
 
     def __init__(self, app: App, interval: float, timeout: float) -> None:
         self._store = app._store
-        self._clock = app._engine.clock
+        self._clock = app._manager.clock
         self._interval = interval
         self._timeout = timeout
         self._held: dict[int, str] = {}
@@ -379,7 +379,7 @@ class Idempotency:
         self.max_response_size = _size(max_response_size, "max_response_size")
         app.job(name=RECORD_JOB)(_RequestRecord)
         self._definition = _RequestRecord.__acidic_definition__
-        self.lock_timeout = app._engine.lock_timeout_for(self._definition)
+        self.lock_timeout = app._manager.lock_timeout_for(self._definition)
         self.heartbeat = (
             max(self.lock_timeout / 3, 0.05)
             if heartbeat is None
@@ -444,7 +444,7 @@ class Idempotency:
             caller_sha256=request.caller_sha256,
         )
         encoded = self._definition.encode_args(record)
-        engine = self.app._engine
+        engine = self.app._manager
         key = request.record_key
         try:
             for _ in range(3):  # an expired record is deleted, then the key claimed afresh
@@ -475,7 +475,7 @@ class Idempotency:
                     run_id=outcome.row.id,
                     token=outcome.token,
                     attempt=outcome.row.attempts,
-                    started=self.app._engine.clock(),
+                    started=self.app._manager.clock(),
                 )
         except KeyLockedError:
             return _problems.key_in_use(
@@ -514,7 +514,7 @@ class Idempotency:
             tuple((n, v) for n, v in response.headers if n.lower() not in NOT_STORED_HEADERS),
             response.body,
         )
-        now = self.app._engine.clock()
+        now = self.app._manager.clock()
         events = [
             EventRow("respond", "started", claimed.started, claimed.attempt),
             EventRow("respond", "succeeded", now, claimed.attempt),
@@ -577,7 +577,7 @@ class Idempotency:
                 type="acidic.http.NotStored", message=reason, traceback="", step="respond"
             )
         error_json = json.dumps(error.to_json())
-        now = self.app._engine.clock()
+        now = self.app._manager.clock()
         events = [
             EventRow("respond", "started", claimed.started, claimed.attempt),
             EventRow("respond", "errored", now, claimed.attempt, error_json),
@@ -627,7 +627,7 @@ class Idempotency:
     def _expire(self, key: str) -> bool:
         """Delete the key's record if it has expired; True if it did."""
         store = self.app._store
-        now = self.app._engine.clock()
+        now = self.app._manager.clock()
         with store.translated(f"reading key {key!r}"):
             row = store.find(key)
         # Looked at first without a write transaction: on SQLite that would take the
@@ -642,7 +642,7 @@ class Idempotency:
         with store.translated(f"expiring key {key!r}"), store.transaction() as conn:
             run_id = conn.execute(
                 sa.select(runs.c.id).where(
-                    runs.c.idempotency_key == key, self._expired_where(self.app._engine.clock())
+                    runs.c.idempotency_key == key, self._expired_where(self.app._manager.clock())
                 )
             ).scalar()
             if run_id is None:
@@ -661,7 +661,7 @@ class Idempotency:
                 ids = list(
                     conn.execute(
                         sa.select(runs.c.id)
-                        .where(self._expired_where(self.app._engine.clock()))
+                        .where(self._expired_where(self.app._manager.clock()))
                         .limit(batch)
                     ).scalars()
                 )

@@ -231,7 +231,7 @@ class _ClockShift:
     run due) without sleeping: through its :class:`Clock`, or by an offset."""
 
     def __init__(self, app: App) -> None:
-        self._engine = app._engine
+        self._engine = app._manager
         self._base = self._engine.clock
         self._offset = dt.timedelta(0)
         if not isinstance(self._base, Clock):

@@ -1,6 +1,6 @@
 """``acidic demo``: the ride example, crashed for real in the middle of a step and resumed.
 
-The first attempt runs in a child process (``python -m acidic._demo URL KEY``) that
+The first attempt runs in a child process (``python -m acidic._cli._demo URL KEY``) that
 kills itself with SIGKILL inside ``send_receipt``, after that step's writes and before
 acidic commits them. The parent then shows what the database holds (the recovery
 point, and none of the step's writes), waits for the dead owner's lock to go stale
@@ -29,12 +29,12 @@ from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
-from ._app import DEFAULT_DATABASE_URL, App
-from ._cli import CLIError, database_url_option, open_app, shown_url
-from ._errors import KeyLockedError
-from ._job import Job, step
-from ._outcomes import Response
-from ._run import Run
+from .._app import DEFAULT_DATABASE_URL, App
+from .._errors import KeyLockedError
+from .._job import Job, step
+from .._outcomes import Response
+from .._run import Run
+from ._root import CLIError, database_url_option, open_app, shown_url
 
 __all__ = ["CreateRide", "demo", "run_demo"]
 
@@ -258,7 +258,9 @@ def _first_attempt_in_a_child(url: str, key: str, console: Console) -> None:
         Rule("[bold]Attempt 1: a child process runs the job and is killed in send_receipt")
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.run([sys.executable, "-m", "acidic._demo", url, key], env=env, check=False)
+    child = subprocess.run(
+        [sys.executable, "-m", "acidic._cli._demo", url, key], env=env, check=False
+    )
     if child.returncode != -signal.SIGKILL:
         raise CLIError(
             f"the demo's first attempt should have been killed by SIGKILL, but its process "

@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from ._cli import CLIError, CLIUsageError, database_url_option
-from ._cli_runs import app_option, opened
-from ._errors import AcidicError
-from ._imports import import_target
+from .._errors import AcidicError
+from .._imports import import_target
+from ._root import CLIError, CLIUsageError, database_url_option
+from ._runs import app_option, opened
 
 __all__ = ["dashboard", "is_loopback_host"]
 
@@ -90,7 +90,7 @@ def dashboard(
     try:
         import uvicorn  # noqa: PLC0415 - an optional dependency
 
-        from .dashboard import create_app  # noqa: PLC0415
+        from ..dashboard import create_app  # noqa: PLC0415
     except ImportError as exc:
         raise CLIError(
             f"acidic dashboard needs the dashboard extra: pip install 'acidic[dashboard]' ({exc})"

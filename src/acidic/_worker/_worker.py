@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ._engine import Ended
-from ._errors import AcidicError, LockLostError, RunCancelledError
-from ._records import check_row
-from ._storage import RunRow
-from ._storage._dialects import NOTIFY_CHANNEL
+from .._engine import Ended
+from .._errors import AcidicError, LockLostError, RunCancelledError
+from .._storage import RunRow
+from .._storage._checks import check_row
+from .._storage._dialects import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
-    from ._app import App
+    from .._app import App
 
 __all__ = ["Worker"]
 
@@ -89,9 +89,9 @@ class Worker:
         self.poll_interval = float(poll_interval)
         self.grace = float(grace)
         timeouts = [
-            app._engine.lock_timeout_for(c.__acidic_definition__) for c in app.jobs.values()
+            app._manager.lock_timeout_for(c.__acidic_definition__) for c in app.jobs.values()
         ]
-        shortest = min(timeouts, default=app._engine.lock_timeout)
+        shortest = min(timeouts, default=app._manager.lock_timeout)
         self.heartbeat = float(heartbeat) if heartbeat else max(shortest / 3, 0.05)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -180,7 +180,7 @@ class Worker:
                         queue,
                         jobs,
                         1,
-                        clock=self.app._engine.clock,
+                        clock=self.app._manager.clock,
                         lock_timeout=self._lock_timeout,
                     )
                 if rows:
@@ -278,7 +278,7 @@ class Worker:
                     queue,
                     jobs,
                     min(share, free - claimed),
-                    clock=self.app._engine.clock,
+                    clock=self.app._manager.clock,
                     lock_timeout=self._lock_timeout,
                 )
                 for row in rows:
@@ -310,7 +310,7 @@ class Worker:
                     queue,
                     jobs,
                     1,
-                    clock=app._engine.clock,
+                    clock=app._manager.clock,
                     lock_timeout=self._lock_timeout,
                 )
             except Exception as exc:
@@ -322,7 +322,7 @@ class Worker:
                 if self._stopping.is_set():
                     # The stop came while claiming: a stopping worker starts nothing.
                     with contextlib.suppress(Exception):  # else its lock goes stale
-                        app._engine.release_claimed(row, row.lock_token)
+                        app._manager.release_claimed(row, row.lock_token)
                     return None
                 self._hold(row)
                 return row
@@ -357,7 +357,7 @@ class Worker:
             self._wake.set()
 
     def _lock_timeout(self, job: str) -> float:
-        return self.app._engine.lock_timeout_for(self.app.jobs[job].__acidic_definition__)
+        return self.app._manager.lock_timeout_for(self.app.jobs[job].__acidic_definition__)
 
     def _wait(self, idle: bool) -> None:
         timeout = self.poll_interval
@@ -366,7 +366,7 @@ class Worker:
                 due = self.app._store.next_due(self.queues, list(self.app.jobs))
                 if due is not None:
                     timeout = min(
-                        timeout, max((due - self.app._engine.clock()).total_seconds(), 0.0)
+                        timeout, max((due - self.app._manager.clock()).total_seconds(), 0.0)
                     )
         self._pause(self._wake, timeout)
         self._wake.clear()
@@ -375,7 +375,7 @@ class Worker:
 
     def _execute(self, row: RunRow) -> None:
         app = self.app
-        engine = app._engine
+        engine = app._manager
         started = time.monotonic()
         token = row.lock_token
         assert token is not None
@@ -451,7 +451,7 @@ class Worker:
                 continue
             try:
                 lost = store.renew_locks(
-                    [(h.run_id, h.token, h.lock_timeout) for h in held], self.app._engine.clock
+                    [(h.run_id, h.token, h.lock_timeout) for h in held], self.app._manager.clock
                 )
             except Exception:
                 log.exception("heartbeat failed")

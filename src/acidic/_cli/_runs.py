@@ -25,9 +25,11 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from ._admin import Admin, RunDetail, RunFilter, RunSummary, parse_since
-from ._app import App
-from ._cli import (
+from .._admin import Admin, RunDetail, RunFilter, RunSummary, parse_since
+from .._app import App
+from .._errors import AcidicError, UnknownKeyError, UnknownRecoveryPointError
+from .._run import RunStatus
+from ._root import (
     EXIT_REFUSED,
     CLINotFoundError,
     CLIRefusedError,
@@ -36,8 +38,6 @@ from ._cli import (
     open_app,
     resolve_url,
 )
-from ._errors import AcidicError, UnknownKeyError, UnknownRecoveryPointError
-from ._run import RunStatus
 
 __all__ = [
     "ACTIONS",
@@ -131,7 +131,7 @@ def opened(database_url: str | None, app_path: str | None) -> Iterator[App]:
             raise click.UsageError(
                 "give --app or --database-url, not both: --app uses the App's own database"
             )
-        from ._worker_cli import load_app  # noqa: PLC0415 - only --app needs it
+        from ._worker import load_app  # noqa: PLC0415 - only --app needs it
 
         yield load_app(app_path)
         return

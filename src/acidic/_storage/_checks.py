@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._encoding import loads
-from ._errors import AcidicError, CorruptRunError
-from ._run import RunStatus
-from ._storage import RunRow
+from .._encoding import loads
+from .._errors import AcidicError, CorruptRunError
+from .._run import RunStatus
+from ._store import RunRow
 
 __all__ = ["check_row"]
 

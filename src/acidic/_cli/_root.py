@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy as sa
 
-from . import __version__
-from ._app import DEFAULT_DATABASE_URL, App
-from ._errors import AcidicError
+from .. import __version__
+from .._app import DEFAULT_DATABASE_URL, App
+from .._errors import AcidicError
 
 __all__ = [
     "COMMANDS",
@@ -50,13 +50,13 @@ EXIT_REFUSED = 4
 
 #: Command name -> "module:attribute" of its click command, imported on first use.
 COMMANDS: dict[str, str] = {
-    "dashboard": "acidic._cli_dashboard:dashboard",
-    "demo": "acidic._demo:demo",
-    "migrate": "acidic._cli:migrate",
-    "prune": "acidic._cli_ops:prune",
-    "runs": "acidic._cli_runs:runs",
-    "stats": "acidic._cli_ops:stats",
-    "worker": "acidic._worker_cli:worker",
+    "dashboard": "acidic._cli._dashboard:dashboard",
+    "demo": "acidic._cli._demo:demo",
+    "migrate": "acidic._cli._root:migrate",
+    "prune": "acidic._cli._ops:prune",
+    "runs": "acidic._cli._runs:runs",
+    "stats": "acidic._cli._ops:stats",
+    "worker": "acidic._cli._worker:worker",
 }
 
 

@@ -13,12 +13,12 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
-from ._app import App
-from ._cli import CLIError
-from ._errors import AcidicError
-from ._imports import import_target
-from ._worker import Worker
-from ._worker_pool import Supervisor, obey_supervisor
+from .._app import App
+from .._errors import AcidicError
+from .._imports import import_target
+from .._worker._supervisor import Supervisor, obey_supervisor
+from .._worker._worker import Worker
+from ._root import CLIError
 
 __all__ = ["load_app", "worker"]
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ._context import Context
-from ._encoding import check_key, default_key, dumps, encode, encode_value, loads
-from ._errors import (
+from .._context import Context
+from .._encoding import check_key, default_key, dumps, encode, encode_value, loads
+from .._errors import (
     ArgumentMismatchError,
     ContentionError,
     DefinitionMismatchError,
@@ -45,13 +45,13 @@ from ._errors import (
     StorageError,
     UnknownRecoveryPointError,
 )
-from ._job import Job, JobDefinition, StepSpec, StepState
-from ._outcomes import Halt, RecoveryPoint, Response, Sleep
-from ._records import check_row
-from ._run import RunError, RunStatus
-from ._storage import EventRow, RunRow, Store
+from .._job import Job, JobDefinition, StepSpec, StepState
+from .._outcomes import Halt, RecoveryPoint, Response, Sleep
+from .._run import RunError, RunStatus
+from .._storage import EventRow, RunRow, Store
+from .._storage._checks import check_row
 
-__all__ = ["Ended", "Engine", "Finished"]
+__all__ = ["Ended", "Finished", "Manager", "check_same_call", "utcnow"]
 
 log = logging.getLogger("acidic.run")
 
@@ -95,8 +95,8 @@ class _Claim:
     retrying: bool
 
 
-class Engine:
-    """Runs jobs inline against a :class:`Store`."""
+class Manager:
+    """The one manager of runs: claims, executes, releases; every adapter calls it."""
 
     def __init__(
         self,

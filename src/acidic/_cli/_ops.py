@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._admin import Admin, Stats, parse_duration
-from ._cli import database_url_option
-from ._cli_runs import STATUS_STYLE, app_option, console, json_option, opened
-from ._run import RunStatus
+from .._admin import Admin, Stats, parse_duration
+from .._run import RunStatus
+from ._root import database_url_option
+from ._runs import STATUS_STYLE, app_option, console, json_option, opened
 
 __all__ = ["prune", "stats"]
 
