@@ -14,9 +14,11 @@ import sqlalchemy as sa
 
 from ._encoding import MAX_KEY_LENGTH, check_key, dumps, encode, loads
 from ._engine import Manager, check_same_call, utcnow
+from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
 from ._errors import (
     AcidicError,
     JobDefinitionError,
+    RunStateError,
     SerializationError,
     UnknownJobError,
     UnknownKeyError,
@@ -131,6 +133,12 @@ class App:
     def engine(self) -> sa.Engine:
         """The SQLAlchemy engine acidic uses (for your own tables in steps, use ``tx``)."""
         return self._store.engine
+
+    @property
+    def manager(self) -> Manager:
+        """The run manager this App drives: what acidic's adapters (worker, HTTP
+        middleware, CLI, dashboard, integrations) call. Not needed for ordinary use."""
+        return self._manager
 
     @property
     def jobs(self) -> Mapping[str, type[Job]]:
@@ -355,7 +363,7 @@ class App:
         gets a fresh budget as :meth:`retry` gives. The context is kept as it is.
         """
         if from_step is None:
-            return self._wake(key, (RunStatus.HALTED, RunStatus.SCHEDULED), {}, "resume")
+            return self._wake(key, "resume", {})
         row = self._row(key)
         job_cls = self._jobs.get(row.job)
         steps: list[str] = (
@@ -372,9 +380,7 @@ class App:
         if row.status == RunStatus.FAILED:
             budget = job_cls.max_attempts if job_cls is not None else 1
             values["attempt_limit"] = row.attempts + budget
-        return self._wake(
-            key, (RunStatus.HALTED, RunStatus.SCHEDULED, RunStatus.FAILED), values, "resume"
-        )
+        return self._wake(key, "resume_from", values)
 
     def signal(self, key: str, name: str, payload: Any = None) -> Run:
         """Deliver a named signal to the run (stored: one sent before the run halts is kept
@@ -385,7 +391,7 @@ class App:
         row = self._row(key)
         with self._store.translated(f"signalling key {key!r}"):
             self._store.add_signal(row.id, name, payload_json, self._manager.clock())
-        return self._wake(key, (RunStatus.HALTED,), {}, "signal", missing_ok=True)
+        return self._wake(key, "signal", {}, missing_ok=True)
 
     def retry(self, key: str) -> Run:
         """Give a failed run a fresh budget of its job's ``max_attempts`` and make it due
@@ -393,9 +399,7 @@ class App:
         row = self._row(key)
         job_cls = self._jobs.get(row.job)
         budget = job_cls.max_attempts if job_cls is not None else 1
-        return self._wake(
-            key, (RunStatus.FAILED,), {"attempt_limit": row.attempts + budget}, "retry"
-        )
+        return self._wake(key, "retry", {"attempt_limit": row.attempts + budget})
 
     def cancel(self, key: str) -> Run:
         """Cancel a run: a pending, scheduled, halted or failed run at once; a running one
@@ -403,11 +407,10 @@ class App:
         as it is."""
         row = self._row(key)
         now = self._manager.clock()
-        parked = (RunStatus.PENDING, RunStatus.SCHEDULED, RunStatus.HALTED, RunStatus.FAILED)
         with self._store.translated(f"cancelling key {key!r}"):
             if not self._store.wake(
                 row.id,
-                [s.value for s in parked],
+                [s.value for s in CANCEL_AT_ONCE],
                 {"status": RunStatus.CANCELLED.value, "run_at": None, "finished_at": now},
                 None,
             ):
@@ -470,12 +473,13 @@ class App:
     def _wake(
         self,
         key: str,
-        statuses: Sequence[RunStatus],
-        values: dict[str, Any],
         action: str,
+        values: dict[str, Any],
         *,
         missing_ok: bool = False,
     ) -> Run:
+        # A signal wakes only a halted run, and is stored whatever the status.
+        statuses = (RunStatus.HALTED,) if action == "signal" else tuple(ACTIONS[action])
         row = self._row(key)
         # A run started inline by app.run has no queue until it parks; woken, it joins the
         # default queue as a parked one does, so that a worker (or app.run) continues it.
@@ -493,10 +497,10 @@ class App:
                 queue,
             )
         if not woken and not missing_ok:
-            raise AcidicError(
-                f"cannot {action} key {key!r}: it is {row.status}, not "
-                + " or ".join(s.value for s in statuses)
-            )
+            # The status that refused it (re-read: it may have changed since).
+            now_row = self._store.find(row.key) or row
+            verb = "resume" if action == "resume_from" else action
+            raise RunStateError(row.key, verb, now_row.status, accepted(action))
         run = self.get(key)
         assert run is not None
         return run

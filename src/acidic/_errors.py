@@ -18,6 +18,7 @@ Exceptions raised by a step's own code are never wrapped: they leave
     ├── NotInStepError              a step-only attribute used outside a step (also a RuntimeError)
     ├── SchemaVersionError          the database schema is missing, older or newer than this code
     ├── RunCancelledError           the run was cancelled (by app.cancel)
+    ├── RunStateError               an action the run's status refuses (retry of a running run)
     ├── Retry                       a step raises it to be run again later
     └── StorageError                the database failed in a way acidic could not recover from
         ├── ContentionError         a race kept failing after the bounded number of retries
@@ -41,6 +42,7 @@ __all__ = [
     "NotInStepError",
     "Retry",
     "RunCancelledError",
+    "RunStateError",
     "SchemaVersionError",
     "SerializationError",
     "StorageError",
@@ -117,6 +119,22 @@ class SchemaVersionError(AcidicError):
 
 class RunCancelledError(AcidicError):
     """The run was cancelled with :meth:`acidic.App.cancel`; it will not run again."""
+
+
+class RunStateError(AcidicError):
+    """An action was refused because of the run's status: retrying a running run,
+    resuming a succeeded one. The message names the key, the status the run has and the
+    statuses the action accepts."""
+
+    def __init__(self, key: str, action: str, status: str, accepted: tuple[str, ...]) -> None:
+        super().__init__(
+            f"cannot {action} key {key!r}: it is {status}; {action} accepts a run that is "
+            + " or ".join(accepted)
+        )
+        self.key = key
+        self.action = action
+        self.status = status
+        self.accepted = accepted
 
 
 class Retry(AcidicError):

@@ -1,0 +1,42 @@
+"""What an operator may do to a run, and from which statuses: defined once here, used by
+the App (which refuses with :class:`acidic.RunStateError`), the CLI and the dashboard
+(which only use it to offer the actions that apply)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from .._run import RunStatus
+
+__all__ = ["ACTIONS", "CANCEL_AT_ONCE", "accepted"]
+
+_P, _R, _H, _S, _F = (
+    RunStatus.PENDING,
+    RunStatus.RUNNING,
+    RunStatus.HALTED,
+    RunStatus.SCHEDULED,
+    RunStatus.FAILED,
+)
+
+#: Action name -> the statuses from which it applies.
+#: ``resume_from`` is ``app.resume(key, from_step=...)``; ``cancel`` of a running run
+#: takes effect at its next step boundary; ``signal`` is stored whatever the status and
+#: wakes only a halted run.
+ACTIONS: Mapping[str, frozenset[RunStatus]] = MappingProxyType(
+    {
+        "retry": frozenset({_F}),
+        "resume": frozenset({_H, _S}),
+        "resume_from": frozenset({_H, _S, _F}),
+        "cancel": frozenset({_P, _S, _H, _F, _R}),
+    }
+)
+
+#: The statuses a cancel ends at once (a running run ends at its next step boundary).
+CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F})
+
+
+def accepted(action: str) -> tuple[str, ...]:
+    """The statuses ``action`` accepts, as sorted names (for messages)."""
+    order = list(RunStatus)
+    return tuple(s.value for s in sorted(ACTIONS[action], key=order.index))
