@@ -107,7 +107,7 @@ def dashboard(
         )
     auth = _load_callable(auth_path) if auth_path is not None else None
     with opened(database_url, app_path) as app:
-        app._store.check_schema()  # fail now, not on the first page (same package)
+        app.manager.check_schema()  # fail now, not on the first page (same package)
         asgi = create_app(app, token=token, auth=auth, refresh=refresh)
         shown = f"[{host}]" if ":" in host else host
         how = " (log in with the token)" if token else ""

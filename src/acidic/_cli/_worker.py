@@ -157,7 +157,7 @@ def worker(
     if processes > 1:
         # Refuse here, once, what every child would refuse (an unmigrated database):
         # not N crash-looping processes.
-        app._store.check_schema()
+        app.manager.check_schema()
         app.close()
         argv = [sys.executable, "-m", "acidic", "worker", "--app", app_path]
         argv += ["--concurrency", str(concurrency), "--poll-interval", repr(poll_interval)]

@@ -112,6 +112,10 @@ class Manager:
         #: Where an inline run goes when it parks, so that a worker can continue it.
         self.default_queue = default_queue
 
+    def check_schema(self) -> None:
+        """Raise :class:`acidic.SchemaVersionError` unless acidic's tables are current."""
+        self.store.check_schema()
+
     # -- keys and claims --------------------------------------------------------------
 
     def key_for(self, name: str, job: Job, encoded_args: dict[str, Any]) -> str:
