@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -12,23 +11,23 @@ from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 
-from ._encoding import MAX_KEY_LENGTH, check_key, dumps, encode, loads
-from ._engine import Manager, check_same_call, utcnow
+from ._encoding import MAX_KEY_LENGTH, encode
+from ._engine import Manager, utcnow
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
+from ._engine._views import to_run
 from ._errors import (
     AcidicError,
+    InvalidArgumentError,
     JobDefinitionError,
     RunStateError,
-    SerializationError,
     UnknownJobError,
     UnknownKeyError,
     UnknownRecoveryPointError,
 )
 from ._job import Job
 from ._outcomes import to_seconds
-from ._run import Run, RunError, RunStatus, StepEvent
-from ._storage import EventRow, RunRow, Store
-from ._storage._checks import check_row
+from ._run import Run, RunStatus
+from ._storage import RunRow, Store
 from ._worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
@@ -49,20 +48,6 @@ def _shown(database: str | sa.URL | sa.Engine) -> str:
         return sa.make_url(database).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return str(database)
-
-
-def _event_error(text: str) -> RunError:
-    """The error of a history event; one edited into something unreadable is shown as
-    such rather than making the whole run unreadable."""
-    try:
-        data = json.loads(text)
-        if isinstance(data, dict):
-            return RunError.from_json(data)
-    except ValueError:
-        pass
-    return RunError(
-        type="", message=f"unreadable stored error: {text[:200]!r}", traceback="", step=None
-    )
 
 
 class App:
@@ -99,14 +84,16 @@ class App:
             or not isinstance(lock_timeout, int | float)
             or lock_timeout <= 0
         ):
-            raise AcidicError(
+            raise InvalidArgumentError(
                 f"lock_timeout must be a positive number of seconds, not {lock_timeout!r}"
             )
         queue_names = tuple(queues)
         if not queue_names or not all(
             isinstance(q, str) and 0 < len(q) <= 100 for q in queue_names
         ):
-            raise AcidicError(f"queues must be names of 1 to 100 characters, not {queues!r}")
+            raise InvalidArgumentError(
+                f"queues must be names of 1 to 100 characters, not {queues!r}"
+            )
         self._queues = queue_names
         self._owns_engine = not isinstance(database, sa.Engine)
         try:
@@ -118,14 +105,15 @@ class App:
                 f"unusable database URL {_shown(database)!r}: its database driver is not "
                 f"installed ({exc}); install acidic[postgresql] or acidic[mysql]"
             ) from exc
+        self._jobs: dict[str, type[Job]] = {}
+        self._names: dict[type[Job], str] = {}
         self._manager = Manager(
             self._store,
             lock_timeout=float(lock_timeout),
             clock=clock or utcnow,
             default_queue=queue_names[0],
+            jobs=self._jobs,
         )
-        self._jobs: dict[str, type[Job]] = {}
-        self._names: dict[type[Job], str] = {}
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -151,7 +139,7 @@ class App:
         Safe to call repeatedly and from concurrent processes. Raises
         :class:`acidic.SchemaVersionError` if the database was migrated by a newer acidic.
         """
-        return self._store.migrate()
+        return self._manager.migrate()
 
     @overload
     def job(self, cls: J, /) -> J: ...
@@ -224,55 +212,10 @@ class App:
 
     def get(self, key: str) -> Run | None:
         """The run stored under ``key``, with its history; None if there is none."""
-        key = check_key(key)
-        store = self._store
-        store.check_schema()
-        with store.translated(f"reading key {key!r}"):
-            row = store.find(key)
-            if row is None:
-                return None
-            events = store.history(row.id)
-        return self._to_run(row, events)
-
-    def _to_run(self, row: RunRow, events: list[EventRow]) -> Run:
-        check_row(row)
-        job_cls = self._jobs.get(row.job)
-        args: dict[str, Any] = json.loads(row.args)
-        if job_cls is not None:
-            # If the class changed since, show the arguments as stored.
-            with contextlib.suppress(SerializationError):
-                args = job_cls.__acidic_definition__.decode_args(args)
-        return Run(
-            key=row.key,
-            job=row.job,
-            args=args,
-            status=RunStatus(row.status),
-            recovery_point=row.recovery_point,
-            ctx=loads(row.ctx),
-            result=None if row.result is None else loads(row.result),
-            error=None if row.error is None else RunError.from_json(json.loads(row.error)),
-            attempts=row.attempts,
-            created_at=row.created_at,
-            last_run_at=row.last_run_at,
-            locked_at=row.locked_at,
-            finished_at=row.finished_at,
-            steps=json.loads(row.steps),
-            history=[
-                StepEvent(
-                    step=e.step,
-                    event=e.event,
-                    time=e.at,
-                    attempt=e.attempt,
-                    error=None if e.error is None else _event_error(e.error),
-                )
-                for e in events
-            ],
-            queue=row.queue,
-            priority=row.priority,
-            run_at=row.run_at,
-            lock_expires_at=row.lock_expires_at,
-            max_attempts=row.attempt_limit,
-        )
+        row = self._manager.find(key)
+        if row is None:
+            return None
+        return to_run(row, self._manager.history(row), self._jobs.get(row.job))
 
     # -- background execution ---------------------------------------------------------
 
@@ -303,56 +246,24 @@ class App:
             raise UnknownJobError(f"app.enqueue() takes a job instance, not {job!r}")
         name = self.name_of(job)
         if queue not in self._queues:
-            raise AcidicError(
+            raise InvalidArgumentError(
                 f"queue {queue!r} is not declared; this App's queues are {list(self._queues)} "
                 "(App(queues=[...]))"
             )
         if run_at is not None and (not isinstance(run_at, dt.datetime) or run_at.tzinfo is None):
-            raise AcidicError(f"run_at must be a timezone-aware datetime, not {run_at!r}")
+            raise InvalidArgumentError(f"run_at must be a timezone-aware datetime, not {run_at!r}")
         if isinstance(priority, bool) or not isinstance(priority, int):
-            raise AcidicError(f"priority must be an int, not {priority!r}")
-        definition = type(job).__acidic_definition__
-        encoded = definition.encode_args(job)
-        same_args = key is not None or type(job).unique_by is Job.unique_by
-        key = self._manager.key_for(name, job, encoded) if key is None else check_key(key)
-        self._store.check_schema()
-        now = self._manager.clock()
-        values = {
-            "idempotency_key": key,
-            "job": name,
-            "args": dumps(encoded),
-            "steps": dumps(definition.step_names),
-            "status": RunStatus.PENDING.value,
-            "recovery_point": definition.steps[0].name,
-            "ctx": "{}",
-            "result": None,
-            "error": None,
-            "attempts": 0,
-            "lock_token": None,
-            "locked_at": None,
-            "created_at": now,
-            "last_run_at": None,
-            "finished_at": None,
-            "queue": queue,
-            "priority": priority,
-            "run_at": (run_at or now).astimezone(dt.UTC),
-            "lock_expires_at": None,
-            "attempt_limit": type(job).max_attempts,
-            "cancel_requested": False,
-        }
-        with self._store.translated(f"enqueueing key {key!r}"):
-            row = self._store.enqueue(values, connection)
-            if row is None:
-                existing = (
-                    self._store.find_in(connection, key)
-                    if connection is not None
-                    else self._store.find(key)
-                )
-                if existing is None:  # pragma: no cover - deleted in between
-                    raise AcidicError(f"key {key!r} vanished while enqueueing")
-                check_same_call(existing, name, encoded if same_args else None)
-                row = existing
-        return self._to_run(row, [])
+            raise InvalidArgumentError(f"priority must be an int, not {priority!r}")
+        row = self._manager.enqueue(
+            name,
+            job,
+            key,
+            run_at=run_at,
+            queue=queue,
+            priority=priority,
+            connection=connection,
+        )
+        return to_run(row, [], type(job))
 
     def resume(self, key: str, *, from_step: str | None = None) -> Run:
         """Make a halted or scheduled run due now, for a worker (or the next ``app.run``).
@@ -362,9 +273,9 @@ class App:
         raises :class:`UnknownRecoveryPointError`), and also accepts a failed run, which
         gets a fresh budget as :meth:`retry` gives. The context is kept as it is.
         """
-        if from_step is None:
-            return self._wake(key, "resume", {})
         row = self._row(key)
+        if from_step is None:
+            return self._wake(row, "resume")
         job_cls = self._jobs.get(row.job)
         steps: list[str] = (
             job_cls.__acidic_definition__.step_names
@@ -376,22 +287,22 @@ class App:
                 f"cannot resume key {key!r} from step {from_step!r}: job {row.job} has no "
                 f"such step; its steps are {steps}"
             )
-        values: dict[str, Any] = {"recovery_point": from_step}
+        limit = None
         if row.status == RunStatus.FAILED:
-            budget = job_cls.max_attempts if job_cls is not None else 1
-            values["attempt_limit"] = row.attempts + budget
-        return self._wake(key, "resume_from", values)
+            limit = row.attempts + (job_cls.max_attempts if job_cls is not None else 1)
+        return self._wake(row, "resume_from", recovery_point=from_step, attempt_limit=limit)
 
     def signal(self, key: str, name: str, payload: Any = None) -> Run:
         """Deliver a named signal to the run (stored: one sent before the run halts is kept
         for it) and wake it if it is halted. Steps read it with ``self.signal(name)``."""
         if not isinstance(name, str) or not name or len(name) > MAX_KEY_LENGTH:
-            raise AcidicError(f"signal name must be 1 to {MAX_KEY_LENGTH} characters, not {name!r}")
+            raise InvalidArgumentError(
+                f"signal name must be 1 to {MAX_KEY_LENGTH} characters, not {name!r}"
+            )
         payload_json = encode(payload, f"payload of signal {name!r}")
         row = self._row(key)
-        with self._store.translated(f"signalling key {key!r}"):
-            self._store.add_signal(row.id, name, payload_json, self._manager.clock())
-        return self._wake(key, "signal", {}, missing_ok=True)
+        self._manager.signal(row, name, payload_json)
+        return self._wake(row, "signal")
 
     def retry(self, key: str) -> Run:
         """Give a failed run a fresh budget of its job's ``max_attempts`` and make it due
@@ -399,36 +310,25 @@ class App:
         row = self._row(key)
         job_cls = self._jobs.get(row.job)
         budget = job_cls.max_attempts if job_cls is not None else 1
-        return self._wake(key, "retry", {"attempt_limit": row.attempts + budget})
+        return self._wake(row, "retry", attempt_limit=row.attempts + budget)
 
     def cancel(self, key: str) -> Run:
         """Cancel a run: a pending, scheduled, halted or failed run at once; a running one
         at its next step boundary (that step is not committed). A finished run is left
         as it is."""
         row = self._row(key)
-        now = self._manager.clock()
-        with self._store.translated(f"cancelling key {key!r}"):
-            if not self._store.wake(
-                row.id,
-                [s.value for s in CANCEL_AT_ONCE],
-                {"status": RunStatus.CANCELLED.value, "run_at": None, "finished_at": now},
-                None,
-            ):
-                self._store.wake(
-                    row.id, [RunStatus.RUNNING.value], {"cancel_requested": True}, None
-                )
-        run = self.get(key)
-        assert run is not None
-        return run
+        self._manager.cancel(row, tuple(CANCEL_AT_ONCE))
+        return self._read(row.key)
 
     def prune(self, older_than: float | dt.timedelta) -> int:
         """Delete succeeded and cancelled runs finished more than ``older_than`` (seconds
         or a timedelta) ago, with their history, in batches; return how many. Unfinished
         and failed runs are never pruned."""
-        seconds = to_seconds(older_than, "older_than")
-        self._store.check_schema()
-        with self._store.translated("pruning runs"):
-            return self._store.prune(self._manager.clock() - dt.timedelta(seconds=seconds))
+        try:
+            seconds = to_seconds(older_than, "older_than")
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return self._manager.prune(seconds)
 
     def worker(
         self,
@@ -462,47 +362,38 @@ class App:
         return self.worker(queues=queues).drain()
 
     def _row(self, key: str) -> RunRow:
-        key = check_key(key)
-        self._store.check_schema()
-        with self._store.translated(f"reading key {key!r}"):
-            row = self._store.find(key)
+        row = self._manager.find(key)
         if row is None:
             raise UnknownKeyError(f"no run has the key {key!r}")
         return row
 
+    def _read(self, key: str) -> Run:
+        run = self.get(key)
+        if run is None:  # pragma: no cover - pruned in between
+            raise UnknownKeyError(f"no run has the key {key!r}")
+        return run
+
     def _wake(
         self,
-        key: str,
+        row: RunRow,
         action: str,
-        values: dict[str, Any],
         *,
-        missing_ok: bool = False,
+        recovery_point: str | None = None,
+        attempt_limit: int | None = None,
     ) -> Run:
         # A signal wakes only a halted run, and is stored whatever the status.
         statuses = (RunStatus.HALTED,) if action == "signal" else tuple(ACTIONS[action])
-        row = self._row(key)
-        # A run started inline by app.run has no queue until it parks; woken, it joins the
-        # default queue as a parked one does, so that a worker (or app.run) continues it.
-        queue = row.queue or self._manager.default_queue
-        with self._store.translated(f"{action} of key {key!r}"):
-            woken = self._store.wake(
-                row.id,
-                [s.value for s in statuses],
-                {
-                    "status": RunStatus.PENDING.value,
-                    "run_at": self._manager.clock(),
-                    "queue": queue,
-                    **values,
-                },
-                queue,
-            )
-        if not woken and not missing_ok:
-            # The status that refused it (re-read: it may have changed since).
-            now_row = self._store.find(row.key) or row
-            verb = "resume" if action == "resume_from" else action
-            raise RunStateError(row.key, verb, now_row.status, accepted(action))
-        run = self.get(key)
-        assert run is not None
+        verb = "resume" if action == "resume_from" else action
+        woken = self._manager.wake(
+            row,
+            statuses,
+            recovery_point=recovery_point,
+            attempt_limit=attempt_limit,
+            doing=verb,
+        )
+        run = self._read(row.key)
+        if not woken and action != "signal":
+            raise RunStateError(row.key, verb, run.status.value, accepted(action))
         return run
 
     # -- life cycle -------------------------------------------------------------------

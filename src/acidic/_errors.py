@@ -9,6 +9,7 @@ Exceptions raised by a step's own code are never wrapped: they leave
     ├── UnknownJobError             the job is not registered with this App (also a LookupError)
     ├── UnknownKeyError             no run has that key (also a LookupError)
     ├── InvalidKeyError             an empty or over-long idempotency key (also a ValueError)
+    ├── InvalidArgumentError        a bad argument to a call (also a ValueError and a TypeError)
     ├── SerializationError          a value that cannot be stored as JSON (also a TypeError)
     ├── ArgumentMismatchError       the key exists for other arguments or another job
     ├── KeyLockedError              a live run holds the key
@@ -35,6 +36,7 @@ __all__ = [
     "ContentionError",
     "CorruptRunError",
     "DefinitionMismatchError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "JobDefinitionError",
     "KeyLockedError",
@@ -71,6 +73,12 @@ class UnknownKeyError(AcidicError, LookupError):
 
 class InvalidKeyError(AcidicError, ValueError):
     """An idempotency key is empty, too long or not a string."""
+
+
+class InvalidArgumentError(AcidicError, ValueError, TypeError):
+    """An argument given to acidic has the wrong type or value: a negative lock timeout,
+    an undeclared queue, a naive ``run_at``. Also a ``ValueError`` and a ``TypeError``, so
+    that code catching the built-in errors for bad arguments catches it too."""
 
 
 class SerializationError(AcidicError, TypeError):

@@ -1,5 +1,7 @@
 """The engine: runs, steps, locks and recovery, on the storage port; no SQL, no dialect."""
 
-from ._manager import Ended, Finished, Manager, check_same_call, current_step, utcnow
+from ._manager import Finished, Manager, check_same_call, utcnow
+from ._runner import current_step
+from ._transitions import Ended
 
 __all__ = ["Ended", "Finished", "Manager", "check_same_call", "current_step", "utcnow"]

@@ -1,5 +1,10 @@
-"""Storage adapter: acidic's tables on PostgreSQL, SQLite and MySQL/MariaDB."""
+"""Storage: every SQL statement acidic sends, its tables, migrations and dialect hooks.
 
-from ._store import EventRow, RunRow, Store
+The engine talks to it through :class:`Store` and the records of :mod:`._rows`; nothing
+above this package writes SQL or names a column.
+"""
 
-__all__ = ["EventRow", "RunRow", "Store"]
+from ._rows import KEEP, EventRow, Fence, Keep, NewRun, RunChange, RunRow
+from ._store import Store
+
+__all__ = ["KEEP", "EventRow", "Fence", "Keep", "NewRun", "RunChange", "RunRow", "Store"]

@@ -14,7 +14,7 @@ from typing import Any
 from .._encoding import loads
 from .._errors import AcidicError, CorruptRunError
 from .._run import RunStatus
-from ._store import RunRow
+from ._rows import RunRow
 
 __all__ = ["check_row"]
 

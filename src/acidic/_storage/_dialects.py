@@ -2,8 +2,9 @@
 
 The store writes its SQL once against :mod:`._schema`; a :class:`Dialect` supplies
 the few things that cannot be said portably: how to open an engine, how to insert a
-row unless its key exists, how to take a row lock without waiting, how to serialise
-migrations, and which driver errors mean "locked" or "try again".
+row unless its key exists, how to take a row lock without waiting, how workers claim
+due runs and hear of new ones (LISTEN/NOTIFY), how to serialise migrations, and which
+driver errors mean "locked" or "try again".
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -23,7 +24,11 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .._errors import AcidicError, SchemaVersionError
+from ._claims import Claimer, OneStatementClaimer, StepwiseClaimer
 from ._rendered import Rendered
+
+if TYPE_CHECKING:
+    from ._store import Store
 
 __all__ = ["Dialect", "dialect_for", "make_engine"]
 
@@ -52,6 +57,8 @@ class Dialect:
     #: ROLLBACK) round trips, and switching to it no round trip either (psycopg does it
     #: locally; PyMySQL would send SET autocommit both ways, SQLite needs BEGIN IMMEDIATE).
     autocommit_writes = False
+    #: Whether :meth:`notifications` tells workers of new runs (else they poll).
+    notifies = False
 
     def insert_unless_exists(
         self, table: sa.Table, columns: Sequence[str], key_column: str
@@ -76,6 +83,19 @@ class Dialect:
 
     def notify(self, conn: Connection, queue: str) -> None:
         """Wake workers listening for ``queue`` when ``conn``'s transaction commits."""
+
+    def notifications(
+        self, engine: Engine, queues: Sequence[str], stopped: Callable[[], bool]
+    ) -> Iterator[str] | None:
+        """The queue names :meth:`notify` sends, as they arrive, while not ``stopped()``
+        (one first, at once: runs enqueued while nobody listened); None where the
+        database cannot notify, and workers poll. The iterator raises when the
+        connection is lost; the caller reconnects."""
+        return None
+
+    def claimer(self, store: Store) -> Claimer:
+        """How workers claim due runs on this database."""
+        return StepwiseClaimer(store)
 
     def inserted_and_notified(self, insert: sa.Insert) -> sa.Select[Any] | None:
         """``insert`` (an :meth:`insert_unless_exists` whose values include ``queue``)
@@ -134,6 +154,7 @@ class PostgreSQL(Dialect):
     migrations = "postgresql"
     dml_in_cte = True
     autocommit_writes = True
+    notifies = True
 
     def insert_unless_exists(
         self, table: sa.Table, columns: Sequence[str], key_column: str
@@ -149,6 +170,14 @@ class PostgreSQL(Dialect):
         new = insert.cte("acidic_new")
         channel = sa.literal(NOTIFY_CHANNEL, type_=sa.String)
         return sa.select(new.c.id, sa.func.pg_notify(channel, sa.bindparam("queue")))
+
+    def claimer(self, store: Store) -> Claimer:
+        return OneStatementClaimer(store)
+
+    def notifications(
+        self, engine: Engine, queues: Sequence[str], stopped: Callable[[], bool]
+    ) -> Iterator[str] | None:
+        return _pg_notifications(engine, frozenset(queues), stopped)
 
     def notify(self, conn: Connection, queue: str) -> None:
         # Delivered at commit, and only if the transaction commits.
@@ -174,6 +203,22 @@ class PostgreSQL(Dialect):
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
             conn.commit()
+
+
+def _pg_notifications(
+    engine: Engine, queues: frozenset[str], stopped: Callable[[], bool]
+) -> Iterator[str]:
+    # A connection of its own, outside the pool: it stays in LISTEN for hours.
+    import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
+
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        yield from queues  # runs enqueued while we were not listening
+        while not stopped():
+            for note in conn.notifies(timeout=0.5):
+                if note.payload in queues:
+                    yield note.payload
 
 
 class SQLite(Dialect):

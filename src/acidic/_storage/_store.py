@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,104 +22,14 @@ from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._dialects import Dialect, dialect_for, make_engine
 from ._rendered import Rendered
-from ._schema import WAITING, history, runs, signals
+from ._rows import EventRow, Fence, NewRun, RunChange, RunRow
+from ._schema import history, runs, signals
+from ._statements import APPEND, BY_ID, BY_KEY, EVENT_COLUMNS, fenced_update, run_row
 
-__all__ = ["EventRow", "RunRow", "Store"]
+__all__ = ["Store"]
 
 #: Seconds an impatient SQLite write waits for the write lock.
 IMPATIENT_BUSY_TIMEOUT = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """A run row as stored (JSON columns still text)."""
-
-    id: int
-    key: str
-    job: str
-    args: str
-    steps: str
-    status: str
-    recovery_point: str | None
-    ctx: str
-    result: str | None
-    error: str | None
-    attempts: int
-    lock_token: str | None
-    locked_at: dt.datetime | None
-    created_at: dt.datetime
-    last_run_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    queue: str | None = None
-    priority: int = 0
-    run_at: dt.datetime | None = None
-    lock_expires_at: dt.datetime | None = None
-    attempt_limit: int | None = None
-    cancel_requested: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    step: str
-    event: str
-    at: dt.datetime
-    attempt: int
-    error: str | None = None
-
-
-_RUN_COLUMNS = (
-    runs.c.id,
-    runs.c.idempotency_key,
-    runs.c.job,
-    runs.c.args,
-    runs.c.steps,
-    runs.c.status,
-    runs.c.recovery_point,
-    runs.c.ctx,
-    runs.c.result,
-    runs.c.error,
-    runs.c.attempts,
-    runs.c.lock_token,
-    runs.c.locked_at,
-    runs.c.created_at,
-    runs.c.last_run_at,
-    runs.c.finished_at,
-    runs.c.queue,
-    runs.c.priority,
-    runs.c.run_at,
-    runs.c.lock_expires_at,
-    runs.c.attempt_limit,
-    runs.c.cancel_requested,
-)
-_EVENT_COLUMNS = (
-    history.c.step,
-    history.c.event,
-    history.c.at,
-    history.c.attempt,
-    history.c.error,
-)
-_APPEND = history.insert().values(
-    {
-        name: sa.bindparam(name, type_=history.c[name].type)
-        for name in ("run_id", "step", "event", "at", "attempt", "error")
-    }
-)
-_BY_KEY = sa.select(*_RUN_COLUMNS).where(runs.c.idempotency_key == sa.bindparam("key"))
-_BY_ID = sa.select(*_RUN_COLUMNS).where(runs.c.id == sa.bindparam("id"))
-
-
-def _fenced_update(columns: tuple[str, ...]) -> sa.Update:
-    """UPDATE of a run's ``columns`` (parameters ``v_<column>``) only while the owner's
-    token (``p_token``) holds its lock and no cancellation was requested (fencing)."""
-    return (
-        runs.update()
-        .where(
-            runs.c.id == sa.bindparam("p_run_id", type_=runs.c.id.type),
-            runs.c.lock_token == sa.bindparam("p_token", type_=runs.c.lock_token.type),
-            runs.c.cancel_requested == sa.false(),
-        )
-        .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
-    )
 
 
 def _refuse_commit_in_step(conn: Connection) -> None:
@@ -143,10 +51,6 @@ def _step_of(conn: Connection | None) -> str | None:
     return None if conn is None else conn.get_execution_options().get("acidic_in_step")
 
 
-def _run_row(row: Any) -> RunRow:
-    return RunRow(*row)  # the columns of _RUN_COLUMNS, in RunRow's field order
-
-
 class Store:
     """acidic's tables on one database (PostgreSQL, SQLite or MySQL/MariaDB)."""
 
@@ -161,12 +65,9 @@ class Store:
         self._progress_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
         self._insert_statements: dict[tuple[str, ...], Rendered] = {}
         self._update_statements: dict[tuple[str, ...], Rendered] = {}
-        self._append_statement = Rendered.of(_APPEND, self.engine.dialect)
-        self._claim_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
+        self._append_statement = Rendered.of(APPEND, self.engine.dialect)
         self._enqueue_statements: dict[tuple[str, ...], Rendered | None] = {}
-        self._claim_by_step: (
-            tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]] | None
-        ) = None
+        self._claimer = self.dialect.claimer(self)
 
     # -- steps whose transaction the database ended -------------------------------------
 
@@ -260,8 +161,8 @@ class Store:
     def find(self, key: str) -> RunRow | None:
         """The run row of ``key`` as last committed; takes no lock and never waits."""
         with self._reading() as conn:
-            row = conn.execute(_BY_KEY, {"key": key}).first()
-        return None if row is None else _run_row(row)
+            row = conn.execute(BY_KEY, {"key": key}).first()
+        return None if row is None else run_row(row)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -277,14 +178,14 @@ class Store:
             conn.rollback()
 
     def history(self, run_id: int) -> list[EventRow]:
-        stmt = sa.select(*_EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
+        stmt = sa.select(*EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
         with self._reading() as conn:
             rows = conn.execute(stmt).all()
         return [EventRow(*r) for r in rows]
 
     def last_event(self, run_id: int) -> EventRow | None:
         stmt = (
-            sa.select(*_EVENT_COLUMNS)
+            sa.select(*EVENT_COLUMNS)
             .where(history.c.run_id == run_id)
             .order_by(history.c.id.desc())
             .limit(1)
@@ -295,12 +196,13 @@ class Store:
 
     # -- claims -----------------------------------------------------------------------
 
-    def insert_claimed(self, values: dict[str, Any], *, patient: bool = True) -> RunRow | None:
+    def insert_claimed(self, new: NewRun, *, patient: bool = True) -> RunRow | None:
         """Insert a new run already claimed by its creator; None if the key exists.
 
         Not ``patient``: on SQLite, give up after a few milliseconds if another
         connection holds the write lock (a retryable "database is locked" error).
         """
+        values = new.values()
         insert = self._insert_statement(tuple(values))
         with self.engine.connect() as conn:
             if self.dialect.autocommit_writes:
@@ -312,9 +214,7 @@ class Store:
                     conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
                 with conn.begin():
                     run_id = self.dialect.inserted(conn, insert, values)
-        if run_id is None:
-            return None
-        return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
+        return None if run_id is None else new.row(run_id)
 
     def claim(
         self,
@@ -358,27 +258,29 @@ class Store:
                 ).rowcount
                 if updated != 1:
                     return None
-                row = conn.execute(_BY_ID, {"id": run_id}).one()
+                row = conn.execute(BY_ID, {"id": run_id}).one()
         except sa.exc.OperationalError as exc:
             if self.dialect.is_lock_unavailable(exc):
                 return None
             raise
-        return _run_row(row)
+        return run_row(row)
 
     # -- progress ---------------------------------------------------------------------
 
     def write_progress(
         self,
         conn: Connection,
-        run_id: int,
-        token: str,
-        values: dict[str, Any],
+        fence: Fence,
+        change: RunChange,
         events: Sequence[EventRow] = (),
     ) -> bool:
-        """In ``conn``'s transaction, update the run if ``token`` still owns it and no
-        cancellation was requested, and append ``events`` to its history. False (nothing
-        written) otherwise: :meth:`refusal` says which."""
-        params: dict[str, Any] = {"p_run_id": run_id, "p_token": token}
+        """In ``conn``'s transaction, write a step's end (``change``) if the fence's owner
+        still holds the run and no cancellation was requested, and append ``events`` to
+        its history. False (nothing written) otherwise: :meth:`cancel_requested` says
+        which."""
+        run_id = fence.run_id
+        values = change.values()
+        params: dict[str, Any] = {"p_run_id": run_id, "p_token": fence.token}
         params.update({f"v_{column}": value for column, value in values.items()})
         if events and self.dialect.dml_in_cte:
             # One statement (one round trip): the fenced UPDATE in a CTE, and the events
@@ -432,26 +334,32 @@ class Store:
             ).first()
         return row is not None and row[0] == token and bool(row[1])
 
-    def update_run(
-        self,
-        run_id: int,
-        values: dict[str, Any],
-        *,
-        token: str | None = None,
-        statuses: Sequence[str] | None = None,
-        events: Sequence[EventRow] = (),
-    ) -> bool:
-        """Update a run in a transaction of its own, if it is still owned by ``token``
-        (when given) and in one of ``statuses`` (when given); append ``events``."""
-        conditions = [runs.c.id == run_id]
-        if token is not None:
-            conditions.append(runs.c.lock_token == token)
-        if statuses is not None:
-            conditions.append(runs.c.status.in_(statuses))
+    def fail(self, fence: Fence, change: RunChange, events: Sequence[EventRow]) -> bool:
+        """Record a step's failure (``change`` releases the lock) and its history events,
+        if the fence's owner still holds the run. A requested cancellation does not stop
+        this write: the change already says ``cancelled`` then."""
+        return self._update_owned(fence, change, events)
+
+    def finish(self, fence: Fence, change: RunChange, events: Sequence[EventRow]) -> bool:
+        """Finish an owned run from outside a step (an HTTP record's stored response),
+        if the fence's owner still holds it."""
+        return self._update_owned(fence, change, events)
+
+    def release(self, fence: Fence, change: RunChange) -> bool:
+        """Release an owned run as ``change`` says: handed back, failed before any step,
+        or cancelled at a step boundary (False if the owner lost it meanwhile)."""
+        return self._update_owned(fence, change, ())
+
+    def _update_owned(self, fence: Fence, change: RunChange, events: Sequence[EventRow]) -> bool:
         with self.transaction() as conn:
-            if conn.execute(runs.update().where(*conditions).values(values)).rowcount != 1:
+            updated = conn.execute(
+                runs.update()
+                .where(runs.c.id == fence.run_id, runs.c.lock_token == fence.token)
+                .values(change.values())
+            ).rowcount
+            if updated != 1:
                 return False
-            self._append(conn, run_id, events)
+            self._append(conn, fence.run_id, events)
         return True
 
     def _enqueue_statement(self, columns: tuple[str, ...]) -> Rendered | None:
@@ -470,7 +378,7 @@ class Store:
         and rendered once per set of columns."""
         rendered = self._update_statements.get(columns)
         if rendered is None:
-            stmt = _fenced_update(columns)
+            stmt = fenced_update(columns)
             rendered = self._update_statements[columns] = Rendered.of(stmt, self.engine.dialect)
         return rendered
 
@@ -484,20 +392,16 @@ class Store:
         return rendered
 
     def write_progress_alone(
-        self,
-        run_id: int,
-        token: str,
-        values: dict[str, Any],
-        events: Sequence[EventRow],
+        self, fence: Fence, change: RunChange, events: Sequence[EventRow]
     ) -> bool:
         """:meth:`write_progress` in a transaction of its own, committed (one statement
         in autocommit where the dialect writes progress and events in one)."""
         if events and self.dialect.dml_in_cte and self.dialect.autocommit_writes:
             with self.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-                return self.write_progress(conn, run_id, token, values, events)
+                return self.write_progress(conn, fence, change, events)
         with self.transaction() as conn:
-            return self.write_progress(conn, run_id, token, values, events)
+            return self.write_progress(conn, fence, change, events)
 
     def _progress_statement(self, columns: tuple[str, ...], n_events: int) -> Rendered:
         """UPDATE (fenced) and INSERT of ``n_events`` history rows as one statement,
@@ -506,7 +410,7 @@ class Store:
         stmt = self._progress_statements.get(key)
         if stmt is not None:
             return stmt
-        updated = _fenced_update(columns).returning(runs.c.id).cte("acidic_progress")
+        updated = fenced_update(columns).returning(runs.c.id).cte("acidic_progress")
         names = ("step", "event", "at", "attempt", "error")
         rows = [
             sa.select(
@@ -547,9 +451,10 @@ class Store:
 
     # -- the queue --------------------------------------------------------------------
 
-    def enqueue(self, values: dict[str, Any], conn: Connection | None = None) -> RunRow | None:
+    def enqueue(self, new: NewRun, conn: Connection | None = None) -> RunRow | None:
         """Insert a pending run (in ``conn``'s transaction when given) and wake workers;
         None if the key exists (nothing written)."""
+        values = new.values()
         new_run = self._insert_statement(tuple(values))
         both = self._enqueue_statement(tuple(values))
 
@@ -574,13 +479,11 @@ class Store:
         else:
             with self.transaction() as own:
                 run_id = write(own)
-        if run_id is None:
-            return None
-        return _run_row([run_id, *(values[c.name] for c in _RUN_COLUMNS[1:])])
+        return None if run_id is None else new.row(run_id)
 
     def find_in(self, conn: Connection, key: str) -> RunRow | None:
-        row = conn.execute(_BY_KEY, {"key": key}).first()
-        return None if row is None else _run_row(row)
+        row = conn.execute(BY_KEY, {"key": key}).first()
+        return None if row is None else run_row(row)
 
     def claim_due(
         self,
@@ -591,230 +494,15 @@ class Store:
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
     ) -> list[RunRow]:
-        """Claim up to ``limit`` runs of ``queue`` that a worker should execute now: runs
-        whose owner's lock expired first (a crashed owner's runs must not wait behind a
-        busy queue), then due pending/scheduled runs (highest priority first, then
-        earliest ``run_at``, then enqueue order). Rows locked by another claimer are
-        skipped, never waited for. Each claimed run gets a token of its own."""
+        """Claim due runs for a worker (see :mod:`._claims`)."""
+        return self._claimer.claim_due(queue, jobs, limit, clock=clock, lock_timeout=lock_timeout)
 
-        if self.dialect.dml_in_cte and self.dialect.autocommit_writes:
-            return self._claim_due_in_one_statement(queue, jobs, limit, clock, lock_timeout)
-
-        stale, due, take, fetch = self._claim_statements_by_step()
-        params: dict[str, Any] = {"c_queue": queue, "c_jobs": list(jobs)}
-        if self.dialect.single_writer:
-            # Look before taking SQLite's only write lock: idle polls must not queue
-            # behind (and delay) running steps.
-            look = {**params, "c_now": clock(), "c_limit": 1}
-            with self.engine.connect().execution_options(acidic_read_only=True) as conn:
-                anything = conn.execute(stale, look).first() or conn.execute(due, look).first()
-                conn.rollback()
-            if anything is None:
-                return []
-        claimed: list[int] = []
-        with self.transaction() as conn:
-            # The clock is read once the transaction holds its locks (SQLite may have
-            # waited for the write lock): a lock must not start life already expired.
-            now = clock()
-            # Without partial indexes the due runs are read one waiting status at a time.
-            per_status = not self.dialect.partial_indexes
-            for query, by_status in ((stale, False), (due, per_status)):
-                if len(claimed) >= limit:
-                    break
-                picked = self._pick(
-                    conn,
-                    query,
-                    {**params, "c_now": now, "c_limit": limit - len(claimed)},
-                    by_status=by_status,
-                )
-                for run_id, job in picked:
-                    conn.execute(
-                        take,
-                        {
-                            "c_id": run_id,
-                            "c_token": uuid.uuid4().hex,
-                            "c_now": now,
-                            "c_expires": now + dt.timedelta(seconds=lock_timeout(job)),
-                        },
-                    )
-                    claimed.append(run_id)
-            if not claimed:
-                return []
-            rows = conn.execute(fetch, {"c_ids": claimed}).all()
-        order = {run_id: i for i, run_id in enumerate(claimed)}
-        return sorted((_run_row(r) for r in rows), key=lambda r: order[r.id])
-
-    @staticmethod
-    def _pick(
-        conn: Connection, query: sa.Select[Any], params: dict[str, Any], *, by_status: bool
-    ) -> list[tuple[int, str]]:
-        """(id, job) of the runs ``query`` picks. ``by_status`` (the due runs, where
-        there are no partial indexes: MariaDB, MySQL): read per waiting status, each
-        walked in the order of acidic_runs_claim_idx (queue, status, priority DESC,
-        run_at, id) and stopped at the limit, then merged; one query over both statuses
-        would sort every due run."""
-        if not by_status:
-            return [(row[0], row[1]) for row in conn.execute(query, params)]
-        rows = [
-            row
-            for status in ("pending", "scheduled")
-            for row in conn.execute(query, {**params, "c_status": status})
-        ]
-        rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
-        return [(row[0], row[1]) for row in rows[: params["c_limit"]]]
-
-    def _claim_statements_by_step(
-        self,
-    ) -> tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]]:
-        """The statements of :meth:`claim_due` where it takes several (SQLite, MariaDB):
-        stale runs, due runs, the update of one picked run, the claimed rows. Built once,
-        with bound parameters, so that a claim does not pay for building them."""
-        if self._claim_by_step is None:
-            now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
-            base = sa.select(runs.c.id, runs.c.job).where(
-                runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
-                runs.c.job.in_(sa.bindparam("c_jobs", expanding=True)),
-            )
-            limit = sa.bindparam("c_limit", type_=sa.Integer)
-            stale = (
-                base.where(
-                    runs.c.status == sa.literal_column("'running'"), runs.c.lock_expires_at <= now
-                )
-                .order_by(runs.c.lock_expires_at)
-                .limit(limit)
-            )
-            if self.dialect.partial_indexes:
-                # Literal statuses: SQLite uses its partial claim index only then.
-                due = base.where(runs.c.status.in_(WAITING))
-            else:
-                # One waiting status at a time (see _pick).
-                due = base.add_columns(runs.c.status, runs.c.priority, runs.c.run_at).where(
-                    runs.c.status == sa.bindparam("c_status", type_=runs.c.status.type)
-                )
-            due = (
-                due.where(runs.c.run_at <= now)
-                .order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
-                .limit(limit)
-            )
-            take = (
-                runs.update()
-                .where(runs.c.id == sa.bindparam("c_id", type_=runs.c.id.type))
-                .values(
-                    status="running",
-                    lock_token=sa.bindparam("c_token", type_=runs.c.lock_token.type),
-                    locked_at=now,
-                    lock_expires_at=sa.bindparam("c_expires", type_=runs.c.lock_expires_at.type),
-                    last_run_at=now,
-                    run_at=None,
-                    attempts=runs.c.attempts + 1,
-                )
-            )
-            fetch: sa.Select[Any] = (
-                sa.select(*_RUN_COLUMNS)
-                .where(runs.c.id.in_(sa.bindparam("c_ids", expanding=True)))
-                .order_by(runs.c.id)
-            )
-            self._claim_by_step = (
-                self.dialect.lock_rows_skip_locked(stale),
-                self.dialect.lock_rows_skip_locked(due),
-                take,
-                fetch,
-            )
-        return self._claim_by_step
-
-    def _claim_due_in_one_statement(
-        self,
-        queue: str,
-        jobs: Sequence[str],
-        limit: int,
-        clock: Callable[[], dt.datetime],
-        lock_timeout: Callable[[str], float],
-    ) -> list[RunRow]:
-        """:meth:`claim_due` as one statement in autocommit (PostgreSQL): the rows picked
-        with SKIP LOCKED in a CTE, updated and returned; one round trip instead of a
-        transaction of several."""
-        stmt = self._claim_statement(tuple(jobs), limit)
-        now = clock()
-        params: dict[str, Any] = {"c_queue": queue, "c_now": now}
-        for i, job in enumerate(jobs):
-            params[f"c_job{i}"] = job
-            params[f"c_expires{i}"] = now + dt.timedelta(seconds=lock_timeout(job))
-        with self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            rows = stmt.rows(conn, params)
-        ordered = sorted(rows, key=lambda r: (-r[-1], r[0]))
-        return [_run_row(r[:-1]) for r in ordered]
-
-    def _claim_statement(self, jobs: tuple[str, ...], limit: int) -> Rendered:
-        """The statement of :meth:`_claim_due_in_one_statement`, built once per set of
-        jobs and limit: building it costs more than executing it (a worker claims
-        once per run)."""
-        key = (jobs, limit)
-        cached = self._claim_statements.get(key)
-        if cached is not None:
-            return cached
-        now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
-        job_params = [sa.bindparam(f"c_job{i}", type_=runs.c.job.type) for i in range(len(jobs))]
-        mine = (
-            runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
-            sa.or_(*(runs.c.job == job for job in job_params)),
-        )
-        # Two candidate lists, each walked in its index's order and stopped at the
-        # limit: runs whose owner's lock expired (a crashed owner's runs must not wait
-        # behind a busy queue), then waiting runs by priority, due time and enqueue
-        # order (acidic_runs_claim_idx; the statuses are literals, or the partial index
-        # would not be used). One ORDER BY over both would sort every due run.
-        stale = (
-            sa.select(runs.c.id, sa.literal(0).label("rank"))
-            .where(*mine, runs.c.status == sa.literal_column("'running'"))
-            .where(runs.c.lock_expires_at <= now)
-            .order_by(runs.c.lock_expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("acidic_stale")
-        )
-        due = (
-            sa.select(runs.c.id, sa.literal(1).label("rank"))
-            .where(*mine, runs.c.status.in_(WAITING), runs.c.run_at <= now)
-            .order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("acidic_due")
-        )
-        candidates = sa.union_all(
-            sa.select(stale.c.id, stale.c.rank), sa.select(due.c.id, due.c.rank)
-        ).subquery("acidic_candidates")
-        picked = (
-            sa.select(candidates.c.id).order_by(candidates.c.rank).limit(limit).cte("acidic_picked")
-        )
-        expires = sa.case(
-            *(
-                (
-                    runs.c.job == job,
-                    sa.bindparam(f"c_expires{i}", type_=runs.c.lock_expires_at.type),
-                )
-                for i, job in enumerate(job_params)
-            ),
-        )
-        stmt = (
-            runs.update()
-            .where(runs.c.id == picked.c.id)
-            .values(
-                status="running",
-                # A token of its own per run, made by the database in the same statement.
-                lock_token=sa.func.replace(sa.cast(sa.func.gen_random_uuid(), sa.String), "-", ""),
-                locked_at=now,
-                lock_expires_at=expires,
-                last_run_at=now,
-                run_at=None,
-                attempts=runs.c.attempts + 1,
-            )
-            .returning(*_RUN_COLUMNS, runs.c.priority)
-        )
-        if len(self._claim_statements) > 64:  # jobs registered on the fly: stay bounded
-            self._claim_statements.clear()
-        rendered = self._claim_statements[key] = Rendered.of(stmt, self.engine.dialect)
-        return rendered
+    def notifications(
+        self, queues: Sequence[str], stopped: Callable[[], bool]
+    ) -> Iterator[str] | None:
+        """The queue names of runs enqueued from now on, while not ``stopped()``; None
+        where the database cannot notify (workers poll)."""
+        return self.dialect.notifications(self.engine, queues, stopped)
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
@@ -859,35 +547,86 @@ class Store:
             )
 
     def wake(
-        self, run_id: int, statuses: Sequence[str], values: dict[str, Any], queue: str | None
+        self, run_id: int, statuses: Sequence[str], change: RunChange, queue: str | None
     ) -> bool:
-        """Make a parked run due now (or change it as ``values`` say) if it is in one of
-        ``statuses``; wake workers of its queue."""
+        """Make a parked run due now as ``change`` says, if it is in one of ``statuses``;
+        wake the workers of ``queue``."""
         with self.transaction() as conn:
             updated = conn.execute(
-                runs.update().where(runs.c.id == run_id, runs.c.status.in_(statuses)).values(values)
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.status.in_(statuses))
+                .values(change.values())
             ).rowcount
             if updated == 1 and queue is not None:
                 self.dialect.notify(conn, queue)
         return updated == 1
 
-    def prune(self, finished_before: dt.datetime, batch: int = 1000) -> int:
+    def cancel(self, run_id: int, parked: Sequence[str], change: RunChange) -> str | None:
+        """Cancel a run: at once (``change``) if it is in one of ``parked``, else ask its
+        owner to stop at its next step boundary if it is running. Which of the two
+        (``"cancelled"``, ``"requested"``), or None (it had finished)."""
+        with self.transaction() as conn:
+            if (
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.status.in_(parked))
+                    .values(change.values())
+                ).rowcount
+                == 1
+            ):
+                return "cancelled"
+            if (
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.status == "running")
+                    .values(cancel_requested=True)
+                ).rowcount
+                == 1
+            ):
+                return "requested"
+        return None
+
+    def delete_finished(self, finished_before: dt.datetime, batch: int = 1000) -> int:
         """Delete succeeded and cancelled runs finished before the given time, with their
         history and signals, ``batch`` runs per transaction; return how many."""
+        return self._delete_where(
+            (
+                runs.c.status.in_(("succeeded", "cancelled")),
+                runs.c.finished_at < finished_before,
+            ),
+            batch,
+        )
+
+    def delete_expired(
+        self,
+        job: str,
+        stored_before: dt.datetime,
+        now: dt.datetime,
+        *,
+        key: str | None = None,
+        batch: int = 1000,
+    ) -> int:
+        """Delete the ended runs of ``job`` (succeeded, failed, cancelled) last active
+        before ``stored_before`` and not locked at ``now`` (only ``key``'s, when given),
+        with their history and signals; return how many."""
+        conditions = [
+            runs.c.job == job,
+            runs.c.status.in_(("succeeded", "failed", "cancelled")),
+            sa.func.coalesce(runs.c.finished_at, runs.c.last_run_at, runs.c.created_at)
+            < stored_before,
+            sa.or_(runs.c.lock_token.is_(None), runs.c.lock_expires_at <= now),
+        ]
+        if key is not None:
+            conditions.append(runs.c.idempotency_key == key)
+        return self._delete_where(tuple(conditions), batch)
+
+    def _delete_where(self, conditions: tuple[sa.ColumnElement[bool], ...], batch: int) -> int:
         total = 0
         while True:
             with self.transaction() as conn:
-                ids = [
-                    r[0]
-                    for r in conn.execute(
-                        sa.select(runs.c.id)
-                        .where(
-                            runs.c.status.in_(("succeeded", "cancelled")),
-                            runs.c.finished_at < finished_before,
-                        )
-                        .limit(batch)
-                    )
-                ]
+                ids = list(
+                    conn.execute(sa.select(runs.c.id).where(*conditions).limit(batch)).scalars()
+                )
                 if not ids:
                     return total
                 conn.execute(history.delete().where(history.c.run_id.in_(ids)))

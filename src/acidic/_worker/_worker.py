@@ -11,7 +11,6 @@ attempt; a second signal, or the grace period running out, stops it at once.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -19,19 +18,15 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from .._engine import Ended
 from .._errors import AcidicError, LockLostError, RunCancelledError
 from .._storage import RunRow
-from .._storage._checks import check_row
-from .._storage._dialects import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
     from .._app import App
@@ -88,10 +83,9 @@ class Worker:
         self.concurrency = concurrency
         self.poll_interval = float(poll_interval)
         self.grace = float(grace)
-        timeouts = [
-            app._manager.lock_timeout_for(c.__acidic_definition__) for c in app.jobs.values()
-        ]
-        shortest = min(timeouts, default=app._manager.lock_timeout)
+        self.manager = manager = app.manager
+        timeouts = [manager.lock_timeout_for(c.__acidic_definition__) for c in app.jobs.values()]
+        shortest = min(timeouts, default=manager.lock_timeout)
         self.heartbeat = float(heartbeat) if heartbeat else max(shortest / 3, 0.05)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -121,8 +115,8 @@ class Worker:
         """Execute runs until stopped; return the exit code (0 after a graceful stop)."""
         if install_signal_handlers:
             self._install_signal_handlers()
-        store = self.app._store
-        store.check_schema()
+        manager = self.manager
+        manager.check_schema()
         log.info(
             "worker started",
             extra={
@@ -134,7 +128,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True)
         ]
-        if store.dialect.name == "postgresql":
+        if manager.can_notify:
             threads.append(
                 threading.Thread(target=self._listen_loop, name="acidic-listener", daemon=True)
             )
@@ -168,21 +162,14 @@ class Worker:
         backoff fall due without sleeping. A step's error is recorded as a worker would
         record it (a retry scheduled, or the run failed) and not raised.
         """
-        store = self.app._store
-        store.check_schema()
+        manager = self.manager
+        manager.check_schema()
         jobs = list(self.app.jobs)
         executed = 0
         while True:
             row = None
             for queue in self.queues:
-                with store.translated(f"claiming a due run of queue {queue!r}"):
-                    rows = store.claim_due(
-                        queue,
-                        jobs,
-                        1,
-                        clock=self.app._manager.clock,
-                        lock_timeout=self._lock_timeout,
-                    )
+                rows = manager.claim_due(queue, jobs, 1)
                 if rows:
                     (row,) = rows
                     break
@@ -238,11 +225,9 @@ class Worker:
                     claimed = self._claim(free, pool)
                     failures = 0
                 except Exception as exc:
-                    if isinstance(exc, sa.exc.DBAPIError) and self.app._store.dialect.is_retryable(
-                        exc
-                    ):
+                    if self.manager.is_contention(exc):
                         # A deadlock between claimers (seen on MariaDB): plain contention.
-                        log.debug("claim contention: %s", exc.orig)
+                        log.debug("claim contention: %s", exc)
                         self._pause(self._stopping, random.uniform(0, 0.02))  # noqa: S311
                         continue
                     # Anything else (the database restarting, the network): keep the worker
@@ -274,13 +259,7 @@ class Worker:
             for queue in order:
                 if claimed >= free:
                     break
-                rows = app._store.claim_due(
-                    queue,
-                    jobs,
-                    min(share, free - claimed),
-                    clock=self.app._manager.clock,
-                    lock_timeout=self._lock_timeout,
-                )
+                rows = self.manager.claim_due(queue, jobs, min(share, free - claimed))
                 for row in rows:
                     self._hold(row, new_slot=True)
                     pool.submit(self._execute_and_continue, row)
@@ -306,13 +285,7 @@ class Worker:
             order = self._queue_order()
         for queue in order:
             try:
-                rows = app._store.claim_due(
-                    queue,
-                    jobs,
-                    1,
-                    clock=app._manager.clock,
-                    lock_timeout=self._lock_timeout,
-                )
+                rows = self.manager.claim_due(queue, jobs, 1)
             except Exception as exc:
                 log.debug("executor claim failed: %r", exc)
                 return None
@@ -322,7 +295,7 @@ class Worker:
                 if self._stopping.is_set():
                     # The stop came while claiming: a stopping worker starts nothing.
                     with contextlib.suppress(Exception):  # else its lock goes stale
-                        app._manager.release_claimed(row, row.lock_token)
+                        self.manager.release_claimed(row)
                     return None
                 self._hold(row)
                 return row
@@ -357,47 +330,28 @@ class Worker:
             self._wake.set()
 
     def _lock_timeout(self, job: str) -> float:
-        return self.app._manager.lock_timeout_for(self.app.jobs[job].__acidic_definition__)
+        return self.manager.lock_timeout_of(job)
 
     def _wait(self, idle: bool) -> None:
         timeout = self.poll_interval
         if idle:
             with contextlib.suppress(Exception):
-                due = self.app._store.next_due(self.queues, list(self.app.jobs))
+                due = self.manager.next_due(self.queues, list(self.app.jobs))
                 if due is not None:
-                    timeout = min(
-                        timeout, max((due - self.app._manager.clock()).total_seconds(), 0.0)
-                    )
+                    timeout = min(timeout, max((due - self.manager.clock()).total_seconds(), 0.0))
         self._pause(self._wake, timeout)
         self._wake.clear()
 
     # -- executing --------------------------------------------------------------------
 
     def _execute(self, row: RunRow) -> None:
-        app = self.app
-        engine = app._manager
         started = time.monotonic()
         token = row.lock_token
         assert token is not None
         try:
-            definition = app.jobs[row.job].__acidic_definition__
-            try:
-                if row.attempt_limit is not None and row.attempts > row.attempt_limit:
-                    # Only takeovers get here: the run's executions kept dying.
-                    raise AcidicError(
-                        f"run {row.key!r} used its {row.attempt_limit} attempts: its "
-                        "executions kept ending without recording an outcome (crashed workers)"
-                    )
-                check_row(row)
-                engine.check_claimed(row, definition)
-                job = definition.instantiate(json.loads(row.args))
-            except AcidicError as exc:
-                engine.fail_claimed(row, token, exc)
-                log.warning("run %s failed before any step: %s", row.key, exc)
-                return
-            claim = engine.claimed(row, token)
-            ended = engine.execute(job, definition, claim, should_stop=self._stopping.is_set)
-            self._log_end(row, ended, started)
+            ended = self.manager.execute_claimed(row, should_stop=self._stopping.is_set)
+            if ended is not None:
+                self._log_end(row, ended, started)
         except (LockLostError, RunCancelledError) as exc:
             self.outcomes[type(exc).__name__] += 1
             log.warning(
@@ -443,16 +397,14 @@ class Worker:
     # -- background threads -------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        store = self.app._store
+        manager = self.manager
         while not self._stopped.wait(self.heartbeat):
             with self._lock:
                 held = list(self._held.values())
             if not held:
                 continue
             try:
-                lost = store.renew_locks(
-                    [(h.run_id, h.token, h.lock_timeout) for h in held], self.app._manager.clock
-                )
+                lost = manager.renew_locks([(h.run_id, h.token, h.lock_timeout) for h in held])
             except Exception:
                 log.exception("heartbeat failed")
                 continue
@@ -465,26 +417,14 @@ class Worker:
         failures = 0
         while not self._stopped.is_set():
             try:
-                for _ in self._notifications():
+                notes = self.manager.notifications(self.queues, self._stopped.is_set)
+                for queue in notes or ():
+                    with self._lock:
+                        self._notified.add(queue)
                     self._wake.set()
-                failures = 0
+                    failures = 0
             except Exception:
                 failures += 1
                 delay = min(0.1 * 2 ** (failures - 1), 5.0)
                 log.warning("LISTEN connection lost; reconnecting in %.1f s", delay)
                 self._stopped.wait(delay)
-
-    def _notifications(self) -> Iterator[Any]:
-        import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
-
-        url = self.app._store.engine.url
-        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self._wake.set()  # runs enqueued while we were not listening
-            while not self._stopped.is_set():
-                for note in conn.notifies(timeout=0.5):
-                    if note.payload in self.queues:
-                        with self._lock:
-                            self._notified.add(note.payload)
-                        yield note

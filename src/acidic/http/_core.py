@@ -39,8 +39,7 @@ from .._errors import (
 )
 from .._job import Job, step
 from .._run import RunError, RunStatus
-from .._storage import EventRow
-from .._storage._schema import history, runs, signals
+from .._storage import Fence
 from . import _problems
 from ._fingerprint import HEADER
 from ._problems import Problem
@@ -249,8 +248,7 @@ class _Heartbeat:
     """Renews the locks of the records whose handlers are running, from one thread."""
 
     def __init__(self, app: App, interval: float, timeout: float) -> None:
-        self._store = app._store
-        self._clock = app._manager.clock
+        self._manager = app.manager
         self._interval = interval
         self._timeout = timeout
         self._held: dict[int, str] = {}
@@ -278,7 +276,7 @@ class _Heartbeat:
             if not held:
                 continue
             try:
-                lost = self._store.renew_locks(held, self._clock)
+                lost = self._manager.renew_locks(held)
             except Exception:
                 log.exception("renewing the locks of in-flight idempotent requests failed")
                 continue
@@ -379,7 +377,7 @@ class Idempotency:
         self.max_response_size = _size(max_response_size, "max_response_size")
         app.job(name=RECORD_JOB)(_RequestRecord)
         self._definition = _RequestRecord.__acidic_definition__
-        self.lock_timeout = app._manager.lock_timeout_for(self._definition)
+        self.lock_timeout = app.manager.lock_timeout_for(self._definition)
         self.heartbeat = (
             max(self.lock_timeout / 3, 0.05)
             if heartbeat is None
@@ -444,12 +442,12 @@ class Idempotency:
             caller_sha256=request.caller_sha256,
         )
         encoded = self._definition.encode_args(record)
-        engine = self.app._manager
+        manager = self.app.manager
         key = request.record_key
         try:
             for _ in range(3):  # an expired record is deleted, then the key claimed afresh
                 try:
-                    outcome = engine.claim(RECORD_JOB, self._definition, key, encoded)
+                    outcome = manager.claim(RECORD_JOB, self._definition, key, encoded)
                 except ArgumentMismatchError:
                     if self._expire(key):
                         continue
@@ -475,7 +473,7 @@ class Idempotency:
                     run_id=outcome.row.id,
                     token=outcome.token,
                     attempt=outcome.row.attempts,
-                    started=self.app._manager.clock(),
+                    started=manager.clock(),
                 )
         except KeyLockedError:
             return _problems.key_in_use(
@@ -514,29 +512,14 @@ class Idempotency:
             tuple((n, v) for n, v in response.headers if n.lower() not in NOT_STORED_HEADERS),
             response.body,
         )
-        now = self.app._manager.clock()
-        events = [
-            EventRow("respond", "started", claimed.started, claimed.attempt),
-            EventRow("respond", "succeeded", now, claimed.attempt),
-        ]
         try:
-            with self.app._store.translated(f"storing the response of {claimed.request.key!r}"):
-                stored = self.app._store.update_run(
-                    claimed.run_id,
-                    {
-                        "status": RunStatus.SUCCEEDED.value,
-                        "result": dumps(kept.to_json()),
-                        "recovery_point": None,
-                        "error": None,
-                        "finished_at": now,
-                        "run_at": None,
-                        "lock_token": None,
-                        "locked_at": None,
-                        "lock_expires_at": None,
-                    },
-                    token=claimed.token,
-                    events=events,
-                )
+            stored = self.app.manager.finish_owned(
+                Fence(claimed.run_id, claimed.token),
+                step="respond",
+                attempt=claimed.attempt,
+                started=claimed.started,
+                result_json=dumps(kept.to_json()),
+            )
         except StorageError as exc:
             log.error("could not store the response for %r: %s", claimed.request.record_key, exc)
             return False
@@ -577,31 +560,20 @@ class Idempotency:
                 type="acidic.http.NotStored", message=reason, traceback="", step="respond"
             )
         error_json = json.dumps(error.to_json())
-        now = self.app._manager.clock()
-        events = [
-            EventRow("respond", "started", claimed.started, claimed.attempt),
-            EventRow("respond", "errored", now, claimed.attempt, error_json),
-        ]
         try:
-            self.app._store.update_run(
-                claimed.run_id,
-                {
-                    "status": RunStatus.FAILED.value,
-                    "error": error_json,
-                    "run_at": None,
-                    "lock_token": None,
-                    "locked_at": None,
-                    "lock_expires_at": None,
-                },
-                token=claimed.token,
-                events=events,
+            self.app.manager.fail_owned(
+                Fence(claimed.run_id, claimed.token),
+                step="respond",
+                attempt=claimed.attempt,
+                started=claimed.started,
+                error_json=error_json,
             )
         except Exception:
             # The lock goes stale after lock_timeout and a retry takes the record over.
             log.exception("could not release the record %r", claimed.request.record_key)
 
     def _mismatch(self, request: IdempotentRequest) -> str:
-        row = self.app._store.find(request.record_key)
+        row = self.app.manager.find(request.record_key)
         base = f"this {HEADER} was first used for another request"
         if row is None or row.job != RECORD_JOB:
             return base + "; use a new key for a new request"
@@ -615,23 +587,13 @@ class Idempotency:
             parts.append("another caller")
         return f"{base} ({', '.join(parts) or 'another request'}); use a new key for a new request"
 
-    def _expired_where(self, now: dt.datetime) -> sa.ColumnElement[bool]:
-        cutoff = now - dt.timedelta(seconds=self.expires)
-        return sa.and_(
-            runs.c.job == RECORD_JOB,
-            runs.c.status.in_(_ENDED),
-            sa.func.coalesce(runs.c.finished_at, runs.c.last_run_at, runs.c.created_at) < cutoff,
-            sa.or_(runs.c.lock_token.is_(None), runs.c.lock_expires_at <= now),
-        )
-
     def _expire(self, key: str) -> bool:
         """Delete the key's record if it has expired; True if it did."""
-        store = self.app._store
-        now = self.app._manager.clock()
-        with store.translated(f"reading key {key!r}"):
-            row = store.find(key)
+        manager = self.app.manager
+        now = manager.clock()
         # Looked at first without a write transaction: on SQLite that would take the
         # database's only write lock for every replay.
+        row = manager.find(key)
         if row is None or row.status not in _ENDED:
             return False
         if row.lock_token is not None and (row.lock_expires_at or now) > now:
@@ -639,36 +601,12 @@ class Idempotency:
         stored_at = row.finished_at or row.last_run_at or row.created_at
         if stored_at >= now - dt.timedelta(seconds=self.expires):
             return False
-        with store.translated(f"expiring key {key!r}"), store.transaction() as conn:
-            run_id = conn.execute(
-                sa.select(runs.c.id).where(
-                    runs.c.idempotency_key == key, self._expired_where(self.app._manager.clock())
-                )
-            ).scalar()
-            if run_id is None:
-                return False
-            _delete(conn, [run_id])
-        return True
+        return manager.delete_expired(RECORD_JOB, self.expires, key=key) > 0
 
     def purge_expired(self, batch: int = 1000) -> int:
         """Delete every expired record (succeeded, failed or cancelled, stored more than
-        ``expires`` ago), ``batch`` per transaction; return how many."""
-        store = self.app._store
-        store.check_schema()
-        total = 0
-        while True:
-            with store.translated("purging expired idempotency keys"), store.transaction() as conn:
-                ids = list(
-                    conn.execute(
-                        sa.select(runs.c.id)
-                        .where(self._expired_where(self.app._manager.clock()))
-                        .limit(batch)
-                    ).scalars()
-                )
-                if not ids:
-                    return total
-                _delete(conn, ids)
-            total += len(ids)
+        ``expires`` ago); return how many."""
+        return self.app.manager.delete_expired(RECORD_JOB, self.expires)
 
     def close(self) -> None:
         """Stop the heartbeat thread (the App stays open: close it yourself)."""
@@ -677,12 +615,6 @@ class Idempotency:
 
 #: The statuses of records that may expire (no handler is running for them).
 _ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
-
-
-def _delete(conn: sa.Connection, ids: list[int]) -> None:
-    conn.execute(history.delete().where(history.c.run_id.in_(ids)))
-    conn.execute(signals.delete().where(signals.c.run_id.in_(ids)))
-    conn.execute(runs.delete().where(runs.c.id.in_(ids)))
 
 
 def idempotent_request(request: Any, *, required: bool = False) -> IdempotentRequest | None:

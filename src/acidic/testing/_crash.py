@@ -231,11 +231,11 @@ class _ClockShift:
     run due) without sleeping: through its :class:`Clock`, or by an offset."""
 
     def __init__(self, app: App) -> None:
-        self._engine = app._manager
-        self._base = self._engine.clock
+        self._manager = app.manager
+        self._base = self._manager.clock
         self._offset = dt.timedelta(0)
         if not isinstance(self._base, Clock):
-            self._engine.clock = self._now
+            self._manager.clock = self._now
 
     def _now(self) -> dt.datetime:
         return self._base() + self._offset
@@ -250,7 +250,7 @@ class _ClockShift:
             self._offset += when - now
 
     def restore(self) -> None:
-        self._engine.clock = self._base
+        self._manager.clock = self._base
 
 
 def crash_points(

@@ -1,0 +1,431 @@
+"""The sync runner: drives a claimed run step by step, doing the I/O that the
+transitions of :mod:`._transitions` decide.
+
+The rules it enforces:
+
+* every write of progress is conditional on the claim's token still owning the run
+  (fencing), so an owner whose lock went stale and was taken over never commits again;
+* a transactional step, the move of the recovery point, the context and the step's
+  history commit in one transaction;
+* a non-transactional step records ``started`` first (so a crash leaves a trace and
+  ``retrying`` is known), then runs with no transaction open, then commits progress;
+* whatever a step raises is stored with its step, the lock is released at once and the
+  exception leaves unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from .._context import Context
+from .._errors import (
+    JobDefinitionError,
+    LockLostError,
+    Retry,
+    RunCancelledError,
+    StorageError,
+    UnknownRecoveryPointError,
+)
+from .._job import Job, JobDefinition, StepSpec, StepState
+from .._run import RunError, RunStatus
+from .._storage import EventRow, Fence, RunChange, RunRow
+from . import _transitions as t
+from ._transitions import Decision, Ended, Transition
+
+if TYPE_CHECKING:
+    from ._manager import Manager
+
+__all__ = ["Claim", "Runner", "current_step", "error_json"]
+
+log = logging.getLogger("acidic.run")
+
+#: The step executing in this context, for labelling what happens meanwhile
+#: (acidic.testing names its crash points after it).
+current_step: ContextVar[str | None] = ContextVar("acidic_current_step", default=None)
+
+
+@dataclass(slots=True)
+class Claim:
+    """A run this process owns: its row as claimed, and whether its recovery point was
+    started before without ending well."""
+
+    row: RunRow
+    token: str
+    retrying: bool
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.row.id, self.token)
+
+
+@dataclass(slots=True)
+class _Execution:
+    """The state of one execution of a claimed run."""
+
+    job: Job
+    definition: JobDefinition
+    claim: Claim
+    state: StepState
+    committed_ctx: str
+    should_stop: Callable[[], bool]
+
+    def advance(self, decision: Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
+        self.committed_ctx = ctx_json
+        if ended is None:
+            assert decision.next is not None
+            self.state.step = decision.next
+        return ended
+
+
+class Runner:
+    """Executes the steps of claimed runs in the calling thread."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+        self.store = manager.store
+
+    def execute(
+        self,
+        job: Job,
+        definition: JobDefinition,
+        claim: Claim,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Ended:
+        """Drive a claimed run from its recovery point until it ends, parks or is released.
+
+        A step's exception is recorded (failed, or scheduled for a retry) and raised;
+        :class:`acidic.Retry` is recorded and returned as ``scheduled``. When
+        ``should_stop()`` turns true, the run is released at the next step boundary.
+        """
+        row = claim.row
+        assert row.recovery_point is not None  # claimed runs are unfinished
+        store = self.store
+        state = StepState(
+            key=row.key,
+            ctx=Context.from_json(row.ctx),
+            attempt=row.attempts,
+            retrying=claim.retrying,
+            step=row.recovery_point,
+            read_signal=lambda name: store.latest_signal(row.id, name),
+        )
+        run = _Execution(job, definition, claim, state, row.ctx, should_stop)
+        job.__dict__["_acidic_state"] = state
+        try:
+            while True:
+                spec = definition.steps_by_name.get(state.step)
+                if spec is None:  # pragma: no cover - checked at claim and at RecoveryPoint
+                    raise UnknownRecoveryPointError(state.step)
+                step = self._transactional_step if spec.transactional else self._foreign_step
+                entered = current_step.set(spec.name)
+                try:
+                    ended = step(run, spec)
+                finally:
+                    current_step.reset(entered)
+                if ended is not None:
+                    return ended
+                state.retrying = False
+        finally:
+            job.__dict__.pop("_acidic_state", None)
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _transactional_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
+        state = run.state
+        store = self.store
+        started = self.manager.clock()
+        conn = store.engine.connect()
+        try:
+            with store.translated(f"starting step {spec.name} of {state.key!r}"):
+                tx = conn.begin()
+            try:
+                # While the step runs, a COMMIT on its connection is refused (see Store).
+                store.step_broken(conn)  # forget a previous use of the connection
+                conn.execution_options(
+                    acidic_in_step=f"step {spec.name} of job {run.definition.cls.__qualname__}"
+                )
+                try:
+                    returned = spec.func(run.job, conn)
+                finally:
+                    conn.execution_options(acidic_in_step=None)
+                broken = store.step_broken(conn)
+                if broken is not None:
+                    raise StorageError(
+                        f"key {state.key!r}: step {spec.name} caught {broken}, after which "
+                        "the database had rolled back its transaction; its writes are not "
+                        "committed, and the step runs again"
+                    )
+                if not tx.is_active or not conn.in_transaction():
+                    raise JobDefinitionError(
+                        f"step {spec.name} of job {run.definition.cls.__qualname__} ended its "
+                        "transaction itself; a step must leave commit and rollback to acidic"
+                    )
+                decision, ctx_json, transition = self._ended(run, spec, returned, started)
+            except BaseException as exc:
+                _rollback(conn, tx)
+                return self._failed(run, spec, exc, started, record_start=True)
+            try:
+                if not store.write_progress(
+                    conn, run.claim.fence, transition.change, transition.events
+                ):
+                    _rollback(conn, tx)
+                    return self._refused(run, spec)
+                tx.commit()
+            except sa.exc.SQLAlchemyError as exc:
+                # The progress write or the commit failed (connection lost, deferred
+                # constraint, serialization failure). If the commit landed anyway (its
+                # acknowledgement was lost), the step is done: go on. Else nothing of the
+                # step is committed: report it like a step failure.
+                _rollback(conn, tx)
+                if not self._landed(run, transition.events[-1]):
+                    error = StorageError(
+                        f"key {state.key!r}: committing step {spec.name} failed: {exc}"
+                    )
+                    error.__cause__ = exc
+                    return self._failed(run, spec, error, started, record_start=True)
+        finally:
+            conn.close()
+        return self._advanced(run, spec, decision, ctx_json, transition, started)
+
+    def _foreign_step(self, run: _Execution, spec: StepSpec) -> Ended | None:
+        state = run.state
+        store = self.store
+        started = self.manager.clock()
+        try:
+            with store.translated(f"starting step {spec.name} of {state.key!r}"):
+                ok = store.write_progress_alone(
+                    run.claim.fence,
+                    RunChange(renewed_at=started, renew_until=self._expiry(run, started)),
+                    [EventRow(spec.name, "started", started, state.attempt)],
+                )
+        except StorageError as error:
+            # Nothing ran: record the failure (if the database lets us) so that the run
+            # is resumable at once instead of locked until its lock is stale.
+            return self._failed(run, spec, error, started, record_start=True)
+        if not ok:
+            return self._refused(run, spec)
+        try:
+            returned = spec.func(run.job)
+            decision, ctx_json, transition = self._ended(run, spec, returned, None)
+        except BaseException as exc:
+            return self._failed(run, spec, exc, started, record_start=False)
+        try:
+            with store.translated(f"committing step {spec.name} of {state.key!r}"):
+                ok = store.write_progress_alone(
+                    run.claim.fence, transition.change, transition.events
+                )
+        except StorageError as error:
+            # The call was made but its progress is not known to be committed. If the
+            # commit landed (only its acknowledgement was lost), go on; else record the
+            # failure, so the run is resumable at once and makes the call again.
+            if not self._landed(run, transition.events[-1]):
+                return self._failed(run, spec, error, started, record_start=False)
+            ok = True
+        if not ok:
+            return self._refused(run, spec)
+        return self._advanced(run, spec, decision, ctx_json, transition, started)
+
+    def _ended(
+        self, run: _Execution, spec: StepSpec, returned: object, started: dt.datetime | None
+    ) -> tuple[Decision, str, Transition]:
+        """The transition a step's return value makes (raises for a bad return value)."""
+        manager = self.manager
+        state = run.state
+        now = manager.clock()
+        decision = t.decide(
+            run.definition.step_names,
+            run.definition.cls.__qualname__,
+            state.key,
+            spec.name,
+            returned,
+            now,
+        )
+        ctx_json = state.ctx.to_json()
+        transition = t.after_step(
+            run.claim.row,
+            decision,
+            step=spec.name,
+            ctx_json=ctx_json,
+            attempt=state.attempt,
+            started=started,
+            now=now,
+            lock_expires_at=self._expiry(run, now),
+            stopping=decision.status is RunStatus.RUNNING and run.should_stop(),
+            default_queue=manager.default_queue,
+        )
+        return decision, ctx_json, transition
+
+    def _advanced(
+        self,
+        run: _Execution,
+        spec: StepSpec,
+        decision: Decision,
+        ctx_json: str,
+        transition: Transition,
+        started: dt.datetime,
+    ) -> Ended | None:
+        ended = transition.ended
+        self._log(run, spec, started, ended)
+        self._wake_if_signalled(run, ended, started)
+        return run.advance(decision, ctx_json, ended)
+
+    def _landed(self, run: _Execution, last: EventRow) -> bool:
+        """After a commit that raised: whether it reached the database anyway, i.e. the
+        event it was to append (``last``, exact to the microsecond) is the run's last."""
+        try:
+            stored = self.store.last_event(run.claim.row.id)
+        except Exception:  # the database is still unreachable: it is not known to have landed
+            return False
+        return stored is not None and (stored.step, stored.event, stored.at, stored.attempt) == (
+            last.step,
+            last.event,
+            last.at,
+            last.attempt,
+        )
+
+    def _log(
+        self,
+        run: _Execution,
+        spec: StepSpec,
+        started: dt.datetime,
+        ended: Ended | None,
+        outcome: str | None = None,
+    ) -> None:
+        """One line per step transition, with fields for structured log handlers."""
+        if not log.isEnabledFor(logging.INFO):
+            return
+        if outcome is None:
+            outcome = "succeeded" if ended is None else ended.status.value
+        fields = {
+            "key": run.state.key,
+            "job": run.claim.row.job,
+            "step": spec.name,
+            "attempt": run.state.attempt,
+            "duration_ms": round((self.manager.clock() - started).total_seconds() * 1000, 1),
+            "outcome": outcome,
+        }
+        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"acidic": fields})
+
+    def _wake_if_signalled(
+        self, run: _Execution, ended: Ended | None, started: dt.datetime
+    ) -> None:
+        """A signal sent while the step was deciding to halt found the run still running
+        and could not wake it: wake it now, so the halted step runs again and sees it."""
+        if ended is None or ended.status is not RunStatus.HALTED:
+            return
+        row = run.claim.row
+        with contextlib.suppress(Exception):  # best effort: app.resume still works
+            if self.store.signalled_since(row.id, started):
+                self.manager.wake_halted(row)
+
+    def _expiry(self, run: _Execution, now: dt.datetime) -> dt.datetime:
+        return now + dt.timedelta(seconds=self.manager.lock_timeout_for(run.definition))
+
+    # -- refusals and failures --------------------------------------------------------
+
+    def _refused(self, run: _Execution, spec: StepSpec) -> Ended:
+        """A progress write was refused: the run was cancelled, or its lock lost."""
+        claim = run.claim
+        if not self.store.cancel_requested(claim.row.id, claim.token):
+            raise _lost(run.state, spec)
+        self.store.release(claim.fence, t.cancelled_by_owner(self.manager.clock()))
+        raise RunCancelledError(
+            f"key {run.state.key!r} (job {claim.row.job}) was cancelled; step {spec.name} "
+            "was not committed"
+        )
+
+    def _failed(
+        self,
+        run: _Execution,
+        spec: StepSpec,
+        exc: BaseException,
+        started: dt.datetime,
+        *,
+        record_start: bool,
+    ) -> Ended:
+        """Record the step's failure (the context reverts to its last commit), release the
+        lock, and raise ``exc``; a :class:`Retry` is returned as ``scheduled`` instead."""
+        state = run.state
+        state.ctx = Context.from_json(run.committed_ctx)
+        if isinstance(exc, LockLostError | RunCancelledError):
+            raise exc
+        manager = self.manager
+        now = manager.clock()
+        job = run.job
+        status, wake_at = t.failure_status(
+            run.claim.row,
+            attempt=state.attempt,
+            retry=isinstance(exc, Retry),
+            retry_after=exc.after if isinstance(exc, Retry) else None,
+            discarded=isinstance(exc, type(job).discard_on or ()),
+            backoff=job.backoff,
+            now=now,
+        )
+        try:
+            transition = t.after_failure(
+                run.claim.row,
+                status=status,
+                wake_at=wake_at,
+                step=spec.name,
+                error_json=error_json(exc, spec.name),
+                attempt=state.attempt,
+                started=started if record_start else None,
+                now=now,
+                cancel_requested=self.store.cancel_requested(run.claim.row.id, run.claim.token),
+                default_queue=manager.default_queue,
+            )
+            assert transition.ended is not None
+            status = transition.ended.status
+            self.store.fail(run.claim.fence, transition.change, transition.events)
+        except Exception as db_exc:
+            # The step's exception is what the caller must see; the lock will go
+            # stale and the run be taken over, so nothing is lost.
+            exc.add_note(f"acidic could not record this failure: {db_exc!r}")
+        self._log(run, spec, started, None, f"errored:{type(exc).__name__}->{status}")
+        if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
+            return Ended(RunStatus.SCHEDULED, error=exc)
+        raise exc
+
+
+def error_json(exc: BaseException, step: str | None) -> str:
+    """The stored form of a run's error."""
+    error = RunError(
+        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        step=step,
+    )
+    # ASCII-escaped: a traceback may hold text the database cannot store raw.
+    return json.dumps(error.to_json())
+
+
+def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:
+    """Roll back the step's transaction, or whatever the step left open instead, and
+    give the connection back: on SQLite it may hold the write lock that recording the
+    failure needs next."""
+    if tx.is_active:
+        tx.rollback()
+        conn.close()
+    else:
+        # The step ended or broke the transaction itself (e.g. a refused commit):
+        # SQLAlchemy no longer tracks what the driver holds open, and the pool would
+        # not roll it back. Discard the connection; the server rolls back.
+        conn.invalidate()
+        conn.close()
+
+
+def _lost(state: StepState, spec: StepSpec) -> LockLostError:
+    return LockLostError(
+        f"key {state.key!r}: the lock went stale during step {spec.name} and another owner "
+        "took the run over; this step's work was rolled back and is not committed"
+    )
