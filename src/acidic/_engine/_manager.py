@@ -16,28 +16,27 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from .._encoding import check_key, default_key, dumps, encode_value, loads
+from .._encoding import check_key, dumps, loads
 from .._errors import (
     AcidicError,
-    ArgumentMismatchError,
     ContentionError,
-    DefinitionMismatchError,
-    KeyLockedError,
     RunCancelledError,
     StorageError,
-    UnknownRecoveryPointError,
 )
 from .._job import Job, JobDefinition
 from .._run import RunStatus
-from .._storage import EventRow, Fence, NewRun, RunRow, Store
+from .._storage import Fence, NewRun, RunRow, Store
 from .._storage._checks import check_row
 from . import _transitions as t
+from ._base import Clock, utcnow
+from ._checks import check_definition, check_same_call, locked
+from ._operations import Operations
 from ._runner import Claim, Runner, error_json
 from ._transitions import Ended
 
@@ -60,13 +59,6 @@ _CLAIMABLE = tuple(
     )
 )
 
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC: the default clock."""
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass(frozen=True, slots=True)
 class Finished:
@@ -75,7 +67,7 @@ class Finished:
     result: Any
 
 
-class Manager:
+class Manager(Operations):
     """The one manager of runs: claims, executes, releases; every adapter calls it.
 
     ``jobs`` is the App's registry (name -> class), shared, not copied: a job registered
@@ -91,41 +83,10 @@ class Manager:
         default_queue: str = "default",
         jobs: Mapping[str, type[Job]] | None = None,
     ) -> None:
-        self.store = store
-        self.lock_timeout = lock_timeout
-        self.clock = clock
-        #: Where an inline run goes when it parks, so that a worker can continue it.
-        self.default_queue = default_queue
-        self.jobs: Mapping[str, type[Job]] = {} if jobs is None else jobs
-        self.runner = Runner(self)
-
-    def check_schema(self) -> None:
-        """Raise :class:`acidic.SchemaVersionError` unless acidic's tables are current."""
-        self.store.check_schema()
-
-    def migrate(self) -> list[str]:
-        """Create or upgrade acidic's tables; the migrations applied."""
-        return self.store.migrate()
-
-    # -- keys and claims --------------------------------------------------------------
-
-    def key_for(self, name: str, job: Job, encoded_args: dict[str, Any]) -> str:
-        """The default key of a job: from its name and arguments, or its ``unique_by()``."""
-        if type(job).unique_by is not Job.unique_by:
-            identity = encode_value(job.unique_by(), f"job {name}: unique_by()")
-            return default_key(name, {"unique_by": identity})
-        return default_key(name, encoded_args)
-
-    def lock_timeout_for(self, definition: JobDefinition) -> float:
-        """The job's own ``lock_timeout``, else the App's."""
-        return definition.cls.lock_timeout or self.lock_timeout
-
-    def lock_timeout_of(self, job: str) -> float:
-        """:meth:`lock_timeout_for` of a registered job, by name."""
-        cls = self.jobs.get(job)
-        return (
-            self.lock_timeout if cls is None else self.lock_timeout_for(cls.__acidic_definition__)
+        super().__init__(
+            store, lock_timeout=lock_timeout, clock=clock, default_queue=default_queue, jobs=jobs
         )
+        self.runner = Runner(self)
 
     def run(self, name: str, job: Job, key: str | None) -> Any:
         """Run ``job`` under ``key`` to its end: its result, or None if it halted."""
@@ -235,8 +196,8 @@ class Manager:
         if verdict == "not due":
             return Finished(None)  # asleep (Sleep, a retry's backoff) or run_at ahead
         if verdict == "locked":
-            raise _locked(row)
-        _check_definition(row, name, definition)
+            raise locked(row)
+        check_definition(row, name, definition)
         claimed = store.claim(
             row.id,
             token=token,
@@ -250,7 +211,7 @@ class Manager:
         fresh = store.find(key)
         if fresh is not None and fresh.status == RunStatus.SUCCEEDED:
             return None  # finished meanwhile: the next attempt returns its result
-        raise _locked(fresh or row)
+        raise locked(fresh or row)
 
     def claimed(self, row: RunRow) -> Claim:
         """A run claimed by a worker, ready for :meth:`execute`."""
@@ -288,7 +249,7 @@ class Manager:
                     "executions kept ending without recording an outcome (crashed workers)"
                 )
             check_row(row)
-            _check_definition(row, row.job, definition)
+            check_definition(row, row.job, definition)
             job = definition.instantiate(json.loads(row.args))
         except AcidicError as exc:
             self.fail_claimed(row, exc)
@@ -310,221 +271,3 @@ class Manager:
         due at once, for any worker, without using up an attempt."""
         assert row.lock_token is not None
         self.store.release(Fence(row.id, row.lock_token), t.handed_back(row, self.clock()))
-
-    def finish_owned(
-        self, fence: Fence, *, step: str, attempt: int, started: dt.datetime, result_json: str
-    ) -> bool:
-        """Finish a run this owner claimed, outside the runner (``step`` recorded as
-        started at ``started`` and succeeded now); False if the lock was lost."""
-        now = self.clock()
-        events = (
-            EventRow(step, "started", started, attempt),
-            EventRow(step, "succeeded", now, attempt),
-        )
-        with self.store.translated(f"finishing run id {fence.run_id}"):
-            return self.store.finish(fence, t.finished_by_owner(result_json, now), events)
-
-    def fail_owned(
-        self, fence: Fence, *, step: str, attempt: int, started: dt.datetime, error_json: str
-    ) -> bool:
-        """Give up a run this owner claimed, as failed with ``error_json``, outside the
-        runner; a later claim resumes it. False if the lock was lost."""
-        events = (
-            EventRow(step, "started", started, attempt),
-            EventRow(step, "errored", self.clock(), attempt, error_json),
-        )
-        with self.store.translated(f"releasing run id {fence.run_id}"):
-            return self.store.fail(fence, t.failed_by_owner(error_json), events)
-
-    # -- the queue --------------------------------------------------------------------
-
-    def enqueue(
-        self,
-        name: str,
-        job: Job,
-        key: str | None,
-        *,
-        run_at: dt.datetime | None,
-        queue: str,
-        priority: int,
-        connection: sa.Connection | None,
-    ) -> RunRow:
-        """Store a pending run for a worker (in ``connection``'s transaction when given)
-        and wake the workers of its queue; an existing key returns its run, or raises
-        :class:`acidic.ArgumentMismatchError` for other arguments."""
-        definition = type(job).__acidic_definition__
-        encoded = definition.encode_args(job)
-        same_args = key is not None or type(job).unique_by is Job.unique_by
-        key = self.key_for(name, job, encoded) if key is None else check_key(key)
-        store = self.store
-        store.check_schema()
-        now = self.clock()
-        new = NewRun(
-            key=key,
-            job=name,
-            args=dumps(encoded),
-            steps=dumps(definition.step_names),
-            status=RunStatus.PENDING,
-            recovery_point=definition.steps[0].name,
-            created_at=now,
-            queue=queue,
-            priority=priority,
-            run_at=(run_at or now).astimezone(dt.UTC),
-            attempt_limit=type(job).max_attempts,
-        )
-        with store.translated(f"enqueueing key {key!r}"):
-            row = store.enqueue(new, connection)
-            if row is not None:
-                return row
-            existing = store.find_in(connection, key) if connection is not None else store.find(key)
-        if existing is None:  # pragma: no cover - deleted in between
-            raise AcidicError(f"key {key!r} vanished while enqueueing")
-        check_same_call(existing, name, encoded if same_args else None)
-        return existing
-
-    def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
-        """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
-        first, then by priority, due time and enqueue order); each gets a token."""
-        return self.store.claim_due(
-            queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of
-        )
-
-    def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
-        """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
-        return self.store.next_due(queues, jobs)
-
-    def renew_locks(self, held: Sequence[tuple[int, str, float]]) -> set[int]:
-        """Heartbeat: renew the locks of ``(run id, token, lock timeout)``; the ids whose
-        lock was lost (ended or taken over)."""
-        return self.store.renew_locks(held, self.clock)
-
-    @property
-    def can_notify(self) -> bool:
-        """Whether the database tells workers of new runs (else they poll)."""
-        return self.store.dialect.notifies
-
-    def is_contention(self, exc: BaseException) -> bool:
-        """Whether a claim's error is contention between claimers (a deadlock, a busy
-        database), to retry at once rather than back off from."""
-        return isinstance(exc, sa.exc.DBAPIError) and self.store.dialect.is_retryable(exc)
-
-    def notifications(
-        self, queues: Sequence[str], stopped: Callable[[], bool]
-    ) -> Iterator[str] | None:
-        """The names of ``queues`` as runs are enqueued to them, while not ``stopped()``
-        (LISTEN/NOTIFY on PostgreSQL); None where the database cannot notify (poll)."""
-        return self.store.notifications(queues, stopped)
-
-    # -- operators --------------------------------------------------------------------
-
-    def find(self, key: str, *, doing: str = "reading") -> RunRow | None:
-        """The run of ``key`` as last committed, or None."""
-        key = check_key(key)
-        self.store.check_schema()
-        with self.store.translated(f"{doing} key {key!r}"):
-            return self.store.find(key)
-
-    def history(self, row: RunRow) -> list[EventRow]:
-        """The run's history, oldest first."""
-        with self.store.translated(f"reading the history of key {row.key!r}"):
-            return self.store.history(row.id)
-
-    def wake(
-        self,
-        row: RunRow,
-        statuses: Sequence[RunStatus],
-        *,
-        recovery_point: str | None = None,
-        attempt_limit: int | None = None,
-        doing: str,
-    ) -> bool:
-        """Make a parked run due now, if its status is one of ``statuses``."""
-        change = t.woken(
-            row,
-            self.clock(),
-            self.default_queue,
-            recovery_point=recovery_point,
-            attempt_limit=attempt_limit,
-        )
-        with self.store.translated(f"{doing} of key {row.key!r}"):
-            return self.store.wake(
-                row.id, [s.value for s in statuses], change, row.queue or self.default_queue
-            )
-
-    def wake_halted(self, row: RunRow) -> bool:
-        """Make a halted run due now (a signal arrived while its step decided to halt)."""
-        return self.wake(row, (RunStatus.HALTED,), doing="waking")
-
-    def signal(self, row: RunRow, name: str, payload_json: str) -> None:
-        """Store a signal for the run."""
-        with self.store.translated(f"signalling key {row.key!r}"):
-            self.store.add_signal(row.id, name, payload_json, self.clock())
-
-    def cancel(self, row: RunRow, parked: Sequence[RunStatus]) -> str | None:
-        """Cancel a run: at once if its status is one of ``parked``, else at the next step
-        boundary if it is running. ``"cancelled"``, ``"requested"`` or None (finished)."""
-        with self.store.translated(f"cancelling key {row.key!r}"):
-            return self.store.cancel(
-                row.id, [s.value for s in parked], t.cancelled_at_once(self.clock())
-            )
-
-    def delete_expired(self, job: str, older_than: float, *, key: str | None = None) -> int:
-        """Delete the ended, unlocked runs of ``job`` last active more than
-        ``older_than`` seconds ago (only ``key``'s, when given); how many."""
-        self.store.check_schema()
-        now = self.clock()
-        with self.store.translated(f"expiring runs of {job}"):
-            return self.store.delete_expired(
-                job, now - dt.timedelta(seconds=older_than), now, key=key
-            )
-
-    def prune(self, older_than: float) -> int:
-        """Delete succeeded and cancelled runs finished more than ``older_than`` seconds
-        ago, with their history; how many."""
-        self.store.check_schema()
-        with self.store.translated("pruning runs"):
-            return self.store.delete_finished(self.clock() - dt.timedelta(seconds=older_than))
-
-
-def _locked(row: RunRow) -> KeyLockedError:
-    expiry = row.lock_expires_at.isoformat() if row.lock_expires_at else "soon"
-    return KeyLockedError(
-        f"key {row.key!r} (job {row.job}) is held by a live run at step "
-        f"{row.recovery_point!r}; unless its owner renews the lock, it becomes claimable "
-        f"at {expiry}"
-    )
-
-
-def check_same_call(row: RunRow, name: str, encoded_args: dict[str, Any] | None) -> None:
-    if row.job != name:
-        raise ArgumentMismatchError(
-            f"key {row.key!r} belongs to job {row.job}, not {name}; use another key"
-        )
-    if encoded_args is None:
-        return
-    stored = json.loads(row.args)
-    if stored != encoded_args:
-        fields = sorted(set(stored) | set(encoded_args))
-        diffs = [
-            f"{f}: stored {stored.get(f, '<absent>')!r}, given {encoded_args.get(f, '<absent>')!r}"
-            for f in fields
-            if stored.get(f, ...) != encoded_args.get(f, ...)
-        ]
-        raise ArgumentMismatchError(
-            f"key {row.key!r} (job {name}) was first used with other arguments: " + "; ".join(diffs)
-        )
-
-
-def _check_definition(row: RunRow, job: str, definition: JobDefinition) -> None:
-    names = definition.step_names
-    if row.recovery_point not in definition.steps_by_name:
-        raise UnknownRecoveryPointError(
-            f"key {row.key!r}: the stored recovery point {row.recovery_point!r} is not a step "
-            f"of job {job}, whose steps are {names}"
-        )
-    stored = json.loads(row.steps)
-    if names[: len(stored)] != stored:
-        raise DefinitionMismatchError(
-            f"key {row.key!r}: job {job} was started with steps {stored}, but its steps are now "
-            f"{names}; steps may only be appended at the end while runs are unfinished"
-        )

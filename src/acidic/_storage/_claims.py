@@ -29,7 +29,7 @@ from ._schema import WAITING, runs
 from ._statements import RUN_COLUMNS, run_row
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._connected import Connected
 
 __all__ = ["Claimer", "OneStatementClaimer", "StepwiseClaimer"]
 
@@ -52,7 +52,7 @@ class Claimer(Protocol):
 class StepwiseClaimer:
     """Pick, then take each picked run, in one transaction (SQLite, MariaDB/MySQL)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Connected) -> None:
         self.store = store
         self.dialect = store.dialect
         self._built: tuple[sa.Select[Any], sa.Select[Any], sa.Update, sa.Select[Any]] | None = None
@@ -198,7 +198,7 @@ class StepwiseClaimer:
 class OneStatementClaimer:
     """One statement in autocommit (PostgreSQL)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Connected) -> None:
         self.store = store
         self._cache: dict[tuple[tuple[str, ...], int], Rendered] = {}
 

@@ -28,7 +28,7 @@ from ._claims import Claimer, OneStatementClaimer, StepwiseClaimer
 from ._rendered import Rendered
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._connected import Connected
 
 __all__ = ["Dialect", "dialect_for", "make_engine"]
 
@@ -93,7 +93,7 @@ class Dialect:
         connection is lost; the caller reconnects."""
         return None
 
-    def claimer(self, store: Store) -> Claimer:
+    def claimer(self, store: Connected) -> Claimer:
         """How workers claim due runs on this database."""
         return StepwiseClaimer(store)
 
@@ -171,7 +171,7 @@ class PostgreSQL(Dialect):
         channel = sa.literal(NOTIFY_CHANNEL, type_=sa.String)
         return sa.select(new.c.id, sa.func.pg_notify(channel, sa.bindparam("queue")))
 
-    def claimer(self, store: Store) -> Claimer:
+    def claimer(self, store: Connected) -> Claimer:
         return OneStatementClaimer(store)
 
     def notifications(

@@ -1,0 +1,199 @@
+"""The manager's operations for adapters: the queue (enqueue, claim, renew, notify),
+operators (find, wake, signal, cancel, prune) and owners that finish a run outside the
+runner (the HTTP layer's records)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from .._encoding import check_key, dumps
+from .._errors import AcidicError
+from .._job import Job
+from .._run import RunStatus
+from .._storage import EventRow, Fence, NewRun, RunRow
+from . import _transitions as t
+from ._base import ManagerBase
+from ._checks import check_same_call
+
+__all__ = ["Operations"]
+
+
+class Operations(ManagerBase):
+    """The manager's operations besides claiming and executing (see :class:`Manager`)."""
+
+    def finish_owned(
+        self, fence: Fence, *, step: str, attempt: int, started: dt.datetime, result_json: str
+    ) -> bool:
+        """Finish a run this owner claimed, outside the runner (``step`` recorded as
+        started at ``started`` and succeeded now); False if the lock was lost."""
+        now = self.clock()
+        events = (
+            EventRow(step, "started", started, attempt),
+            EventRow(step, "succeeded", now, attempt),
+        )
+        with self.store.translated(f"finishing run id {fence.run_id}"):
+            return self.store.finish(fence, t.finished_by_owner(result_json, now), events)
+
+    def fail_owned(
+        self, fence: Fence, *, step: str, attempt: int, started: dt.datetime, error_json: str
+    ) -> bool:
+        """Give up a run this owner claimed, as failed with ``error_json``, outside the
+        runner; a later claim resumes it. False if the lock was lost."""
+        events = (
+            EventRow(step, "started", started, attempt),
+            EventRow(step, "errored", self.clock(), attempt, error_json),
+        )
+        with self.store.translated(f"releasing run id {fence.run_id}"):
+            return self.store.fail(fence, t.failed_by_owner(error_json), events)
+
+    # -- the queue --------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        name: str,
+        job: Job,
+        key: str | None,
+        *,
+        run_at: dt.datetime | None,
+        queue: str,
+        priority: int,
+        connection: sa.Connection | None,
+    ) -> RunRow:
+        """Store a pending run for a worker (in ``connection``'s transaction when given)
+        and wake the workers of its queue; an existing key returns its run, or raises
+        :class:`acidic.ArgumentMismatchError` for other arguments."""
+        definition = type(job).__acidic_definition__
+        encoded = definition.encode_args(job)
+        same_args = key is not None or type(job).unique_by is Job.unique_by
+        key = self.key_for(name, job, encoded) if key is None else check_key(key)
+        store = self.store
+        store.check_schema()
+        now = self.clock()
+        new = NewRun(
+            key=key,
+            job=name,
+            args=dumps(encoded),
+            steps=dumps(definition.step_names),
+            status=RunStatus.PENDING,
+            recovery_point=definition.steps[0].name,
+            created_at=now,
+            queue=queue,
+            priority=priority,
+            run_at=(run_at or now).astimezone(dt.UTC),
+            attempt_limit=type(job).max_attempts,
+        )
+        with store.translated(f"enqueueing key {key!r}"):
+            row = store.enqueue(new, connection)
+            if row is not None:
+                return row
+            existing = store.find_in(connection, key) if connection is not None else store.find(key)
+        if existing is None:  # pragma: no cover - deleted in between
+            raise AcidicError(f"key {key!r} vanished while enqueueing")
+        check_same_call(existing, name, encoded if same_args else None)
+        return existing
+
+    def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
+        """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
+        first, then by priority, due time and enqueue order); each gets a token."""
+        return self.store.claim_due(
+            queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of
+        )
+
+    def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
+        """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
+        return self.store.next_due(queues, jobs)
+
+    def renew_locks(self, held: Sequence[tuple[int, str, float]]) -> set[int]:
+        """Heartbeat: renew the locks of ``(run id, token, lock timeout)``; the ids whose
+        lock was lost (ended or taken over)."""
+        return self.store.renew_locks(held, self.clock)
+
+    @property
+    def can_notify(self) -> bool:
+        """Whether the database tells workers of new runs (else they poll)."""
+        return self.store.dialect.notifies
+
+    def is_contention(self, exc: BaseException) -> bool:
+        """Whether a claim's error is contention between claimers (a deadlock, a busy
+        database), to retry at once rather than back off from."""
+        return isinstance(exc, sa.exc.DBAPIError) and self.store.dialect.is_retryable(exc)
+
+    def notifications(
+        self, queues: Sequence[str], stopped: Callable[[], bool]
+    ) -> Iterator[str] | None:
+        """The names of ``queues`` as runs are enqueued to them, while not ``stopped()``
+        (LISTEN/NOTIFY on PostgreSQL); None where the database cannot notify (poll)."""
+        return self.store.notifications(queues, stopped)
+
+    # -- operators --------------------------------------------------------------------
+
+    def find(self, key: str, *, doing: str = "reading") -> RunRow | None:
+        """The run of ``key`` as last committed, or None."""
+        key = check_key(key)
+        self.store.check_schema()
+        with self.store.translated(f"{doing} key {key!r}"):
+            return self.store.find(key)
+
+    def history(self, row: RunRow) -> list[EventRow]:
+        """The run's history, oldest first."""
+        with self.store.translated(f"reading the history of key {row.key!r}"):
+            return self.store.history(row.id)
+
+    def wake(
+        self,
+        row: RunRow,
+        statuses: Sequence[RunStatus],
+        *,
+        recovery_point: str | None = None,
+        attempt_limit: int | None = None,
+        doing: str,
+    ) -> bool:
+        """Make a parked run due now, if its status is one of ``statuses``."""
+        change = t.woken(
+            row,
+            self.clock(),
+            self.default_queue,
+            recovery_point=recovery_point,
+            attempt_limit=attempt_limit,
+        )
+        with self.store.translated(f"{doing} of key {row.key!r}"):
+            return self.store.wake(
+                row.id, [s.value for s in statuses], change, row.queue or self.default_queue
+            )
+
+    def wake_halted(self, row: RunRow) -> bool:
+        """Make a halted run due now (a signal arrived while its step decided to halt)."""
+        return self.wake(row, (RunStatus.HALTED,), doing="waking")
+
+    def signal(self, row: RunRow, name: str, payload_json: str) -> None:
+        """Store a signal for the run."""
+        with self.store.translated(f"signalling key {row.key!r}"):
+            self.store.add_signal(row.id, name, payload_json, self.clock())
+
+    def cancel(self, row: RunRow, parked: Sequence[RunStatus]) -> str | None:
+        """Cancel a run: at once if its status is one of ``parked``, else at the next step
+        boundary if it is running. ``"cancelled"``, ``"requested"`` or None (finished)."""
+        with self.store.translated(f"cancelling key {row.key!r}"):
+            return self.store.cancel(
+                row.id, [s.value for s in parked], t.cancelled_at_once(self.clock())
+            )
+
+    def delete_expired(self, job: str, older_than: float, *, key: str | None = None) -> int:
+        """Delete the ended, unlocked runs of ``job`` last active more than
+        ``older_than`` seconds ago (only ``key``'s, when given); how many."""
+        self.store.check_schema()
+        now = self.clock()
+        with self.store.translated(f"expiring runs of {job}"):
+            return self.store.delete_expired(
+                job, now - dt.timedelta(seconds=older_than), now, key=key
+            )
+
+    def prune(self, older_than: float) -> int:
+        """Delete succeeded and cancelled runs finished more than ``older_than`` seconds
+        ago, with their history; how many."""
+        self.store.check_schema()
+        with self.store.translated("pruning runs"):
+            return self.store.delete_finished(self.clock() - dt.timedelta(seconds=older_than))

@@ -1,0 +1,197 @@
+"""The store's connections: engine, dialect, schema check, transactions, the
+translation of driver errors, and the guard of steps whose transaction the database
+ended. The store's other parts build on it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .._errors import JobDefinitionError, SchemaVersionError, StorageError
+from . import _migrations
+from ._dialects import Dialect, dialect_for, make_engine
+from ._rendered import Rendered
+from ._rows import EventRow, RunRow
+from ._schema import history, runs
+from ._statements import APPEND, BY_KEY, EVENT_COLUMNS, run_row
+
+__all__ = ["Connected"]
+
+
+def _refuse_commit_in_step(conn: Connection) -> None:
+    # Raised before COMMIT is sent: a step that commits its own transaction would
+    # commit its writes without the move of the recovery point.
+    step = conn.get_execution_options().get("acidic_in_step")
+    if step:
+        raise JobDefinitionError(
+            f"{step} tried to commit its transaction: a transactional step must leave "
+            "commit and rollback to acidic, which commits its writes with its progress"
+        )
+
+
+#: Key in a DBAPI connection's ``info`` of the error that ended a step's transaction.
+_STEP_BROKEN = "acidic_step_broken"
+
+
+def _step_of(conn: Connection | None) -> str | None:
+    return None if conn is None else conn.get_execution_options().get("acidic_in_step")
+
+
+class Connected:
+    """acidic's tables on one database: connections and reads (see :class:`Store`)."""
+
+    def __init__(self, database: str | sa.URL | Engine) -> None:
+        self.engine = make_engine(database)
+        self.dialect: Dialect = dialect_for(self.engine)
+        if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
+            sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
+        sa.event.listen(self.engine, "handle_error", self._note_step_error)
+        sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
+        self._schema_checked = False
+        self._claimer = self.dialect.claimer(self)
+        self._progress_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
+        self._insert_statements: dict[tuple[str, ...], Rendered] = {}
+        self._update_statements: dict[tuple[str, ...], Rendered] = {}
+        self._append_statement = Rendered.of(APPEND, self.engine.dialect)
+        self._enqueue_statements: dict[tuple[str, ...], Rendered | None] = {}
+
+    # -- steps whose transaction the database ended -------------------------------------
+
+    def _note_step_error(self, context: sa.engine.ExceptionContext) -> None:
+        # A step may catch a database error and go on. Where the database rolled the
+        # whole transaction back but keeps accepting statements (a MariaDB deadlock, a
+        # full SQLite disk), what follows would commit without what came before: note
+        # it, refuse the step's further statements, and refuse to commit the step.
+        conn = context.connection
+        if _step_of(conn) is None or conn is None or conn.invalidated:
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        if self.dialect.ended_transaction(context.original_exception, dbapi_connection):
+            conn.info[_STEP_BROKEN] = repr(context.original_exception)
+
+    def _refuse_in_broken_step(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        broken = conn.info.get(_STEP_BROKEN)
+        if broken is not None and _step_of(conn) is not None:
+            raise StorageError(
+                f"{_step_of(conn)}: the database rolled back this step's transaction after "
+                f"{broken}; no statement can run in it any more (the step fails and runs "
+                "again)"
+            )
+
+    def step_broken(self, conn: Connection) -> str | None:
+        """The error that ended the transaction of the step running on ``conn`` (which
+        the step caught), if any; forgets it."""
+        return conn.info.pop(_STEP_BROKEN, None) if not conn.invalidated else None
+
+    # -- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        with self._translated("migrating"):
+            applied = _migrations.migrate(self.engine, self.dialect)
+        self._schema_checked = True
+        return applied
+
+    def check_schema(self) -> None:
+        """Refuse to work on a database whose schema is not the one this code writes."""
+        if self._schema_checked:
+            return
+        if self.dialect.database_missing(self.engine):
+            version = None  # do not create an empty SQLite file just to look into it
+        else:
+            with self._translated("checking the schema"):
+                version = _migrations.read_version(self.engine)
+        latest = _migrations.latest_version(self.dialect)
+        where = self.engine.url.render_as_string(hide_password=True)
+        if version is None or version < latest:
+            state = "do not exist" if version is None else f"are at version {version} of {latest}"
+            raise SchemaVersionError(
+                f"acidic's tables in {where} {state}: run app.migrate() or `acidic migrate`"
+            )
+        if version > latest:
+            raise SchemaVersionError(
+                f"acidic's tables in {where} are at version {version}, newer than this "
+                f"acidic (which knows up to {latest}): upgrade acidic"
+            )
+        self._schema_checked = True
+
+    # -- transactions -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction (IMMEDIATE on SQLite); commits on success."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise StorageError(f"database error while {doing}: {exc.orig!r}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"database error while {doing}: {exc}") from exc
+
+    def translated(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return self._translated(doing)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def find(self, key: str) -> RunRow | None:
+        """The run row of ``key`` as last committed; takes no lock and never waits."""
+        with self._reading() as conn:
+            row = conn.execute(BY_KEY, {"key": key}).first()
+        return None if row is None else run_row(row)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a read of one statement: in autocommit where that saves the
+        BEGIN and ROLLBACK round trips (PostgreSQL), without BEGIN on SQLite (a
+        statement is its own transaction there), else in a read transaction."""
+        if self.dialect.autocommit_writes:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
+            return
+        with self.engine.connect().execution_options(acidic_one_read=True) as conn:
+            yield conn
+            conn.rollback()
+
+    def history(self, run_id: int) -> list[EventRow]:
+        stmt = sa.select(*EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+        return [EventRow(*r) for r in rows]
+
+    def last_event(self, run_id: int) -> EventRow | None:
+        stmt = (
+            sa.select(*EVENT_COLUMNS)
+            .where(history.c.run_id == run_id)
+            .order_by(history.c.id.desc())
+            .limit(1)
+        )
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else EventRow(*row)
+
+    def _insert_statement(self, columns: tuple[str, ...]) -> Rendered:
+        """The INSERT of a new run with these columns (unless its key exists), built and
+        rendered once."""
+        rendered = self._insert_statements.get(columns)
+        if rendered is None:
+            stmt = self.dialect.insert_unless_exists(runs, columns, "idempotency_key")
+            rendered = self._insert_statements[columns] = Rendered.of(stmt, self.engine.dialect)
+        return rendered
+
+    def dispose(self) -> None:
+        self.engine.dispose()
