@@ -1,7 +1,16 @@
 """The engine: runs, steps, locks and recovery, on the storage port; no SQL, no dialect."""
 
+from .._storage import RunRow
 from ._manager import Finished, Manager, check_same_call, utcnow
 from ._runner import current_step
 from ._transitions import Ended
 
-__all__ = ["Ended", "Finished", "Manager", "check_same_call", "current_step", "utcnow"]
+__all__ = [
+    "Ended",
+    "Finished",
+    "Manager",
+    "RunRow",
+    "check_same_call",
+    "current_step",
+    "utcnow",
+]

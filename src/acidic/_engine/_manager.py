@@ -115,7 +115,6 @@ class Manager(Operations):
     ) -> Claim | Finished:
         """Create the key's run or take it over, or return its stored result."""
         self.store.check_schema()
-        dialect = self.store.dialect
         for attempt in range(RACE_RETRIES):
             try:
                 # The first try does not wait for SQLite's write lock: if the lock is held
@@ -125,7 +124,7 @@ class Manager(Operations):
                     name, definition, key, encoded_args, same_args, patient=attempt > 0
                 )
             except sa.exc.DBAPIError as exc:
-                if not (dialect.is_retryable(exc) or dialect.is_unique_violation(exc)):
+                if not self.store.is_race(exc):
                     raise StorageError(
                         f"database error while claiming key {key!r} (job {name}): {exc.orig!r}"
                     ) from exc
@@ -153,7 +152,7 @@ class Manager(Operations):
         # Most calls create their key: where inserting costs one statement in autocommit
         # (PostgreSQL), insert first and read the row only if the key exists. Not where
         # the insert would take a write lock even for a replay (SQLite).
-        insert_first = not patient and store.dialect.autocommit_writes
+        insert_first = not patient and store.inserts_in_one_statement
         row = None if insert_first else store.find(key)
         if row is not None:
             check_row(row)

@@ -114,12 +114,12 @@ class Operations(ManagerBase):
     @property
     def can_notify(self) -> bool:
         """Whether the database tells workers of new runs (else they poll)."""
-        return self.store.dialect.notifies
+        return self.store.notifies
 
     def is_contention(self, exc: BaseException) -> bool:
         """Whether a claim's error is contention between claimers (a deadlock, a busy
         database), to retry at once rather than back off from."""
-        return isinstance(exc, sa.exc.DBAPIError) and self.store.dialect.is_retryable(exc)
+        return self.store.is_contention(exc)
 
     def notifications(
         self, queues: Sequence[str], stopped: Callable[[], bool]

@@ -134,6 +134,27 @@ class Connected:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    # -- what the engine may ask of the database ------------------------------------------
+
+    @property
+    def notifies(self) -> bool:
+        """Whether workers hear of new runs (LISTEN/NOTIFY) instead of polling."""
+        return self.dialect.notifies
+
+    @property
+    def inserts_in_one_statement(self) -> bool:
+        """Whether creating a run costs one statement in autocommit (no BEGIN/COMMIT), so
+        that inserting first and reading only on a conflict is the cheaper order."""
+        return self.dialect.autocommit_writes
+
+    def is_contention(self, exc: BaseException) -> bool:
+        """A deadlock, a serialization failure or a busy database: retry the transaction."""
+        return isinstance(exc, sa.exc.DBAPIError) and self.dialect.is_retryable(exc)
+
+    def is_race(self, exc: BaseException) -> bool:
+        """Contention, or a unique key taken by a concurrent writer: retry the claim."""
+        return self.is_contention(exc) or self.dialect.is_unique_violation(exc)
+
     @contextlib.contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
         try:

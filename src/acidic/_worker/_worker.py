@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .._engine import Ended
+from .._engine import Ended, RunRow
 from .._errors import AcidicError, LockLostError, RunCancelledError
-from .._storage import RunRow
 
 if TYPE_CHECKING:
     from .._app import App
@@ -426,5 +425,5 @@ class Worker:
             except Exception:
                 failures += 1
                 delay = min(0.1 * 2 ** (failures - 1), 5.0)
-                log.warning("LISTEN connection lost; reconnecting in %.1f s", delay)
+                log.warning("notification connection lost; reconnecting in %.1f s", delay)
                 self._stopped.wait(delay)

@@ -86,7 +86,7 @@ class CrashPoint:
             "write": f"before {self.statement}",
             "commit": "before COMMIT",
             # A statement is named when it committed on its own (autocommit).
-            "acknowledgement": f"after {self.statement or 'COMMIT'} took effect, before the "
+            "acknowledgement": f"after {self.statement or 'the COMMIT'} took effect, before the "
             "client heard back",
         }[self.kind]
         return f"#{self.index} {where}: {what}"
