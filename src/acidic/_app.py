@@ -99,7 +99,9 @@ class App:
         try:
             self._store = Store(database)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
-            raise AcidicError(f"unusable database URL {_shown(database)!r}: {exc}") from exc
+            raise InvalidArgumentError(
+                f"unusable database URL {_shown(database)!r}: {exc}"
+            ) from exc
         except ImportError as exc:
             raise AcidicError(
                 f"unusable database URL {_shown(database)!r}: its database driver is not "
@@ -362,7 +364,8 @@ class App:
         return self.worker(queues=queues).drain()
 
     def _row(self, key: str) -> RunRow:
-        row = self._manager.find(key)
+        # Unchecked: an operator may cancel (or resume) a run whose fields were edited.
+        row = self._manager.find(key, checked=False)
         if row is None:
             raise UnknownKeyError(f"no run has the key {key!r}")
         return row

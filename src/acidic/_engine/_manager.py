@@ -154,8 +154,6 @@ class Manager(Operations):
         # the insert would take a write lock even for a replay (SQLite).
         insert_first = not patient and store.inserts_in_one_statement
         row = None if insert_first else store.find(key)
-        if row is not None:
-            check_row(row)
         token = uuid.uuid4().hex
         now = self.clock()
         timeout = self.lock_timeout_for(definition)
@@ -185,7 +183,6 @@ class Manager(Operations):
             row = store.find(key)
             if row is None:
                 return None  # gone again (pruned): the next attempt starts over
-            check_row(row)
         check_same_call(row, name, encoded_args if same_args else None)
         verdict = t.claimable(row, now)
         if verdict == "finished":
@@ -247,7 +244,7 @@ class Manager(Operations):
                     f"run {row.key!r} used its {row.attempt_limit} attempts: its "
                     "executions kept ending without recording an outcome (crashed workers)"
                 )
-            check_row(row)
+            check_row(row)  # claimed among others: not read by key
             check_definition(row, row.job, definition)
             job = definition.instantiate(json.loads(row.args))
         except AcidicError as exc:

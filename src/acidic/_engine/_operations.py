@@ -130,12 +130,12 @@ class Operations(ManagerBase):
 
     # -- operators --------------------------------------------------------------------
 
-    def find(self, key: str, *, doing: str = "reading") -> RunRow | None:
-        """The run of ``key`` as last committed, or None."""
+    def find(self, key: str, *, checked: bool = True) -> RunRow | None:
+        """The run of ``key`` as last committed, or None (see :meth:`Store.find`)."""
         key = check_key(key)
         self.store.check_schema()
-        with self.store.translated(f"{doing} key {key!r}"):
-            return self.store.find(key)
+        with self.store.translated(f"reading key {key!r}"):
+            return self.store.find(key, checked=checked)
 
     def history(self, row: RunRow) -> list[EventRow]:
         """The run's history, oldest first."""

@@ -11,7 +11,6 @@ from .._errors import SerializationError
 from .._job import Job
 from .._run import Run, RunError, RunStatus, StepEvent
 from .._storage import EventRow, RunRow
-from .._storage._checks import check_row
 
 __all__ = ["to_run"]
 
@@ -19,8 +18,7 @@ __all__ = ["to_run"]
 def to_run(row: RunRow, events: list[EventRow], job_cls: type[Job] | None) -> Run:
     """The :class:`acidic.Run` of a stored row and its history. Arguments are decoded by
     the registered job class when there is one (as stored otherwise, or when the class
-    changed since). Raises :class:`acidic.CorruptRunError` for an unreadable row."""
-    check_row(row)
+    changed since). ``row`` was checked when read (:meth:`Store.find`)."""
     args: dict[str, Any] = json.loads(row.args)
     if job_cls is not None:
         with contextlib.suppress(SerializationError):

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
+from ._checks import check_row
 from ._dialects import Dialect, dialect_for, make_engine
 from ._rendered import Rendered
 from ._rows import EventRow, RunRow
@@ -169,11 +170,18 @@ class Connected:
 
     # -- reads ------------------------------------------------------------------------
 
-    def find(self, key: str) -> RunRow | None:
-        """The run row of ``key`` as last committed; takes no lock and never waits."""
+    def find(self, key: str, *, checked: bool = True) -> RunRow | None:
+        """The run row of ``key`` as last committed; takes no lock and never waits.
+
+        ``checked``: raise :class:`acidic.CorruptRunError` if a stored field cannot be
+        read (rows are checked here, once, so that nothing above meets a half-readable
+        row); an operator who cancels or inspects such a run reads it unchecked."""
         with self._reading() as conn:
             row = conn.execute(BY_KEY, {"key": key}).first()
-        return None if row is None else run_row(row)
+        if row is None:
+            return None
+        found = run_row(row)
+        return check_row(found) if checked else found
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:

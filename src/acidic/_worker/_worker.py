@@ -25,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
-from .._errors import AcidicError, LockLostError, RunCancelledError
+from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
 
 if TYPE_CHECKING:
     from .._app import App
@@ -72,11 +72,15 @@ class Worker:
         chosen = tuple(queues) if queues else app.queues
         unknown = [q for q in chosen if q not in app.queues]
         if unknown:
-            raise AcidicError(f"queues {unknown} are not declared by the App ({list(app.queues)})")
+            raise InvalidArgumentError(
+                f"queues {unknown} are not declared by the App ({list(app.queues)})"
+            )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise AcidicError(f"concurrency must be an int >= 1, not {concurrency!r}")
+            raise InvalidArgumentError(f"concurrency must be an int >= 1, not {concurrency!r}")
         if not poll_interval > 0 or not grace >= 0:
-            raise AcidicError("poll_interval must be > 0 and grace >= 0")
+            raise InvalidArgumentError(
+                f"poll_interval must be > 0 and grace >= 0, not {poll_interval!r} and {grace!r}"
+            )
         self.app = app
         self.queues = chosen
         self.concurrency = concurrency
