@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from acidic._storage._claims import OneStatementClaimer
 from acidic._storage._store import Store
 
 from ..common import (
@@ -80,7 +81,9 @@ def statements() -> Statements:
             (cols, n): store._progress_statement(cols, n).sql
             for cols, n in ((NEXT, 2), (STARTED, 1), (NEXT, 1), (DONE, 2))
         }
-        claim = store._claim_statement((JOB,), 1)
+        claimer = store._claimer
+        assert isinstance(claimer, OneStatementClaimer)
+        claim = claimer._statement((JOB,), 1)
         return Statements(
             claim_insert=store._insert_statement(RUN_COLUMNS).sql,
             claim_due=claim.sql,
