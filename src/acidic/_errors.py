@@ -1,15 +1,16 @@
 """The errors acidic raises.
 
-Every error acidic raises on its own account derives from :class:`AcidicError`.
-Exceptions raised by a step's own code are never wrapped: they leave
-:meth:`acidic.App.run` unchanged.
+Every error acidic raises on its own account derives from :class:`AcidicError`, the
+errors of the optional modules too (drawn below with their module's name: they are not
+in ``acidic.__all__``). Exceptions raised by a step's own code are never wrapped: they
+leave :meth:`acidic.App.run` unchanged.
 
     AcidicError
     ├── JobDefinitionError          the job class is malformed (also a TypeError)
     ├── UnknownJobError             the job is not registered with this App (also a LookupError)
     ├── UnknownKeyError             no run has that key (also a LookupError)
     ├── InvalidKeyError             an empty or over-long idempotency key (also a ValueError)
-    ├── InvalidArgumentError        a bad argument to a call (also a ValueError and a TypeError)
+    ├── InvalidArgumentError        a bad argument to a call (also a ValueError, also a TypeError)
     ├── SerializationError          a value that cannot be stored as JSON (also a TypeError)
     ├── ArgumentMismatchError       the key exists for other arguments or another job
     ├── KeyLockedError              a live run holds the key
@@ -20,6 +21,7 @@ Exceptions raised by a step's own code are never wrapped: they leave
     ├── SchemaVersionError          the database schema is missing, older or newer than this code
     ├── RunCancelledError           the run was cancelled (by app.cancel)
     ├── RunStateError               an action the run's status refuses (retry of a running run)
+    ├── acidic.http.MissingKeyError an endpoint requires an Idempotency-Key and none was sent
     ├── Retry                       a step raises it to be run again later
     └── StorageError                the database failed in a way acidic could not recover from
         ├── ContentionError         a race kept failing after the bounded number of retries

@@ -13,7 +13,13 @@ Endpoints (all POST):
 - ``/stream``: a streamed body of several chunks;
 - ``/events``: a text/event-stream;
 - ``/raise``: the handler raises;
-- ``/required``: requires a key with the per-endpoint helper.
+- ``/required``: requires a key with the per-endpoint helper;
+- ``/locked``: raises ``acidic.KeyLockedError`` on its first call (its job still locked
+  by an earlier attempt), then 201;
+- ``/refused/<code>``: 201, but an inner middleware (between acidic's and the view)
+  answers the first request of each target with ``code`` before the view runs, with
+  ``Retry-After`` when the query has ``retry-after=<seconds>``, as a rate limit or a
+  lock would.
 
 Every handler execution is counted per path in ``Counter.calls``.
 """
@@ -24,8 +30,9 @@ import json
 import threading
 import time
 from collections import Counter as _Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 import flask
 from fastapi import FastAPI, Request
@@ -56,6 +63,69 @@ def caller(info: acidic.http.RequestInfo) -> str | None:
     return info.headers.get("x-user")
 
 
+class _FirstRefusal:
+    """Which targets an inner middleware has refused once already."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+
+    def refusal(self, path: str, query: str) -> tuple[int, list[tuple[str, str]]] | None:
+        """(status, headers) for the first request of a ``/refused/<code>`` target."""
+        if not path.startswith("/refused/"):
+            return None
+        with self._lock:
+            if (path, query) in self._seen:
+                return None
+            self._seen.add((path, query))
+        headers = [("content-type", "text/plain")]
+        for seconds in parse_qs(query).get("retry-after", []):
+            headers.append(("retry-after", seconds))
+        return int(path.rsplit("/", 1)[1]), headers
+
+
+class RefuseFirstASGI:
+    """An ASGI middleware that refuses the first request of a target before the view."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+        self.refused = _FirstRefusal()
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        refusal = None
+        if scope["type"] == "http":
+            query = bytes(scope.get("query_string") or b"").decode()
+            refusal = self.refused.refusal(str(scope["path"]), query)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, headers = refusal
+        raw = [(n.encode(), v.encode()) for n, v in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": b"refused", "more_body": False})
+
+
+class RefuseFirstWSGI:
+    """A WSGI middleware that refuses the first request of a target before the view."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.refused = _FirstRefusal()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        refusal = self.refused.refusal(environ["PATH_INFO"], environ.get("QUERY_STRING", ""))
+        if refusal is None:
+            return self.app(environ, start_response)
+        status, headers = refusal
+        start_response(f"{status} Refused", headers)
+        return [b"refused"]
+
+
 def make_idempotency(app: acidic.App, **options: Any) -> acidic.http.Idempotency:
     options.setdefault("caller", caller)
     options.setdefault("max_response_size", 64 * 1024)
@@ -73,6 +143,8 @@ def _ride(app: acidic.App, request: acidic.http.IdempotentRequest | None, data: 
 
 def make_asgi(app: acidic.App, idem: acidic.http.Idempotency, counter: Counter) -> FastAPI:
     api = FastAPI()
+    # Added first, so inside acidic's middleware (the last one added is the outermost).
+    api.add_middleware(RefuseFirstASGI)
     api.add_middleware(acidic.http.IdempotencyMiddleware, idempotency=idem)
 
     @api.post("/echo")
@@ -134,6 +206,17 @@ def make_asgi(app: acidic.App, idem: acidic.http.Idempotency, counter: Counter) 
     def required(request_key: IdempotencyKey) -> dict[str, Any]:
         n = counter.hit("required")
         return {"key": request_key.key, "execution": n}
+
+    @api.post("/locked", status_code=201)
+    def locked() -> dict[str, Any]:
+        n = counter.hit("locked")
+        if n == 1:
+            raise acidic.KeyLockedError("key 'ride' is locked by a live run")
+        return {"execution": n}
+
+    @api.post("/refused/{code}", status_code=201)
+    def refused(code: int) -> dict[str, Any]:
+        return {"execution": counter.hit("refused")}
 
     return api
 
@@ -208,5 +291,17 @@ def make_wsgi(app: acidic.App, idem: acidic.http.Idempotency, counter: Counter) 
         assert found is not None
         return flask.jsonify({"key": found.key, "execution": n}), 201
 
-    acidic.http.flask.install(web, idem)
+    @web.post("/locked")
+    def locked() -> tuple[Any, int]:
+        n = counter.hit("locked")
+        if n == 1:
+            raise acidic.KeyLockedError("key 'ride' is locked by a live run")
+        return flask.jsonify({"execution": n}), 201
+
+    @web.post("/refused/<int:code>")
+    def refused(code: int) -> tuple[Any, int]:
+        return flask.jsonify({"execution": counter.hit("refused")}), 201
+
+    web.wsgi_app = RefuseFirstWSGI(web.wsgi_app)  # type: ignore[method-assign]
+    acidic.http.flask.install(web, idem)  # outside the refusing middleware
     return web

@@ -12,9 +12,19 @@ REPLAYED = "idempotent-replayed"
 PROBLEM = "application/problem+json"
 
 
+def _scope(caller: str) -> str:
+    return hashlib.sha256(caller.encode()).hexdigest()[:12]
+
+
 def record_key(key: str, caller: str = "") -> str:
-    """The documented key of a request's record: ``http:<12 hex of SHA-256(caller)>:<key>``."""
-    return f"http:{hashlib.sha256(caller.encode()).hexdigest()[:12]}:{key}"
+    """The documented run key of a request's record:
+    ``http-request:<12 hex of SHA-256(caller)>:<key>``."""
+    return f"http-request:{_scope(caller)}:{key}"
+
+
+def job_key(key: str, name: str = "job", caller: str = "") -> str:
+    """The documented ``IdempotentRequest.job_key(name)``: ``http:<scope>:<key>/<name>``."""
+    return f"http:{_scope(caller)}:{key}/{name}"
 
 
 def post(

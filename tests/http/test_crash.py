@@ -17,7 +17,7 @@ import pytest
 
 import acidic
 from tests import jobs
-from tests.http.helpers import REPLAYED, post, record_key
+from tests.http.helpers import REPLAYED, job_key, post, record_key
 
 RIDE = {"user_id": 7, "origin": "Kreuzberg", "target": "Mitte"}
 
@@ -69,9 +69,9 @@ def test_killed_server__the_retry_resumes_the_job_and_returns_its_response(
         with httpx.Client(base_url=base, timeout=30) as client, pytest.raises(httpx.TransportError):
             post(client, "/rides", "ride-1", json_body=RIDE)
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    job_key = record_key("ride-1") + "/ride"
+    ride_key = job_key("ride-1", "ride")
     # The ride was created and committed; the receipt's transaction died with the server.
-    assert jobs.effect_counts(app.engine, job_key) == {"create_ride": 1}
+    assert jobs.effect_counts(app.engine, ride_key) == {"create_ride": 1}
     with server(kind, database_url) as (base, _):
         wait_listening(base)
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -91,8 +91,8 @@ def test_killed_server__the_retry_resumes_the_job_and_returns_its_response(
             assert again.status_code == 201
             assert again.headers[REPLAYED] == "true"
             assert again.content == response.content
-    assert jobs.effect_counts(app.engine, job_key) == {"create_ride": 1, "send_receipt": 1}
-    ride = jobs.get_run(app, job_key)
+    assert jobs.effect_counts(app.engine, ride_key) == {"create_ride": 1, "send_receipt": 1}
+    ride = jobs.get_run(app, ride_key)
     assert ride.status == "succeeded"
     assert ride.result == result
     record = jobs.get_run(app, record_key("ride-1"))

@@ -40,7 +40,7 @@ def test_first_request__runs_the_handler_and_a_repeat_replays_its_response(
     assert counter.calls["echo"] == 1
     run = app.get(record_key("pay-1"))
     assert run is not None
-    assert run.job == acidic.http.RECORD_JOB
+    assert run.job == "acidic.http.request"
     assert run.status == "succeeded"
     assert run.result["status"] == 201
     assert run.result["encoding"] == "utf-8"

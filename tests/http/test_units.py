@@ -1,5 +1,5 @@
 """Pure parts of acidic.http, without a server: the header grammar, the body digest,
-configuration errors and the public names."""
+the run keys derived from a request, the not-stored rule and configuration errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 
 import acidic
 import acidic.http
-from acidic.http import InvalidKeyHeaderError, body_digest, parse_key
+from acidic._encoding import MAX_KEY_LENGTH
+from acidic.http._fingerprint import InvalidKeyHeaderError, body_digest, parse_key
+from acidic.http._request import RequestInfo, identify
+from acidic.http._responses import asks_retry
+from tests.http.helpers import job_key, record_key
 
 
 @pytest.mark.parametrize(
@@ -91,8 +95,9 @@ def test_idempotency__bad_configuration_is_refused(tmp_path: object) -> None:
         with pytest.raises(acidic.AcidicError, match="methods"):
             acidic.http.Idempotency(app, methods="POST")
         idem = acidic.http.Idempotency(app, max_key_length=1)
-        request = idem.request("k", acidic.http.RequestInfo("POST", "/", {}, {}), "0" * 64)
-        assert request.job_key() == request.record_key + "/job"
+        request = idem._identify("k", RequestInfo("POST", "/", {}, {}), "0" * 64)
+        assert request.record_key == record_key("k")
+        assert request.job_key() == job_key("k")
         with pytest.raises(acidic.AcidicError, match="job_key"):
             request.job_key("x" * 37)
         with pytest.raises(acidic.AcidicError, match="without '/'"):
@@ -100,18 +105,54 @@ def test_idempotency__bad_configuration_is_refused(tmp_path: object) -> None:
         idem.close()
 
 
-def test_public_names__all_is_complete_and_documented() -> None:
-    names = acidic.http.__all__
-    assert len(names) == len(set(names))  # the order is ruff's (RUF022)
-    public = {n for n in vars(acidic.http) if not n.startswith("_")}
-    modules = {"fastapi", "flask"}  # submodules, imported on demand
-    assert public - modules - {"annotations"} == set(names)
-    for name in names:
-        obj = getattr(acidic.http, name)
-        if callable(obj):
-            assert obj.__doc__, name
-    for error in (acidic.http.InvalidKeyHeaderError, acidic.http.MissingKeyError):
-        assert issubclass(error, acidic.AcidicError)
+keys = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1)
+names = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="/"),
+    min_size=1,
+    max_size=36,
+)
+
+
+@given(keys, names, keys, names, st.sampled_from(["", "alice"]))
+def test_run_keys__of_different_keys_or_names_never_meet(
+    key: str, name: str, other_key: str, other_name: str, caller: str
+) -> None:
+    info = RequestInfo("POST", "/", {}, {})
+    one, two = (identify(k, info, caller, "0" * 64) for k in (key, other_key))
+    records = {one.record_key, two.record_key}
+    jobs = {one.job_key(name), two.job_key(other_name)}
+    assert not records & jobs  # no record is ever a job
+    assert (len(records) == 1) == (key == other_key)
+    assert (len(jobs) == 1) == ((key, name) == (other_key, other_name))
+
+
+def test_run_keys__fit_acidic_s_limit_at_the_longest_key_and_name() -> None:
+    request = identify("k" * 200, RequestInfo("POST", "/", {}, {}), "who", "0" * 64)
+    assert len(request.job_key("n" * 36)) == MAX_KEY_LENGTH
+    assert len(request.record_key) < MAX_KEY_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "stored"),
+    [
+        (201, [], True),
+        (409, [], True),  # a conflict the view answered: its outcome
+        (429, [], False),
+        (409, [("Retry-After", "1")], False),
+        (423, [("retry-after", "2")], False),
+        (400, [("retry-after", "2")], False),
+        (503, [("retry-after", "2")], True),  # 5xx: store_status decides (not stored)
+        (202, [("retry-after", "5")], True),  # "poll later" is the outcome of a 202
+        (301, [("retry-after", "5")], True),
+    ],
+)
+def test_asks_retry__a_429_or_a_4xx_with_retry_after_is_not_stored(
+    status: int, headers: list[tuple[str, str]], stored: bool
+) -> None:
+    reason = asks_retry(status, headers)
+    assert (reason is None) == stored
+    if reason is not None:
+        assert str(status) in reason
 
 
 @given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1))

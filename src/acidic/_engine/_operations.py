@@ -181,14 +181,17 @@ class Operations(ManagerBase):
                 row.id, [s.value for s in parked], t.cancelled_at_once(self.clock())
             )
 
-    def delete_expired(self, job: str, older_than: float, *, key: str | None = None) -> int:
+    def delete_expired(
+        self, job: str, older_than: float, *, key: str | None = None, batch: int = 1000
+    ) -> int:
         """Delete the ended, unlocked runs of ``job`` last active more than
-        ``older_than`` seconds ago (only ``key``'s, when given); how many."""
+        ``older_than`` seconds ago (only ``key``'s, when given), ``batch`` per
+        transaction; how many."""
         self.store.check_schema()
         now = self.clock()
         with self.store.translated(f"expiring runs of {job}"):
             return self.store.delete_expired(
-                job, now - dt.timedelta(seconds=older_than), now, key=key
+                job, now - dt.timedelta(seconds=older_than), now, key=key, batch=batch
             )
 
     def prune(self, older_than: float) -> int:

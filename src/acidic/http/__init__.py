@@ -13,39 +13,23 @@ with another request 422, a missing key where one is required 400, all as RFC 94
     fastapi_app.add_middleware(acidic.http.IdempotencyMiddleware, idempotency=idem)
     flask_app.wsgi_app = acidic.http.IdempotencyWSGIMiddleware(flask_app.wsgi_app, idem)
 
+In a handler, ``acidic.http.idempotent_request(request)`` is the request's
+:class:`IdempotentRequest`, whose ``job_key()`` keys the acidic job the handler runs.
 Per endpoint: ``acidic.http.fastapi.IdempotencyKey`` (a FastAPI dependency) and
 ``acidic.http.flask.key_required`` (a Flask view decorator) make a key required there.
 """
 
 from ._asgi import IdempotencyMiddleware
-from ._core import (
-    RECORD_JOB,
-    SCOPE_KEY,
-    Idempotency,
-    IdempotentRequest,
-    MissingKeyError,
-    RequestInfo,
-    StoredResponse,
-    idempotent_request,
-)
-from ._fingerprint import HEADER, InvalidKeyHeaderError, body_digest, parse_key
-from ._problems import PROBLEM_TYPE_BASE
+from ._policy import Idempotency
+from ._request import IdempotentRequest, MissingKeyError, RequestInfo, idempotent_request
 from ._wsgi import IdempotencyWSGIMiddleware
 
 __all__ = [
-    "HEADER",
-    "PROBLEM_TYPE_BASE",
-    "RECORD_JOB",
-    "SCOPE_KEY",
     "Idempotency",
     "IdempotencyMiddleware",
     "IdempotencyWSGIMiddleware",
     "IdempotentRequest",
-    "InvalidKeyHeaderError",
     "MissingKeyError",
     "RequestInfo",
-    "StoredResponse",
-    "body_digest",
     "idempotent_request",
-    "parse_key",
 ]

@@ -10,18 +10,12 @@ from typing import Any
 
 from .._errors import AcidicError, KeyLockedError
 from . import _problems
-from ._core import (
-    SCOPE_KEY,
-    Claimed,
-    Idempotency,
-    IdempotentRequest,
-    MissingKeyError,
-    Replay,
-    RequestInfo,
-    StoredResponse,
-)
 from ._fingerprint import InvalidKeyHeaderError, body_digest, canonical_path, parse_key
+from ._policy import Idempotency
 from ._problems import Problem
+from ._records import Claimed, Replay
+from ._request import SCOPE_KEY, IdempotentRequest, MissingKeyError, RequestInfo
+from ._responses import StoredResponse, too_large
 
 __all__ = ["IdempotencyMiddleware"]
 
@@ -62,7 +56,7 @@ class IdempotencyMiddleware:
         idem = self.idempotency
         scope[SCOPE_KEY] = None
         method = str(scope["method"]).upper()
-        if not idem.applies(method):
+        if not idem._applies(method):
             await self._without_key(scope, receive, send)
             return
         raw_headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
@@ -78,7 +72,7 @@ class IdempotencyMiddleware:
             await _send_problem(send, _problems.invalid_key(str(exc)))
             return
         if key is None:
-            if idem.is_required(method, path):
+            if idem._requires_key(method, path):
                 await _send_problem(send, _problems.missing_key("Idempotency-Key"))
                 return
             await self._without_key(scope, receive, send)
@@ -98,8 +92,8 @@ class IdempotencyMiddleware:
 
         def begin() -> tuple[IdempotentRequest, Replay | Claimed | Problem]:
             # Hashing (and parsing JSON) a large body is CPU work: off the event loop too.
-            request = idem.request(key, info, body_digest(body, content_type))
-            return request, idem.begin(request)
+            request = idem._identify(key, info, body_digest(body, content_type))
+            return request, idem._records.begin(request)
 
         claiming = asyncio.ensure_future(asyncio.to_thread(begin))
         try:
@@ -142,7 +136,7 @@ class IdempotencyMiddleware:
         except KeyLockedError as exc:
             # The handler's own acidic job is still locked by a request that died (its
             # lock outlives this record's): the client retries, as for the record.
-            await asyncio.to_thread(idem.abandon, claimed, exc)
+            await asyncio.to_thread(idem._records.abandon, claimed, exc)
             if response.sent:
                 raise
             await _send_problem(send, _problems.job_in_use(str(exc)))
@@ -151,11 +145,13 @@ class IdempotencyMiddleware:
             if not claimed.settled:
                 # Shielded: a cancelled request still releases its record at once.
                 with contextlib.suppress(BaseException):
-                    await asyncio.shield(asyncio.to_thread(idem.abandon, claimed, exc))
+                    await asyncio.shield(asyncio.to_thread(idem._records.abandon, claimed, exc))
             raise
         if not response.sent:
             await asyncio.to_thread(
-                idem.abandon, claimed, "the application returned without a complete response"
+                idem._records.abandon,
+                claimed,
+                "the application returned without a complete response",
             )
 
 
@@ -180,7 +176,7 @@ class _Capture:
 
     async def pass_through(self, reason: str) -> None:
         self.passing = True
-        await asyncio.to_thread(self.idem.abandon, self.claimed, reason)
+        await asyncio.to_thread(self.idem._records.abandon, self.claimed, reason)
         if self.start is not None:
             await self.downstream(self.start)
 
@@ -203,7 +199,7 @@ class _Capture:
         chunk = bytes(message.get("body") or b"")
         self.size += len(chunk)
         if self.size > self.idem.max_response_size:
-            await self.pass_through(self.idem.too_large_reason(self.size))
+            await self.pass_through(too_large(self.idem.max_response_size, self.size))
             await self.downstream(
                 {
                     "type": "http.response.body",
@@ -227,7 +223,7 @@ class _Capture:
             body=b"".join(self.chunks),
         )
         # Stored before it is sent: a client that saw it can only get it again.
-        await asyncio.to_thread(self.idem.finish, self.claimed, response)
+        await asyncio.to_thread(self.idem._records.finish, self.claimed, response)
         self.done = True
         await self.downstream(start)
         await self.downstream(
@@ -243,7 +239,7 @@ def _release_if_claimed(idem: Idempotency, claiming: asyncio.Future[Any]) -> Non
         reason = "the request was cancelled before its handler started"
         # A loop that is closing refuses the job: the lock then expires with the process.
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().run_in_executor(None, idem.abandon, outcome, reason)
+            asyncio.get_running_loop().run_in_executor(None, idem._records.abandon, outcome, reason)
 
 
 def _query(scope: Scope) -> str:

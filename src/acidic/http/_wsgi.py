@@ -9,17 +9,12 @@ from typing import Any
 
 from .._errors import AcidicError, KeyLockedError
 from . import _problems
-from ._core import (
-    SCOPE_KEY,
-    Claimed,
-    Idempotency,
-    MissingKeyError,
-    Replay,
-    RequestInfo,
-    StoredResponse,
-)
 from ._fingerprint import InvalidKeyHeaderError, body_digest, canonical_path, parse_key
+from ._policy import Idempotency
 from ._problems import Problem
+from ._records import Claimed, Replay
+from ._request import SCOPE_KEY, MissingKeyError, RequestInfo
+from ._responses import UNSTORED_KEY, StoredResponse, too_large
 
 __all__ = ["IdempotencyWSGIMiddleware"]
 
@@ -51,7 +46,7 @@ class IdempotencyWSGIMiddleware:
         idem = self.idempotency
         environ[SCOPE_KEY] = None
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        if not idem.applies(method):
+        if not idem._applies(method):
             return self._without_key(environ, start_response)
         raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
         path = canonical_path(raw_path, environ.get("QUERY_STRING", ""), escaped=False)
@@ -61,7 +56,7 @@ class IdempotencyWSGIMiddleware:
         except InvalidKeyHeaderError as exc:
             return _problem(start_response, _problems.invalid_key(str(exc)))
         if key is None:
-            if idem.is_required(method, path):
+            if idem._requires_key(method, path):
                 return _problem(start_response, _problems.missing_key("Idempotency-Key"))
             return self._without_key(environ, start_response)
         body = _read_body(environ, idem.max_request_size)
@@ -79,8 +74,8 @@ class IdempotencyWSGIMiddleware:
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = str(environ["CONTENT_TYPE"])
         info = RequestInfo(method=method, path=path, headers=headers, native=environ)
-        request = idem.request(key, info, body_digest(body, headers.get("content-type")))
-        outcome = idem.begin(request)
+        request = idem._identify(key, info, body_digest(body, headers.get("content-type")))
+        outcome = idem._records.begin(request)
         if isinstance(outcome, Problem):
             return _problem(start_response, outcome)
         if isinstance(outcome, Replay):
@@ -125,8 +120,8 @@ class IdempotencyWSGIMiddleware:
             except KeyLockedError as exc:
                 # The handler's own acidic job is still locked by a request that died
                 # (frameworks that turn exceptions into 500 need their own handler:
-                # acidic.http.flask.install registers one).
-                idem.abandon(claimed, exc)
+                # acidic.http.flask.install registers one; a Django project maps it).
+                idem._records.abandon(claimed, exc)
                 return _problem(start_response, _problems.job_in_use(str(exc)))
             iterator = iter(result)
             try:
@@ -134,11 +129,11 @@ class IdempotencyWSGIMiddleware:
                     buffer(chunk)
                     if size > idem.max_response_size or (started and _is_stream(started[0][1])):
                         reason = (
-                            idem.too_large_reason(size)
+                            too_large(idem.max_response_size, size)
                             if size > idem.max_response_size
                             else "an event stream (text/event-stream) is not stored"
                         )
-                        idem.abandon(claimed, reason)
+                        idem._records.abandon(claimed, reason)
                         status, headers = started[0]
                         start_response(status, headers)
                         return _Rest(list(chunks), iterator, result)
@@ -147,19 +142,25 @@ class IdempotencyWSGIMiddleware:
                 raise
             _close(result)
         except BaseException as exc:
-            idem.abandon(claimed, exc)
+            idem._records.abandon(claimed, exc)
             raise
         if not started:
-            idem.abandon(claimed, "the application returned without calling start_response")
-            raise RuntimeError("the WSGI application did not call start_response")
+            reason = "the WSGI application returned without calling start_response"
+            idem._records.abandon(claimed, reason)
+            raise AcidicError(reason)
         status, headers = started[0]
         response = StoredResponse(
             status=int(status.split(" ", 1)[0]),
             headers=tuple((n, v) for n, v in headers),
             body=b"".join(chunks),
         )
-        # Stored before it is sent: a client that saw it can only get it again.
-        idem.finish(claimed, response)
+        unstored = environ.get(UNSTORED_KEY)
+        if isinstance(unstored, BaseException | str):
+            # A framework helper answered an acidic error itself (acidic.http.flask).
+            idem._records.abandon(claimed, unstored)
+        else:
+            # Stored before it is sent: a client that saw it can only get it again.
+            idem._records.finish(claimed, response)
         start_response(status, headers)
         return [response.body]
 

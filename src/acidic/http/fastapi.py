@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from ._core import IdempotentRequest, idempotent_request
+from ._request import IdempotentRequest, idempotent_request
 
 __all__ = ["IdempotencyKey", "require_key"]
 

@@ -24,13 +24,15 @@ import flask
 
 from .._errors import KeyLockedError
 from . import _problems
-from ._core import Idempotency, idempotent_request
+from ._policy import Idempotency
 from ._problems import Problem
+from ._request import idempotent_request
+from ._responses import UNSTORED_KEY
 from ._wsgi import IdempotencyWSGIMiddleware
 
 __all__ = ["install", "key_required"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _response(problem: Problem) -> flask.Response:
@@ -39,11 +41,15 @@ def _response(problem: Problem) -> flask.Response:
 
 
 def install(flask_app: flask.Flask, idempotency: Idempotency) -> None:
-    """Wrap ``flask_app.wsgi_app`` in :class:`IdempotencyWSGIMiddleware`, and answer an
-    :class:`acidic.KeyLockedError` raised by a view (its acidic job still locked by an
-    earlier attempt of the request that died) with 409 instead of Flask's 500."""
+    """Wrap ``flask_app.wsgi_app`` in :class:`~acidic.http.IdempotencyWSGIMiddleware`,
+    and answer an :class:`acidic.KeyLockedError` raised by a view (its acidic job still
+    locked by an earlier attempt of the request that died) with 409 instead of Flask's
+    500. That 409 is never stored: the client's retry runs the view again."""
 
     def locked(exc: KeyLockedError) -> flask.Response:
+        # Flask answers inside the wrapped application: tell the middleware that this
+        # answer is not the request's outcome, so that it releases the record.
+        flask.request.environ[UNSTORED_KEY] = exc
         return _response(_problems.job_in_use(str(exc)))
 
     flask_app.register_error_handler(KeyLockedError, locked)
@@ -52,7 +58,7 @@ def install(flask_app: flask.Flask, idempotency: Idempotency) -> None:
     )
 
 
-def key_required(view: F) -> F:
+def key_required(view: _F) -> _F:
     """Decorate a Flask view so that a request without an ``Idempotency-Key`` gets a
     400 problem+json response instead of running the view."""
 
@@ -62,4 +68,4 @@ def key_required(view: F) -> F:
             return _response(_problems.missing_key("Idempotency-Key"))
         return view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return cast(_F, wrapper)
