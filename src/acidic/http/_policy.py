@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 
 from .._app import App
 from .._encoding import MAX_KEY_LENGTH
-from .._errors import AcidicError
+from .._errors import InvalidArgumentError
 from ._records import Records, register
 from ._request import MAX_CLIENT_KEY_LENGTH, IdempotentRequest, RequestInfo, identify
 
@@ -18,7 +18,7 @@ __all__ = ["Idempotency"]
 def _seconds(value: float | dt.timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise AcidicError(
+        raise InvalidArgumentError(
             f"{what} must be a positive number of seconds or a timedelta, not {value!r}"
         )
     return float(seconds)
@@ -26,7 +26,7 @@ def _seconds(value: float | dt.timedelta, what: str) -> float:
 
 def _size(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise AcidicError(f"{what} must be a number of bytes (an int >= 0), not {value!r}")
+        raise InvalidArgumentError(f"{what} must be a number of bytes (an int >= 0), not {value!r}")
     return value
 
 
@@ -82,21 +82,25 @@ class Idempotency:
         replay_header: str = "Idempotent-Replayed",
     ) -> None:
         if not isinstance(app, App):
-            raise AcidicError(f"Idempotency needs an acidic.App, not {app!r}")
+            raise InvalidArgumentError(f"Idempotency needs an acidic.App, not {app!r}")
         if isinstance(methods, str) or not all(isinstance(m, str) and m for m in methods):
-            raise AcidicError(f"methods must be a collection of HTTP method names, not {methods!r}")
+            raise InvalidArgumentError(
+                f"methods must be a collection of HTTP method names, not {methods!r}"
+            )
         if (
             isinstance(max_key_length, bool)
             or not isinstance(max_key_length, int)
             or not 0 < max_key_length <= MAX_CLIENT_KEY_LENGTH
         ):
-            raise AcidicError(
+            raise InvalidArgumentError(
                 f"max_key_length must be an int from 1 to {MAX_CLIENT_KEY_LENGTH} (the keys "
                 f"derived from it add a caller scope and must fit acidic's {MAX_KEY_LENGTH}), "
                 f"not {max_key_length!r}"
             )
         if not isinstance(replay_header, str) or not replay_header:
-            raise AcidicError(f"replay_header must be a header name, not {replay_header!r}")
+            raise InvalidArgumentError(
+                f"replay_header must be a header name, not {replay_header!r}"
+            )
         self.app = app
         self.caller = caller
         self.methods = frozenset(m.upper() for m in methods)
@@ -113,7 +117,7 @@ class Idempotency:
             else _seconds(heartbeat, "heartbeat")
         )
         if self.heartbeat >= self.lock_timeout:
-            raise AcidicError(
+            raise InvalidArgumentError(
                 f"heartbeat ({self.heartbeat} s) must be shorter than lock_timeout "
                 f"(the App's lock_timeout, {self.lock_timeout} s), or locks expire under "
                 "running handlers"
@@ -149,5 +153,7 @@ class Idempotency:
         if who is None:
             who = ""
         if not isinstance(who, str):
-            raise AcidicError(f"the caller function must return a str or None, not {who!r}")
+            raise InvalidArgumentError(
+                f"the caller function must return a str or None, not {who!r}"
+            )
         return identify(key, info, who, body_sha256)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._encoding import MAX_KEY_LENGTH
-from .._errors import AcidicError
+from .._errors import AcidicError, InvalidArgumentError
 from ._fingerprint import HEADER
 
 __all__ = [
@@ -99,7 +99,7 @@ class IdempotentRequest:
         resumes at its recovery point (or returns its stored result); another key or
         another caller never gets it."""
         if not isinstance(name, str) or not 0 < len(name) <= MAX_JOB_NAME or "/" in name:
-            raise AcidicError(
+            raise InvalidArgumentError(
                 f"job_key(name) takes 1 to {MAX_JOB_NAME} characters without '/', not {name!r}"
             )
         return f"{JOB_PREFIX}:{self.caller_sha256[:_SCOPE_DIGITS]}:{self.key}/{name}"
