@@ -1,7 +1,8 @@
-"""Semantics 3 and 7 with real processes: a child running CreateRide SIGKILLs itself
-at each point of each step; the database must show exactly the committed steps, the
-key must stay locked until its lock is stale, and a second process must then finish
-the run with every transactional effect once and the foreign call at least once.
+"""A SIGKILLed run resumes where it stood, with real processes: a child running
+CreateRide SIGKILLs itself at each point of each step; the database must show exactly
+the committed steps, the key must stay locked until its lock is stale, and a second
+process must then finish the run with every transactional effect once and the foreign
+call at least once.
 """
 
 from __future__ import annotations

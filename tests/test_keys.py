@@ -1,4 +1,6 @@
-"""Semantics 5 and 8: idempotency keys, default keys, argument and context encoding.
+"""Idempotency keys (a key belongs to the first call that used it; invalid keys are
+refused), default keys derived from the job's name and arguments, and how arguments
+and context values are checked and stored.
 
 The jobs below are used only here; ``RAN`` counts, per run key, how many times a step
 body ran (the autouse fixture resets it).

@@ -1,4 +1,5 @@
-"""Semantics 1 and 4: a run of steps that all succeed, and its stored result."""
+"""A run whose steps all succeed: each step runs once, in order, the run's result is
+stored, and a finished key returns that result without running anything again."""
 
 from __future__ import annotations
 

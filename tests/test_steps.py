@@ -1,5 +1,6 @@
-"""Semantics 2 and the step protocol: errors, context, Halt, RecoveryPoint, Response,
-step keys, attempts and ``retrying``.
+"""The step protocol: a step's error is stored and re-raised, and the next run of the
+key resumes at the failed step; context and ``tx`` writes commit with their step or
+not at all; Halt, RecoveryPoint and Response; step keys, attempts and ``retrying``.
 
 The jobs below are used only here. Their behaviour is steered per test through the
 module-level sets ``FAIL`` and ``HALT`` (step names), and what each step saw while it

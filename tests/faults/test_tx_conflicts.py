@@ -1,8 +1,8 @@
 """Serialization failures and deadlocks forced inside steps' transactions.
 
-What is documented (docs/concepts.md): an exception raised *by the step* (its own
-statement hit the deadlock or the serialization failure) is the step's exception:
-the transaction is rolled back, the error is stored with the step, and ``app.run``
+What is documented (docs/concepts.md, docs/guarantees.md): an exception raised *by the
+step* (its own statement hit the deadlock or the serialization failure) is the step's
+exception: the transaction is rolled back, the error is stored with the step, and ``app.run``
 re-raises it unchanged (an enqueued run is retried after its backoff). A failure of
 acidic's own progress write or of the *commit* (where PostgreSQL reports most
 SERIALIZABLE conflicts) raises ``StorageError`` and is recorded as the step's failure
