@@ -20,7 +20,12 @@ from rich.progress import Progress
 from .._admin import Admin, RunFilter, perform
 from .._app import App
 from .._engine._actions import accepted
-from .._errors import RunStateError, UnknownKeyError, UnknownRecoveryPointError
+from .._errors import (
+    InvalidKeyError,
+    RunStateError,
+    UnknownKeyError,
+    UnknownRecoveryPointError,
+)
 from .._run import RunStatus
 from ._options import app_option, emit_json, filter_options, json_option, make_filter, opened
 from ._root import (
@@ -121,7 +126,7 @@ def _act_on_one(app: App, verb: Verb, key: str, from_step: str | None, as_json: 
         run = perform(app, verb.name, key, from_step=from_step)
     except RunStateError as exc:
         raise CLIRefusedError(refusal(exc)) from exc
-    except UnknownRecoveryPointError as exc:
+    except (UnknownRecoveryPointError, InvalidKeyError) as exc:
         raise CLIUsageError(str(exc)) from exc
     except UnknownKeyError as exc:
         raise CLINotFoundError(str(exc)) from exc
