@@ -180,8 +180,3 @@ class CorruptRunError(StorageError):
     context that are not the JSON acidic wrote, a malformed step list. Such a run was
     changed outside acidic; the message names the key and the fields. A worker fails
     such a run (if its status lets it claim the run) and goes on."""
-
-
-class ArgumentTypeError(AcidicError, TypeError):
-    """An argument of the wrong type (also a TypeError). The message names the argument
-    and the type it takes."""

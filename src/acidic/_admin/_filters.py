@@ -1,7 +1,7 @@
 """Which runs to read: :class:`RunFilter`, and the durations and times operators type.
 
-Bad values raise :class:`acidic.InvalidArgumentError` (a ValueError) or, for a value of
-the wrong type, :class:`acidic.ArgumentTypeError` (a TypeError), naming the argument.
+Bad values raise :class:`acidic.InvalidArgumentError` (also a ValueError and a
+TypeError), naming the argument.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._errors import ArgumentTypeError, InvalidArgumentError
+from .._errors import InvalidArgumentError
 from .._run import RunStatus
 
 __all__ = ["RunFilter", "check_int", "parse_duration", "parse_since"]
@@ -22,10 +22,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def parse_duration(text: str) -> dt.timedelta:
     """``"90"``, ``"30s"``, ``"15m"``, ``"12h"``, ``"7d"``, ``"2w"`` as a timedelta;
-    anything else raises :class:`acidic.InvalidArgumentError` (a ValueError) saying
+    anything else raises :class:`acidic.InvalidArgumentError` (also a ValueError) saying
     what is accepted."""
     if not isinstance(text, str):
-        raise ArgumentTypeError(f"a duration is a str such as '15m', not {text!r}")
+        raise InvalidArgumentError(f"a duration is a str such as '15m', not {text!r}")
     match = _DURATION.match(text)
     if match is None:
         raise InvalidArgumentError(
@@ -37,6 +37,10 @@ def parse_duration(text: str) -> dt.timedelta:
 
 def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     """A point in time: a duration ago (``"1h"``) or an ISO 8601 time (UTC if naive)."""
+    if not isinstance(text, str):
+        raise InvalidArgumentError(
+            f"a time is a str such as '1h' or an ISO 8601 time, not {text!r}"
+        )
     try:
         return now - parse_duration(text)
     except InvalidArgumentError:
@@ -54,7 +58,7 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
 def check_int(name: str, value: object, low: int, high: int) -> int:
     """``value`` if it is an int from ``low`` to ``high``; else the error naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(f"{name} must be an int from {low} to {high}, not {value!r}")
+        raise InvalidArgumentError(f"{name} must be an int from {low} to {high}, not {value!r}")
     if not low <= value <= high:
         raise InvalidArgumentError(f"{name} must be from {low} to {high}, not {value!r}")
     return value
@@ -63,10 +67,10 @@ def check_int(name: str, value: object, low: int, high: int) -> int:
 def _names(field: str, values: object, *, none_ok: bool = False) -> None:
     # A bare string would be read letter by letter: say so instead of "unknown status 'f'".
     if isinstance(values, str) or not isinstance(values, tuple):
-        raise ArgumentTypeError(f"RunFilter {field} must be a tuple of names, not {values!r}")
+        raise InvalidArgumentError(f"RunFilter {field} must be a tuple of names, not {values!r}")
     for value in values:
         if not isinstance(value, str) and not (none_ok and value is None):
-            raise ArgumentTypeError(f"RunFilter {field} must hold names (str), not {value!r}")
+            raise InvalidArgumentError(f"RunFilter {field} must hold names (str), not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +96,14 @@ class RunFilter:
         for field in ("key_prefix", "key_contains"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
-                raise ArgumentTypeError(f"RunFilter {field} must be a str, not {value!r}")
+                raise InvalidArgumentError(f"RunFilter {field} must be a str, not {value!r}")
         unknown = [s for s in self.statuses if s not in {m.value for m in RunStatus}]
         if unknown:
             known = ", ".join(s.value for s in RunStatus)
             raise InvalidArgumentError(f"unknown status {unknown[0]!r}; the statuses are {known}")
         if self.since is not None:
             if not isinstance(self.since, dt.datetime):
-                raise ArgumentTypeError(f"since must be a datetime, not {self.since!r}")
+                raise InvalidArgumentError(f"since must be a datetime, not {self.since!r}")
             if self.since.tzinfo is None:
                 raise InvalidArgumentError("since must be a timezone-aware datetime")
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .._app import App
 from .._encoding import loads
-from .._errors import AcidicError, ArgumentTypeError, InvalidArgumentError, SerializationError
+from .._errors import AcidicError, InvalidArgumentError, SerializationError
 from .._job import Job
 from .._run import RunError, RunStatus
 from .._storage._queries import StepEvent, SummaryRow
@@ -123,7 +123,7 @@ def timeline(events: Sequence[StepEvent], *, running: bool) -> list[StepSpan]:
 
 def _window(name: str, value: object) -> dt.timedelta:
     if not isinstance(value, dt.timedelta):
-        raise ArgumentTypeError(f"{name} must be a datetime.timedelta, not {value!r}")
+        raise InvalidArgumentError(f"{name} must be a datetime.timedelta, not {value!r}")
     if value.total_seconds() <= 0:
         raise InvalidArgumentError(f"{name} must be longer than 0 seconds, not {value}")
     return value
@@ -141,8 +141,8 @@ class Admin:
     arguments and context altogether (their ``redact`` list is unknown). The dashboard
     sets it; the CLI, used by people who hold the database URL, does not.
 
-    Bad arguments raise :class:`acidic.InvalidArgumentError` (a ValueError) or
-    :class:`acidic.ArgumentTypeError` (a TypeError).
+    Bad arguments raise :class:`acidic.InvalidArgumentError` (also a ValueError and a
+    TypeError).
     """
 
     def __init__(self, app: App, *, hide_unregistered: bool = False) -> None:
@@ -161,7 +161,7 @@ class Admin:
         before = None
         if cursor is not None:
             if not isinstance(cursor, str):
-                raise ArgumentTypeError(
+                raise InvalidArgumentError(
                     f"cursor must be a str (a page's next_cursor), not {cursor!r}"
                 )
             if not cursor.isdigit():
@@ -245,7 +245,9 @@ class Admin:
     def prunable(self, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
         """How many runs ``app.prune(older_than)`` would delete now."""
         if not isinstance(older_than, dt.timedelta):
-            raise ArgumentTypeError(f"older_than must be a datetime.timedelta, not {older_than!r}")
+            raise InvalidArgumentError(
+                f"older_than must be a datetime.timedelta, not {older_than!r}"
+            )
         now = now or dt.datetime.now(dt.UTC)
         return self.queries.prunable(now - older_than)
 

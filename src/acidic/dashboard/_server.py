@@ -41,7 +41,6 @@ from .._app import App
 from .._engine._actions import ACTIONS
 from .._errors import (
     AcidicError,
-    ArgumentTypeError,
     InvalidArgumentError,
     InvalidKeyError,
     RunStateError,
@@ -350,8 +349,8 @@ def create_app(
     ``secret``: the key that binds CSRF tokens to their cookie (default: random per
     process; give the same one to every process behind one address).
 
-    Bad arguments raise :class:`acidic.InvalidArgumentError` (a ValueError) or
-    :class:`acidic.ArgumentTypeError` (a TypeError).
+    Bad arguments raise :class:`acidic.InvalidArgumentError` (also a ValueError and a
+    TypeError).
 
     Runs of jobs that ``app`` does not register have their arguments and context
     hidden (the job's ``redact`` list is unknown); registered jobs' ``redact`` fields
@@ -360,17 +359,17 @@ def create_app(
     if token is not None and auth is not None:
         raise InvalidArgumentError("give the dashboard a token or an auth callback, not both")
     if token is not None and not isinstance(token, str):
-        raise ArgumentTypeError(f"the dashboard token must be a str, not {type(token).__name__}")
+        raise InvalidArgumentError(f"the dashboard token must be a str, not {type(token).__name__}")
     if token is not None and len(token) < 8:
         raise InvalidArgumentError("the dashboard token must be at least 8 characters long")
     if auth is not None and not callable(auth):
-        raise ArgumentTypeError(f"auth must be a function(request) -> bool, not {auth!r}")
+        raise InvalidArgumentError(f"auth must be a function(request) -> bool, not {auth!r}")
     if isinstance(refresh, bool) or not isinstance(refresh, int | float):
-        raise ArgumentTypeError(f"refresh must be a number of seconds >= 0, not {refresh!r}")
+        raise InvalidArgumentError(f"refresh must be a number of seconds >= 0, not {refresh!r}")
     if refresh < 0:
         raise InvalidArgumentError(f"refresh must be a number of seconds >= 0, not {refresh!r}")
     if secret is not None and not isinstance(secret, bytes):
-        raise ArgumentTypeError(f"secret must be bytes, not {type(secret).__name__}")
+        raise InvalidArgumentError(f"secret must be bytes, not {type(secret).__name__}")
     dashboard = Dashboard(
         app,
         token=token,
