@@ -291,3 +291,58 @@ def test_runs_retry__asks_on_a_terminal(
     assert proc.returncode == code, out
     assert "Retry 2 run(s) (status failed, job Flaky)? [y/N]" in out
     assert get_run(seeded, "flaky-0").status == status
+
+
+def test_admin__key_contains_is_an_exact_substring_search(seeded: acidic.App) -> None:
+    """The dialect's substring search on each database: case counts, and ``%`` and
+    ``_`` are plain characters (LIKE would ignore case on SQLite and treat them as
+    wildcards)."""
+    from acidic._admin import Admin, RunFilter
+
+    admin = Admin(seeded)
+
+    def found(text: str) -> set[str]:
+        return {r.key for r in admin.list_runs(RunFilter(key_contains=text)).runs}
+
+    assert found("lak") == {"flaky-0", "flaky-1"}
+    assert found("LAK") == set()
+    assert found("-1") == {"ride-1", "flaky-1", "parked-1"}
+    assert found("_") == set()
+    assert found("%") == set()
+    assert found("ride") == {"ride-0", "ride-1", "ride-2", "queued-ride"}
+    assert admin.count_runs(RunFilter(key_contains="y-", statuses=("failed",))) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_admin__bad_arguments_are_value_or_type_errors_naming_them(seeded: acidic.App) -> None:
+    import datetime as dt
+
+    from acidic._admin import Admin, RunFilter
+
+    admin = Admin(seeded)
+    hour = dt.timedelta(hours=1)
+    value_errors = [
+        (lambda: admin.list_runs(limit=0), "limit must be from 1 to 1000"),
+        (lambda: admin.list_runs(cursor="next"), "invalid cursor 'next'"),
+        (lambda: admin.stats(dt.timedelta(0)), "window must be longer than 0"),
+        (lambda: admin.stats(hour, buckets=0), "buckets must be from 1 to 200"),
+        (lambda: RunFilter(statuses=("lost",)), "unknown status 'lost'"),
+        (lambda: RunFilter(since=dt.datetime(2025, 1, 1)), "timezone-aware"),
+        (lambda: admin.distinct("status"), "'job' or 'queue'"),  # type: ignore[arg-type]
+    ]
+    for call, says in value_errors:
+        with pytest.raises(ValueError, match=says) as caught:
+            call()
+        assert isinstance(caught.value, acidic.AcidicError)
+    type_errors = [
+        (lambda: admin.list_runs(limit="5"), "limit must be an int"),  # type: ignore[arg-type]
+        (lambda: admin.list_runs(cursor=5), "cursor must be a str"),  # type: ignore[arg-type]
+        (lambda: admin.stats(3600), "window must be a datetime.timedelta"),  # type: ignore[arg-type]
+        (lambda: admin.stats(hour, buckets=True), "buckets must be an int"),
+        (lambda: RunFilter(statuses="failed"), "statuses must be a tuple"),  # type: ignore[arg-type]
+        (lambda: RunFilter(since="1h"), "since must be a datetime"),  # type: ignore[arg-type]
+    ]
+    for call, says in type_errors:
+        with pytest.raises(TypeError, match=says) as caught:
+            call()
+        assert isinstance(caught.value, acidic.AcidicError)

@@ -153,3 +153,40 @@ def test_mounted__auth_callback_pages_and_a_csrf_checked_retry(
     assert "[redacted]" in ride.body
     assert "4242-secret" not in ride.body
     assert admin.send("/run?key=missing").status == 404
+
+
+def test_mounted__an_action_whose_run_changed_since_the_page_is_refused_by_the_app(
+    mounted: tuple[str, acidic.App],
+) -> None:
+    """The page offered Cancel and Resume from step; before the button is pressed,
+    another process finishes or cancels the run. The App refuses (RunStateError): the
+    run's page says why with status 409 and no longer offers the button."""
+    base, app = mounted
+    admin = Client(base, {"X-User": "admin"})
+
+    page = admin.send("/run?key=queued-ride")
+    assert "/run/cancel" in page.body
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.body)
+    assert token is not None
+    # Meanwhile the queued run is taken and finished elsewhere.
+    app.run(ops_app.Ride(user_id=9, card="4242-queued"), key="queued-ride")
+    cancel = admin.send("/run/cancel", {"key": "queued-ride", "csrf_token": token[1]})
+    assert cancel.status == 409
+    assert "cannot cancel key &#39;queued-ride&#39;: it is succeeded" in cancel.body
+    assert "/run/cancel" not in cancel.body
+    assert status_of(app, "queued-ride") == "succeeded"
+
+    parked = admin.send("/run?key=parked-1")
+    assert 'name="from_step"' in parked.body
+    app.cancel("parked-1")  # meanwhile, by another operator
+    resume = admin.send(
+        "/run/resume", {"key": "parked-1", "from_step": "start", "csrf_token": token[1]}
+    )
+    assert resume.status == 409
+    assert "cannot resume key &#39;parked-1&#39;: it is cancelled" in resume.body
+    assert status_of(app, "parked-1") == "cancelled"
+
+    again = admin.send("/run/cancel", {"key": "parked-1", "csrf_token": token[1]})
+    assert again.status == 409
+    assert "cannot cancel key &#39;parked-1&#39;: it is cancelled" in again.body
+    assert admin.send("/run/resume_from", {"key": "parked-1", "csrf_token": token[1]}).status == 400

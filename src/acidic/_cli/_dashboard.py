@@ -12,8 +12,8 @@ import click
 
 from .._errors import AcidicError
 from .._imports import import_target
+from ._options import app_option, opened
 from ._root import CLIError, CLIUsageError, database_url_option
-from ._runs import app_option, opened
 
 __all__ = ["dashboard", "is_loopback_host"]
 

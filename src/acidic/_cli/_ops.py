@@ -14,8 +14,8 @@ from rich.text import Text
 
 from .._admin import Admin, Stats, parse_duration
 from .._run import RunStatus
+from ._options import STATUS_STYLE, app_option, console, json_option, opened
 from ._root import database_url_option
-from ._runs import STATUS_STYLE, app_option, console, json_option, opened
 
 __all__ = ["prune", "stats"]
 

@@ -33,6 +33,7 @@ from .._job import Job, JobDefinition
 from .._run import RunStatus
 from .._storage import Fence, NewRun, RunRow, Store
 from .._storage._checks import check_row
+from .._storage._queries import Queries
 from . import _transitions as t
 from ._base import Clock, utcnow
 from ._checks import check_definition, check_same_call, locked
@@ -87,6 +88,11 @@ class Manager(Operations):
             store, lock_timeout=lock_timeout, clock=clock, default_queue=default_queue, jobs=jobs
         )
         self.runner = Runner(self)
+
+    @property
+    def queries(self) -> Queries:
+        """The read-only queries of the CLI and the dashboard, on this manager's store."""
+        return Queries(self.store)
 
     def run(self, name: str, job: Job, key: str | None) -> Any:
         """Run ``job`` under ``key`` to its end: its result, or None if it halted."""

@@ -133,6 +133,11 @@ class Dialect:
         itself, so only databases that carry on need to say so."""
         return False
 
+    def contains(self, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
+        """``column`` contains ``text``, compared exactly (case included): not LIKE,
+        which ignores ASCII case on SQLite and gives ``%`` and ``_`` a meaning."""
+        return sa.func.instr(column, text) > 0
+
 
 def _binds(table: sa.Table, columns: Sequence[str]) -> dict[str, sa.BindParameter[Any]]:
     return {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
@@ -188,6 +193,9 @@ class PostgreSQL(Dialect):
 
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == "55P03"
+
+    def contains(self, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
+        return sa.func.strpos(column, text) > 0
 
     def is_retryable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) in ("40001", "40P01")
@@ -289,6 +297,10 @@ class MySQL(Dialect):
 
     def is_retryable(self, exc: BaseException) -> bool:
         return _mysql_code(exc) in (1213, 1205)  # deadlock, lock wait timeout
+
+    def contains(self, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
+        # Exact: LOCATE follows the column's collation, binary in acidic's tables.
+        return sa.func.locate(text, column) > 0
 
     def ended_transaction(self, exc: BaseException, dbapi_connection: Any) -> bool:
         # A deadlock victim's transaction is rolled back whole, and the next statement

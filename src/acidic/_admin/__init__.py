@@ -1,0 +1,52 @@
+"""Reading runs for the people who operate them.
+
+The read side under ``acidic runs``, ``acidic stats`` and the dashboard: runs by
+filter with a cursor, one run with its step timeline, counts and rates over time
+windows, and the keys a bulk action selects. :class:`Admin` reaches the database only
+through the manager's read-only queries (``app.manager.queries``, SQL in
+:mod:`acidic._storage._queries`); actions go through :class:`acidic.App`.
+
+- :mod:`._filters`: :class:`RunFilter` and the durations and times operators type;
+- :mod:`._records`: what :class:`Admin` returns (summaries, details, stats);
+- :mod:`._format`: times, durations and stored values for display (CLI and dashboard);
+- :mod:`._reader`: :class:`Admin`;
+- :mod:`._acting`: :func:`perform`, the operator actions through the App.
+"""
+
+from ._acting import OPERATIONS, perform
+from ._filters import RunFilter, parse_duration, parse_since
+from ._format import fmt_duration, fmt_time, to_jsonable
+from ._reader import MAX_BUCKETS, MAX_PAGE, Admin, timeline
+from ._records import (
+    REDACTED,
+    Bucket,
+    RunDetail,
+    RunPage,
+    RunSummary,
+    SignalInfo,
+    Stats,
+    StepSpan,
+)
+
+__all__ = [
+    "MAX_BUCKETS",
+    "MAX_PAGE",
+    "OPERATIONS",
+    "REDACTED",
+    "Admin",
+    "Bucket",
+    "RunDetail",
+    "RunFilter",
+    "RunPage",
+    "RunSummary",
+    "SignalInfo",
+    "Stats",
+    "StepSpan",
+    "fmt_duration",
+    "fmt_time",
+    "parse_duration",
+    "parse_since",
+    "perform",
+    "timeline",
+    "to_jsonable",
+]

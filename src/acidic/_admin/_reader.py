@@ -1,0 +1,290 @@
+""":class:`Admin`: the read side of operating runs, over the manager's read-only queries.
+
+It asks :class:`acidic._storage._queries.Queries` (through ``app.manager.queries``) for
+rows as stored, and turns them into records: errors and JSON decoded, fields redacted,
+history paired into a timeline, activity cut into slices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from .._app import App
+from .._encoding import loads
+from .._errors import AcidicError, InvalidArgumentError, SerializationError
+from .._job import Job
+from .._run import RunError, RunStatus
+from .._storage._queries import StepEvent, SummaryRow
+from ._filters import RunFilter, check_int
+from ._format import to_jsonable
+from ._records import (
+    REDACTED,
+    Bucket,
+    RunDetail,
+    RunPage,
+    RunSummary,
+    SignalInfo,
+    Stats,
+    StepSpan,
+)
+
+__all__ = ["MAX_BUCKETS", "MAX_PAGE", "Admin", "timeline"]
+
+#: Most runs one page of :meth:`Admin.list_runs` returns.
+MAX_PAGE = 1000
+#: Most slices :meth:`Admin.stats` cuts its window into.
+MAX_BUCKETS = 200
+#: The filter that selects every run.
+ALL_RUNS = RunFilter()
+
+
+def _error(text: str | None) -> RunError | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+    except (ValueError, TypeError) as exc:
+        # A list must still show the other runs (and this one) if a row was edited by hand.
+        return RunError("(unreadable)", f"the stored error cannot be read: {exc}", text, None)
+    return RunError.from_json(data)
+
+
+def _summary(row: SummaryRow) -> RunSummary:
+    return RunSummary(
+        key=row.key,
+        job=row.job,
+        status=row.status,
+        queue=row.queue,
+        priority=row.priority,
+        attempts=row.attempts,
+        max_attempts=row.attempt_limit,
+        recovery_point=row.recovery_point,
+        created_at=row.created_at,
+        last_run_at=row.last_run_at,
+        finished_at=row.finished_at,
+        run_at=row.run_at,
+        locked_at=row.locked_at,
+        error=_error(row.error),
+        id=row.id,
+    )
+
+
+def _decoded(
+    key: str, what: str, text: str, decode: Callable[[str], Any], kind: type = object
+) -> Any:
+    try:
+        value = decode(text)
+        if not isinstance(value, kind):
+            raise TypeError(f"not a JSON {'object' if kind is dict else 'array'}")
+        return value
+    except (ValueError, TypeError, SerializationError) as exc:
+        raise AcidicError(
+            f"key {key!r}: its stored {what} cannot be read ({exc}); was the row edited "
+            "outside acidic?"
+        ) from exc
+
+
+def _redacted(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    hidden = set(names)
+    return {k: (REDACTED if k in hidden else to_jsonable(v)) for k, v in data.items()}
+
+
+def timeline(events: Sequence[StepEvent], *, running: bool) -> list[StepSpan]:
+    """Pair each ``started`` event with the event that ended it. ``running``: the run
+    executes now, so a last unended start is the step in progress."""
+    spans: list[StepSpan] = []
+    open_start: StepEvent | None = None
+    for e in events:
+        error = _error(e.error)
+        if e.event == "started":
+            if open_start is not None:
+                spans.append(
+                    StepSpan(
+                        open_start.step, open_start.attempt, open_start.at, None, "interrupted"
+                    )
+                )
+            open_start = e
+            continue
+        if open_start is not None and open_start.step == e.step:
+            spans.append(StepSpan(e.step, open_start.attempt, open_start.at, e.at, e.event, error))
+        else:  # an end without its start (history written by an older version)
+            spans.append(StepSpan(e.step, e.attempt, e.at, e.at, e.event, error))
+        open_start = None
+    if open_start is not None:
+        outcome = "running" if running else "interrupted"
+        spans.append(StepSpan(open_start.step, open_start.attempt, open_start.at, None, outcome))
+    return spans
+
+
+def _window(name: str, value: object) -> dt.timedelta:
+    if not isinstance(value, dt.timedelta):
+        raise InvalidArgumentError(f"{name} must be a datetime.timedelta, not {value!r}")
+    if value.total_seconds() <= 0:
+        raise InvalidArgumentError(f"{name} must be longer than 0 seconds, not {value}")
+    return value
+
+
+class Admin:
+    """Read-only queries on an App's runs, for the CLI and the dashboard.
+
+    Nothing here writes: actions go through :class:`acidic.App` (``retry``, ``resume``,
+    ``cancel``, ``prune``), which refuse with :class:`acidic.RunStateError`. Jobs may
+    name fields to hide (``redact``); every record returned shows their values as
+    :data:`REDACTED`, so a caller cannot show them by mistake.
+
+    ``hide_unregistered``: for runs of a job that ``app`` does not register, hide the
+    arguments and context altogether (their ``redact`` list is unknown). The dashboard
+    sets it; the CLI, used by people who hold the database URL, does not.
+
+    Bad arguments raise :class:`acidic.InvalidArgumentError` (also a ValueError and a
+    TypeError).
+    """
+
+    def __init__(self, app: App, *, hide_unregistered: bool = False) -> None:
+        self.app = app
+        self.hide_unregistered = hide_unregistered
+        self.queries = app.manager.queries
+
+    # -- runs -------------------------------------------------------------------------
+
+    def list_runs(
+        self, flt: RunFilter = ALL_RUNS, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Runs matching ``flt``, newest first, ``limit`` at most, after ``cursor`` (the
+        ``next_cursor`` of the page before)."""
+        check_int("limit", limit, 1, MAX_PAGE)
+        before = None
+        if cursor is not None:
+            if not isinstance(cursor, str):
+                raise InvalidArgumentError(
+                    f"cursor must be a str (a page's next_cursor), not {cursor!r}"
+                )
+            if not cursor.isdigit():
+                raise InvalidArgumentError(
+                    f"invalid cursor {cursor!r}: use the next_cursor of a page"
+                )
+            before = int(cursor)
+        rows = [_summary(r) for r in self.queries.page(flt, limit=limit + 1, before_id=before)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return RunPage(rows, str(rows[-1].id) if more and rows else None)
+
+    def count_runs(self, flt: RunFilter = ALL_RUNS) -> int:
+        """How many runs match ``flt``."""
+        return self.queries.count(flt)
+
+    def keys(self, flt: RunFilter) -> list[str]:
+        """The keys of every run matching ``flt``, oldest first (for bulk actions)."""
+        return self.queries.keys(flt)
+
+    def summary(self, key: str) -> RunSummary | None:
+        """One run's summary, or None."""
+        row = self.queries.summary(key)
+        return None if row is None else _summary(row)
+
+    def job_class(self, job: str) -> type[Job] | None:
+        """The class registered for ``job`` with the App, if any."""
+        return self.app.jobs.get(job)
+
+    def steps_of(self, summary: RunSummary, stored: Sequence[str]) -> list[str]:
+        """The steps a run may be resumed from: its registered job's, else the stored list."""
+        cls = self.job_class(summary.job)
+        if cls is not None:
+            return cls.__acidic_definition__.step_names
+        return list(stored)
+
+    def detail(self, key: str) -> RunDetail | None:
+        """One run with its timeline and signals, redacted; None if no run has ``key``."""
+        stored = self.queries.run(key)
+        if stored is None:
+            return None
+        summary = _summary(stored.summary)
+        cls = self.job_class(summary.job)
+        names: tuple[str, ...] = tuple(getattr(cls, "redact", ())) if cls is not None else ()
+        args: dict[str, Any] | None = _redacted(
+            _decoded(key, "arguments", stored.args, json.loads, dict), names
+        )
+        ctx: dict[str, Any] | None = _redacted(
+            _decoded(key, "context", stored.ctx, loads, dict), names
+        )
+        hidden = None
+        if cls is None and self.hide_unregistered:
+            args = ctx = None
+            hidden = (
+                f"job {summary.job} is not registered with this App, so the fields it redacts "
+                "are unknown: its arguments and context are not shown (serve the App that "
+                "registers it)"
+            )
+        stored_steps = _decoded(key, "step list", stored.steps, json.loads, list)
+        return RunDetail(
+            summary=summary,
+            args=args,
+            ctx=ctx,
+            result=None
+            if stored.result is None
+            else to_jsonable(_decoded(key, "result", stored.result, loads)),
+            steps=stored_steps,
+            timeline=timeline(stored.events, running=summary.status == RunStatus.RUNNING),
+            signals=[SignalInfo(s.name, s.created_at) for s in stored.signals],
+            hidden_reason=hidden,
+            redacted=names,
+            resumable_steps=self.steps_of(summary, stored_steps),
+        )
+
+    def distinct(self, column: Literal["job", "queue"]) -> list[str]:
+        """The distinct values of ``job`` or ``queue`` among stored runs (for filters)."""
+        if column not in ("job", "queue"):
+            raise InvalidArgumentError(f"distinct() takes 'job' or 'queue', not {column!r}")
+        return self.queries.distinct(column)
+
+    def prunable(self, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
+        """How many runs ``app.prune(older_than)`` would delete now."""
+        if not isinstance(older_than, dt.timedelta):
+            raise InvalidArgumentError(
+                f"older_than must be a datetime.timedelta, not {older_than!r}"
+            )
+        now = now or dt.datetime.now(dt.UTC)
+        return self.queries.prunable(now - older_than)
+
+    # -- stats ------------------------------------------------------------------------
+
+    def stats(
+        self,
+        window: dt.timedelta = dt.timedelta(hours=1),
+        *,
+        buckets: int = 12,
+        now: dt.datetime | None = None,
+    ) -> Stats:
+        """Counts by status and by queue now; successes and errors over ``window``
+        (ending ``now``), in total and in ``buckets`` equal slices."""
+        _window("the stats window", window)
+        check_int("buckets", buckets, 1, MAX_BUCKETS)
+        now = now or dt.datetime.now(dt.UTC)
+        start = now - window
+        width = window / buckets
+        edges = [start + width * i for i in range(buckets + 1)]
+        edges[-1] = now
+
+        by_status = {s.value: 0 for s in RunStatus}
+        by_queue: dict[str | None, dict[str, int]] = {}
+        for queue, status, count in self.queries.counts():
+            by_status[status] = by_status.get(status, 0) + count
+            by_queue.setdefault(queue, {})[status] = count
+        ordered = dict(sorted(by_queue.items(), key=lambda kv: (kv[0] is None, kv[0] or "")))
+        activity = self.queries.activity(edges)
+        return Stats(
+            now=now,
+            window=window,
+            by_status=by_status,
+            by_queue=ordered,
+            succeeded=sum(activity.succeeded),
+            errors=sum(activity.errors),
+            buckets=[
+                Bucket(edges[i], activity.succeeded[i], activity.errors[i]) for i in range(buckets)
+            ],
+        )

@@ -1,0 +1,315 @@
+"""Read-only queries for the people who operate runs: the SQL under ``acidic runs``,
+``acidic stats`` and the dashboard.
+
+Runs by selection with a cursor, one run with its history and signals, counts by
+status and queue, activity over time slices. Every query is SQLAlchemy Core on the
+tables of :mod:`._schema`, with bound parameters; what differs between databases (an
+exact substring search) is a :class:`._dialects.Dialect` hook. Nothing here writes,
+and nothing here interprets what it reads: rows come back as stored (JSON still
+text), and :mod:`acidic._admin` decodes, redacts and presents them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .._run import RunStatus
+from ._schema import history, runs, signals
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = [
+    "Activity",
+    "Queries",
+    "Selection",
+    "SignalRow",
+    "StepEvent",
+    "StoredRun",
+    "SummaryRow",
+]
+
+
+class Selection(Protocol):
+    """Which runs a query selects (:class:`acidic._admin.RunFilter` is one). Empty
+    fields select everything; fields combine with AND, values within one with OR."""
+
+    @property
+    def statuses(self) -> tuple[str, ...]: ...
+
+    @property
+    def jobs(self) -> tuple[str, ...]: ...
+
+    #: ``None`` among the queues selects inline runs (no queue).
+    @property
+    def queues(self) -> tuple[str | None, ...]: ...
+
+    @property
+    def key_prefix(self) -> str | None: ...
+
+    @property
+    def key_contains(self) -> str | None: ...
+
+    #: Runs created, claimed or finished at or after this time.
+    @property
+    def since(self) -> dt.datetime | None: ...
+
+
+class SummaryRow(NamedTuple):
+    """A run's columns that a list shows (its error still JSON text)."""
+
+    key: str
+    job: str
+    status: str
+    queue: str | None
+    priority: int
+    attempts: int
+    attempt_limit: int | None
+    recovery_point: str | None
+    created_at: dt.datetime
+    last_run_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    run_at: dt.datetime | None
+    locked_at: dt.datetime | None
+    error: str | None
+    id: int
+
+
+class StepEvent(NamedTuple):
+    """One event of a run's history, oldest first (its error still JSON text)."""
+
+    step: str
+    event: str
+    at: dt.datetime
+    attempt: int
+    error: str | None
+
+
+class SignalRow(NamedTuple):
+    """A signal delivered to a run (its payload is not read: it may hold secrets)."""
+
+    name: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """One run as stored: its summary, its JSON columns as text, its history and
+    signals, read in one transaction."""
+
+    summary: SummaryRow
+    args: str
+    ctx: str
+    result: str | None
+    steps: str
+    events: list[StepEvent]
+    signals: list[SignalRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Counts per time slice: runs that succeeded, step errors recorded."""
+
+    succeeded: list[int]
+    errors: list[int]
+
+
+_SUMMARY_COLUMNS = (
+    runs.c.idempotency_key,
+    runs.c.job,
+    runs.c.status,
+    runs.c.queue,
+    runs.c.priority,
+    runs.c.attempts,
+    runs.c.attempt_limit,
+    runs.c.recovery_point,
+    runs.c.created_at,
+    runs.c.last_run_at,
+    runs.c.finished_at,
+    runs.c.run_at,
+    runs.c.locked_at,
+    runs.c.error,
+    runs.c.id,
+)
+_DISTINCT = {"job": runs.c.job, "queue": runs.c.queue}
+#: What ``app.prune`` deletes once old enough.
+_PRUNABLE = (RunStatus.SUCCEEDED.value, RunStatus.CANCELLED.value)
+
+
+class Queries:
+    """The read-only queries of one :class:`Store`; every method checks the schema
+    first and reports a database failure as :class:`acidic.StorageError`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @contextlib.contextmanager
+    def _reading(self, doing: str) -> Iterator[Connection]:
+        """A read-only transaction (no write lock on SQLite), rolled back at the end."""
+        self.store.check_schema()
+        with (
+            self.store.translated(doing),
+            self.store.engine.connect().execution_options(acidic_read_only=True) as conn,
+        ):
+            yield conn
+            conn.rollback()
+
+    def _all(self, doing: str, stmt: sa.Executable) -> list[Any]:
+        with self._reading(doing) as conn:
+            return list(conn.execute(stmt).all())
+
+    def _where(self, selection: Selection) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if selection.statuses:
+            conditions.append(runs.c.status.in_(selection.statuses))
+        if selection.jobs:
+            conditions.append(runs.c.job.in_(selection.jobs))
+        if selection.queues:
+            named = [q for q in selection.queues if q is not None]
+            either = [runs.c.queue.in_(named)] if named else []
+            if None in selection.queues:
+                either.append(runs.c.queue.is_(None))
+            conditions.append(sa.or_(*either))
+        if selection.key_prefix:
+            prefix = selection.key_prefix
+            # LIKE lets an index help; substr keeps it exact where LIKE ignores case (SQLite).
+            conditions.append(runs.c.idempotency_key.startswith(prefix, autoescape=True))
+            conditions.append(sa.func.substr(runs.c.idempotency_key, 1, len(prefix)) == prefix)
+        if selection.key_contains:
+            conditions.append(
+                self.store.dialect.contains(runs.c.idempotency_key, selection.key_contains)
+            )
+        if selection.since is not None:
+            conditions.append(
+                sa.func.coalesce(runs.c.finished_at, runs.c.last_run_at, runs.c.created_at)
+                >= selection.since
+            )
+        return conditions
+
+    # -- runs -------------------------------------------------------------------------
+
+    def page(
+        self, selection: Selection, *, limit: int, before_id: int | None = None
+    ) -> list[SummaryRow]:
+        """At most ``limit`` selected runs, newest first, older than ``before_id``."""
+        conditions = self._where(selection)
+        if before_id is not None:
+            conditions.append(runs.c.id < before_id)
+        stmt = (
+            sa.select(*_SUMMARY_COLUMNS).where(*conditions).order_by(runs.c.id.desc()).limit(limit)
+        )
+        return [SummaryRow._make(r) for r in self._all("listing runs", stmt)]
+
+    def count(self, selection: Selection) -> int:
+        """How many runs are selected."""
+        stmt = sa.select(sa.func.count()).select_from(runs).where(*self._where(selection))
+        return int(self._all("counting runs", stmt)[0][0])
+
+    def keys(self, selection: Selection) -> list[str]:
+        """The keys of the selected runs, oldest first."""
+        stmt = sa.select(runs.c.idempotency_key).where(*self._where(selection)).order_by(runs.c.id)
+        return [r[0] for r in self._all("selecting runs", stmt)]
+
+    def summary(self, key: str) -> SummaryRow | None:
+        """One run's summary, or None if no run has ``key``."""
+        stmt = sa.select(*_SUMMARY_COLUMNS).where(runs.c.idempotency_key == key)
+        rows = self._all(f"reading key {key!r}", stmt)
+        return SummaryRow._make(rows[0]) if rows else None
+
+    def run(self, key: str) -> StoredRun | None:
+        """One run with its history and signals, or None if no run has ``key``."""
+        with self._reading(f"reading key {key!r}") as conn:
+            row = conn.execute(
+                sa.select(
+                    *_SUMMARY_COLUMNS, runs.c.args, runs.c.ctx, runs.c.result, runs.c.steps
+                ).where(runs.c.idempotency_key == key)
+            ).first()
+            if row is None:
+                return None
+            summary = SummaryRow._make(row[: len(_SUMMARY_COLUMNS)])
+            events = conn.execute(
+                sa.select(
+                    history.c.step,
+                    history.c.event,
+                    history.c.at,
+                    history.c.attempt,
+                    history.c.error,
+                )
+                .where(history.c.run_id == summary.id)
+                .order_by(history.c.id)
+            ).all()
+            sent = conn.execute(
+                sa.select(signals.c.name, signals.c.created_at)
+                .where(signals.c.run_id == summary.id)
+                .order_by(signals.c.id)
+            ).all()
+        args, ctx, result, steps = row[len(_SUMMARY_COLUMNS) :]
+        return StoredRun(
+            summary=summary,
+            args=args,
+            ctx=ctx,
+            result=result,
+            steps=steps,
+            events=[StepEvent._make(e) for e in events],
+            signals=[SignalRow._make(s) for s in sent],
+        )
+
+    def distinct(self, column: Literal["job", "queue"]) -> list[str]:
+        """The distinct values of ``job`` or ``queue`` among stored runs, sorted."""
+        col = _DISTINCT[column]
+        stmt = sa.select(col).where(col.is_not(None)).distinct().order_by(col)
+        return [r[0] for r in self._all(f"listing {column}s", stmt)]
+
+    def prunable(self, finished_before: dt.datetime) -> int:
+        """How many runs ``app.prune`` would delete with this cut-off."""
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(runs)
+            .where(runs.c.status.in_(_PRUNABLE), runs.c.finished_at < finished_before)
+        )
+        return int(self._all("counting prunable runs", stmt)[0][0])
+
+    # -- stats ------------------------------------------------------------------------
+
+    def counts(self) -> list[tuple[str | None, str, int]]:
+        """(queue, status, how many runs) for every pair that has runs."""
+        stmt = sa.select(runs.c.queue, runs.c.status, sa.func.count()).group_by(
+            runs.c.queue, runs.c.status
+        )
+        return [(r[0], r[1], int(r[2])) for r in self._all("counting runs", stmt)]
+
+    def activity(self, edges: Sequence[dt.datetime]) -> Activity:
+        """Runs that succeeded and step errors recorded in each slice between
+        consecutive ``edges`` (a slice holds its start, not its end; the last one holds
+        both)."""
+        done = self._sliced(edges, runs.c.finished_at, runs.c.status == RunStatus.SUCCEEDED.value)
+        errors = self._sliced(edges, history.c.at, history.c.event == "errored")
+        return Activity(done, errors)
+
+    def _sliced(
+        self,
+        edges: Sequence[dt.datetime],
+        column: sa.ColumnElement[Any],
+        *where: sa.ColumnElement[bool],
+    ) -> list[int]:
+        # One scan, one CASE per slice: portable where date_trunc & co are not.
+        start, end = edges[0], edges[-1]
+        sums = [
+            sa.func.coalesce(
+                sa.func.sum(sa.case((sa.and_(column >= lo, column < hi), 1), else_=0)), 0
+            )
+            for lo, hi in itertools.pairwise(edges)
+        ]
+        last = sa.func.coalesce(sa.func.sum(sa.case((column == end, 1), else_=0)), 0)
+        stmt = sa.select(*sums, last).where(*where, column >= start, column <= end)
+        counts = [int(c) for c in self._all("computing stats", stmt)[0]]
+        counts[-2] += counts[-1]  # an event exactly at the end belongs to the last slice
+        return counts[:-1]
