@@ -1,5 +1,5 @@
 """``acidic runs``, ``acidic stats`` and ``acidic prune``: the real console script on
-each database, against runs made by real jobs (:mod:`tests.dashboard.ops_app`)."""
+each database, against runs made by real jobs (:mod:`tests.support.dashboard.ops_app`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 import acidic
-from tests.dashboard import ops_app
-from tests.dashboard.support import seed
-from tests.jobs import get_run
-from tests.test_cli import ACIDIC, run_cli
+from tests.support.cli import ACIDIC, run_cli
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import seed
+from tests.support.jobs import get_run
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = "tests.dashboard.ops_app:app"
+APP = "tests.support.dashboard.ops_app:app"
 
 
 @pytest.fixture

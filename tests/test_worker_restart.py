@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import worker_app as wa
-from tests.conftest import IN_CI
+from tests.support import worker_app as wa
+from tests.support.databases import IN_CI
 
 pytestmark = pytest.mark.disruptive
 

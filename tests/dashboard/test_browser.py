@@ -16,8 +16,8 @@ import pytest
 
 import acidic
 from acidic._admin import Admin
-from tests.dashboard import ops_app
-from tests.dashboard.support import (
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import (
     ACIDIC,
     CHROMIUM,
     ROOT,
@@ -267,7 +267,7 @@ def test_token__login_required_wrong_token_refused_right_one_accepted(
 
 
 def test_auth_callback__decides_who_gets_in(app: acidic.App, url: str) -> None:
-    with dashboard(url, "--auth", "tests.dashboard.host_app:allowed") as base:
+    with dashboard(url, "--auth", "tests.support.dashboard.host_app:allowed") as base:
         for headers, expected in (({}, 403), ({"X-User": "admin"}, 200)):
             request = urllib.request.Request(base + "/", headers=headers)
             try:

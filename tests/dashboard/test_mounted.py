@@ -1,5 +1,5 @@
 """The dashboard mounted in another ASGI application (``create_app`` with an auth
-callback, :mod:`tests.dashboard.host_app`), served by a real uvicorn process on each
+callback, :mod:`tests.support.dashboard.host_app`), served by a real uvicorn process on each
 database, spoken to over HTTP."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 
 import acidic
-from tests.dashboard import ops_app
-from tests.dashboard.support import ROOT, free_port, seed, status_of, wait_for
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import ROOT, free_port, seed, status_of, wait_for
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -60,7 +60,7 @@ class Client:
 
 @pytest.fixture
 def mounted(database_url: str) -> Iterator[tuple[str, acidic.App]]:
-    """``tests.dashboard.host_app`` served by uvicorn in a child process."""
+    """``tests.support.dashboard.host_app`` served by uvicorn in a child process."""
     app = ops_app.make_app(database_url)
     app.migrate()
     seed(app)
@@ -71,7 +71,7 @@ def mounted(database_url: str) -> Iterator[tuple[str, acidic.App]]:
             sys.executable,
             "-m",
             "uvicorn",
-            "tests.dashboard.host_app:host",
+            "tests.support.dashboard.host_app:host",
             "--port",
             str(port),
             "--log-level",

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 import acidic
 from acidic._storage._schema import runs
-from tests import worker_app as wa
-from tests.jobs import get_run
+from tests.support import worker_app as wa
+from tests.support.jobs import get_run
 
 pytestmark = pytest.mark.slow
 

@@ -23,10 +23,10 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.faults.support import admin_engine, sessions, with_application_name
-from tests.faults.test_pg_terminate import SleepInTx
-from tests.jobs import effect_counts, get_run
+from tests.support import procs
+from tests.support.faults.helpers import admin_engine, sessions, with_application_name
+from tests.support.faults.pg_jobs import SleepInTx
+from tests.support.jobs import effect_counts, get_run
 from tests.test_worker_restart import CLUSTERS, _pg_ctlcluster
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.parametrize("backend", ["postgresql"])]

@@ -23,31 +23,14 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests import worker_app as wa
-from tests.faults import fault_app
-from tests.faults.support import sessions, terminate, with_application_name
-from tests.jobs import effect_counts, effects, get_run
+from tests.support import procs
+from tests.support import worker_app as wa
+from tests.support.faults import fault_app
+from tests.support.faults.helpers import sessions, terminate, with_application_name
+from tests.support.faults.pg_jobs import SleepInTx
+from tests.support.jobs import effect_counts, effects, get_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["postgresql"])]
-
-
-class SleepInTx(acidic.Job):
-    """Writes its effect, then (first attempt only) waits inside its open transaction:
-    in Python (``where="python"``) or in a statement (``where="statement"``)."""
-
-    where: str
-    seconds: float
-
-    @acidic.step
-    def work(self, tx: sa.Connection) -> acidic.Response:
-        tx.execute(effects.insert().values(run_key=self.key, step="work"))
-        if self.attempt == 1:
-            if self.where == "python":
-                time.sleep(self.seconds)
-            else:
-                tx.execute(sa.text("SELECT pg_sleep(:s)"), {"s": self.seconds})
-        return acidic.Response(self.attempt)
 
 
 class SleepOutside(acidic.Job):

@@ -34,8 +34,8 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.jobs import create_tables, effect_counts, effects, get_run
+from tests.support import procs
+from tests.support.jobs import create_tables, effect_counts, effects, get_run
 
 pytestmark = pytest.mark.slow
 

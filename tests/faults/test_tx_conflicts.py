@@ -26,8 +26,8 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.jobs import effect_counts, effects, get_run
+from tests.support import procs
+from tests.support.jobs import effect_counts, effects, get_run
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 import acidic
-from tests.jobs import create_tables, effects
+from tests.support.jobs import create_tables, effects
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Take the dashboard screenshots of docs/screenshots/ (run by ``scripts/screenshots``).
 
-Seeds a fresh SQLite database with runs of :mod:`tests.dashboard.ops_app` (spread
+Seeds a fresh SQLite database with runs of :mod:`tests.support.dashboard.ops_app` (spread
 over the last hour, so the charts have something to show), starts the real
 ``acidic dashboard`` and ``acidic worker``, and photographs the overview, the runs
 list and two run pages with headless Chromium.
@@ -20,8 +20,8 @@ from playwright.sync_api import sync_playwright
 
 import acidic
 from acidic._storage._schema import history, runs
-from tests.dashboard import ops_app
-from tests.dashboard.support import CHROMIUM, ROOT, dashboard, wait_status, worker
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import CHROMIUM, ROOT, dashboard, wait_status, worker
 
 
 def _seed(app: acidic.App) -> None:

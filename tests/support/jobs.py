@@ -1,5 +1,5 @@
 """Jobs used by the tests, importable by the test process and by the child processes
-that tests start (and kill) through ``python -m tests.run_job``.
+that tests start (and kill) through ``python -m tests.support.run_job``.
 
 Every transactional step records one row in ``effects`` (run key, step) through its
 ``tx``: counting those rows is how tests prove a step's database work happened
