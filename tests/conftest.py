@@ -6,6 +6,11 @@ Locally a backend whose server is unreachable is skipped; with ``CI`` set in the
 environment it is a failure, so CI can never pass without testing all three.
 
 How the databases are made, and which servers hold them: tests/support/databases.py.
+
+Tests marked ``private_postgresql`` stop, restart or kill PostgreSQL: their database is
+on a private cluster that the suite starts itself (tests/support/pg_cluster.py), never
+on the server of ``ACIDIC_TEST_POSTGRESQL``, which other people may be using. They all
+run in one xdist worker, so that a run starts one such cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +21,34 @@ from pathlib import Path
 import pytest
 
 import acidic
-from tests.support.databases import BACKENDS, create_database
+from tests.support.databases import BACKENDS, IN_CI, create_database
+from tests.support.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
+
+PRIVATE = "private_postgresql"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker(PRIVATE) is not None:
+            item.add_marker(pytest.mark.xdist_group(PRIVATE))
+
+
+@pytest.fixture(scope="session")
+def private_postgresql() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this test session's own, for the tests that stop,
+    restart or kill the server; stopped and removed at the end of the session.
+
+    Where it cannot run (no PostgreSQL binaries) its tests are skipped, unless ``CI``
+    is set: then they fail, like an unreachable database server."""
+    try:
+        with private_cluster() as cluster:
+            yield cluster
+    except ClusterUnavailable as exc:
+        message = f"no private PostgreSQL cluster: {exc}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI is set: these tests must run, not skip)")
+        pytest.skip(message)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -25,9 +57,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each backend in turn."""
-    yield from create_database(backend, tmp_path)
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of each backend in turn (on the private cluster for the
+    tests marked ``private_postgresql``)."""
+    if request.node.get_closest_marker(PRIVATE) is None:
+        yield from create_database(backend, tmp_path)
+        return
+    if backend != "postgresql":
+        raise pytest.UsageError(f"{request.node.nodeid}: {PRIVATE} is for postgresql only")
+    cluster: PrivateCluster = request.getfixturevalue(PRIVATE)
+    cluster.ensure_running()  # whatever the previous test left
+    yield from create_database(
+        backend, tmp_path, admin_url=cluster.admin_url, before_drop=cluster.ensure_running
+    )
 
 
 @pytest.fixture

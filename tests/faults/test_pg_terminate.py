@@ -6,7 +6,9 @@ The App under test connects with an ``application_name`` of its own, so that the
 test terminates its sessions only (never the test's). Inline, the caller sees the
 documented error and the next ``app.run`` of the key finishes the run; with worker
 processes, sessions are terminated every few hundred milliseconds while runs drain,
-and the workers must retry, take over and finish everything.
+and the workers must retry, take over and finish everything. On the suite's private
+cluster (``private_postgresql``, see tests/conftest.py): killing server processes is
+not for a server that others use.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from tests.support.faults.helpers import sessions, terminate, with_application_n
 from tests.support.faults.pg_jobs import SleepInTx
 from tests.support.jobs import effect_counts, effects, get_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["postgresql"])]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.private_postgresql,
+    pytest.mark.parametrize("backend", ["postgresql"]),
+]
 
 
 class SleepOutside(acidic.Job):

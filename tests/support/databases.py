@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,27 +32,39 @@ def _unavailable(backend: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-def _admin_engine(backend: str) -> sa.Engine:
+def _admin_engine(backend: str, admin_url: str | None = None) -> sa.Engine:
     if backend == "postgresql":
-        url = sa.make_url(POSTGRESQL_ADMIN).set(drivername="postgresql+psycopg")
+        url = sa.make_url(admin_url or POSTGRESQL_ADMIN).set(drivername="postgresql+psycopg")
     else:
         url = sa.make_url(MYSQL_ADMIN).set(drivername="mysql+pymysql")
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
 
-def create_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """Yield the URL of a new, empty database of ``backend``; drop it afterwards."""
+def create_database(
+    backend: str,
+    tmp_path: Path,
+    *,
+    admin_url: str | None = None,
+    before_drop: Callable[[], None] | None = None,
+) -> Iterator[str]:
+    """Yield the URL of a new, empty database of ``backend``; drop it afterwards.
+
+    ``admin_url`` names another PostgreSQL server than ``ACIDIC_TEST_POSTGRESQL`` (the
+    private cluster); ``before_drop`` is called before the drop (to start that server
+    again if the test left it stopped)."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'acidic.sqlite3'}"
         return
     name = f"acidic_t_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine(backend)
+    admin = _admin_engine(backend, admin_url)
     kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE {kind} {name}")
     except sa.exc.OperationalError as exc:
         admin.dispose()
+        if admin_url is not None:  # a server the suite started: it must be there
+            raise
         _unavailable(backend, exc)
     if backend == "postgresql":
         url = admin.url.update_query_dict(
@@ -63,6 +75,8 @@ def create_database(backend: str, tmp_path: Path) -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
+        if before_drop is not None:
+            before_drop()
         with admin.connect() as conn:
             if backend == "postgresql":
                 # End the test's leftover sessions (e.g. of killed children) first.
