@@ -224,7 +224,7 @@ def test_job_redact__must_be_a_list_of_names() -> None:
 
         class Bad(acidic.Job):
             x: int
-            redact = "x"
+            redact = "x"  # type: ignore[assignment]  # the wrong type, on purpose
 
             @acidic.step
             def s(self, tx: object) -> None: ...

@@ -587,7 +587,7 @@ def test_arguments__json_value_in_any_field_round_trips(keys_app: acidic.App) ->
 
 @pytest.mark.parametrize("job", [BadCtx, BadCtxForeign], ids=["transactional", "foreign"])
 def test_ctx__unstorable_value_raises_at_assignment_and_nothing_is_half_written(
-    keys_app: acidic.App, job: type[acidic.Job]
+    keys_app: acidic.App, job: type[BadCtx | BadCtxForeign]
 ) -> None:
     for case in CTX_CASES:
         key = f"c-{case}"

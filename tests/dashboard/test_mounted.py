@@ -136,7 +136,9 @@ def test_mounted__auth_callback_pages_and_a_csrf_checked_retry(
     assert done.location == "/ops/run?key=flaky-0&notice=retried"
     assert status_of(app, "flaky-0") == "pending"
     # flaky-0 was started by app.run: retried, it joins the default queue for workers.
-    assert app.get("flaky-0").queue == "default"
+    retried = app.get("flaky-0")
+    assert retried is not None
+    assert retried.queue == "default"
     assert "a worker will pick it up" in admin.send(done.location.removeprefix("/ops")).body
 
     again = admin.send("/run/retry", {"key": "flaky-0", "csrf_token": token[1]})

@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -100,7 +101,7 @@ def test_fencing__paused_worker_cannot_commit_after_a_takeover(
     app = worker_app
     key = f"fenced-{step}"
     job = wa.Napper(hold=STEP) if step == "hold_step" else wa.Napper(wait=STEP)
-    options = {"poll_interval": 0.2, "lock_timeout": LOCK_TIMEOUT}
+    options: dict[str, Any] = {"poll_interval": 0.2, "lock_timeout": LOCK_TIMEOUT}
     with wa.worker_processes() as started:
         first = wa.spawn_worker(database_url, tmp_path / "first.log", **options)
         started.append(first)

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 
@@ -373,7 +373,7 @@ def __getattr__(name: str) -> Any:
 
 
 def wait_for(
-    probe: Callable[[], T],
+    probe: Callable[[], T | Literal[False] | None],
     what: str,
     timeout: float = 30.0,
     every: float = 0.01,
