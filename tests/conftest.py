@@ -5,81 +5,50 @@ Every database-backed test runs once per backend (``sqlite``, ``postgresql``,
 Locally a backend whose server is unreachable is skipped; with ``CI`` set in the
 environment it is a failure, so CI can never pass without testing all three.
 
-On PostgreSQL a test's "database" is a schema of its own in the ``test`` database
-(selected through ``search_path`` in the URL): creating a schema takes milliseconds
-where CREATE DATABASE takes a second. Server addresses can be changed with
-``ACIDIC_TEST_POSTGRESQL`` and ``ACIDIC_TEST_MYSQL`` (URLs of an admin connection).
+How the databases are made, and which servers hold them: tests/support/databases.py.
+
+Tests marked ``private_postgresql`` stop, restart or kill PostgreSQL: their database is
+on a private cluster that the suite starts itself (tests/support/pg_cluster.py), never
+on the server of ``ACIDIC_TEST_POSTGRESQL``, which other people may be using. They all
+run in one xdist worker, so that a run starts one such cluster.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 import acidic
+from tests.support.databases import BACKENDS, IN_CI, create_database
+from tests.support.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
 
-POSTGRESQL_ADMIN = os.environ.get(
-    "ACIDIC_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-MYSQL_ADMIN = os.environ.get("ACIDIC_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
-BACKENDS = ("sqlite", "postgresql", "mysql")
-IN_CI = bool(os.environ.get("CI"))
+PRIVATE = "private_postgresql"
 
 
-def _unavailable(backend: str, exc: Exception) -> None:
-    message = f"{backend} is not reachable: {exc}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI is set: database tests must run, not skip)")
-    pytest.skip(message)
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker(PRIVATE) is not None:
+            item.add_marker(pytest.mark.xdist_group(PRIVATE))
 
 
-def _admin_engine(backend: str) -> sa.Engine:
-    if backend == "postgresql":
-        url = sa.make_url(POSTGRESQL_ADMIN).set(drivername="postgresql+psycopg")
-    else:
-        url = sa.make_url(MYSQL_ADMIN).set(drivername="mysql+pymysql")
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+@pytest.fixture(scope="session")
+def private_postgresql() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this test session's own, for the tests that stop,
+    restart or kill the server; stopped and removed at the end of the session.
 
-
-def create_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """Yield the URL of a new, empty database of ``backend``; drop it afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'acidic.sqlite3'}"
-        return
-    name = f"acidic_t_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine(backend)
-    kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
+    Where it cannot run (no PostgreSQL binaries) its tests are skipped, unless ``CI``
+    is set: then they fail, like an unreachable database server."""
     try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE {kind} {name}")
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        _unavailable(backend, exc)
-    if backend == "postgresql":
-        url = admin.url.update_query_dict(
-            {"options": f"-csearch_path={name}", "application_name": name}
-        )
-    else:
-        url = admin.url.set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            if backend == "postgresql":
-                # End the test's leftover sessions (e.g. of killed children) first.
-                conn.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE application_name = '{name}'"
-                )
-                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-            else:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
+        with private_cluster() as cluster:
+            yield cluster
+    except ClusterUnavailable as exc:
+        message = f"no private PostgreSQL cluster: {exc}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI is set: these tests must run, not skip)")
+        pytest.skip(message)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -88,15 +57,26 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each backend in turn."""
-    yield from create_database(backend, tmp_path)
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of each backend in turn (on the private cluster for the
+    tests marked ``private_postgresql``)."""
+    if request.node.get_closest_marker(PRIVATE) is None:
+        yield from create_database(backend, tmp_path)
+        return
+    if backend != "postgresql":
+        raise pytest.UsageError(f"{request.node.nodeid}: {PRIVATE} is for postgresql only")
+    cluster: PrivateCluster = request.getfixturevalue(PRIVATE)
+    cluster.ensure_running()  # whatever the previous test left
+    yield from create_database(
+        backend, tmp_path, admin_url=cluster.admin_url, before_drop=cluster.ensure_running
+    )
 
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[acidic.App]:
-    """A migrated App on a fresh database, with the test jobs of ``tests.jobs`` registered."""
-    from tests import jobs
+    """A migrated App on a fresh database, with the test jobs of ``tests.support.jobs``
+    registered."""
+    from tests.support import jobs
 
     application = jobs.make_app(database_url)
     application.migrate()

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.test_migrations import _fill_runs, analyze_runs
+from tests.support.bulk import analyze_runs, fill_runs
 
 BACKLOG = 20_000
 
@@ -42,7 +42,7 @@ def test_claim__walks_the_claim_index_instead_of_sorting_the_backlog(
     with acidic.App(database_url) as app:
         app.migrate()
         with app.engine.begin() as conn:
-            _fill_runs(conn, BACKLOG)
+            fill_runs(conn, BACKLOG)
             conn.execute(
                 sa.text(
                     "UPDATE acidic_runs SET status = 'pending', queue = 'default',"

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 import acidic
-
-ACIDIC = Path(sys.executable).with_name("acidic")
-
-
-def run_cli(
-    *args: str, cwd: Path | None = None, url: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``acidic ARGS`` with ``$ACIDIC_DATABASE_URL`` set to ``url`` (or unset)."""
-    env = {k: v for k, v in os.environ.items() if k != "ACIDIC_DATABASE_URL"}
-    if url is not None:
-        env["ACIDIC_DATABASE_URL"] = url
-    return subprocess.run(
-        [str(ACIDIC), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support.cli import ACIDIC, run_cli
 
 
 def test_cli__script_is_installed() -> None:

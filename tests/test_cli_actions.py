@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 import acidic
-from tests.dashboard import ops_app
-from tests.dashboard.support import seed
-from tests.jobs import get_run
-from tests.test_cli import ACIDIC
+from tests.support.cli import ACIDIC
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import seed
+from tests.support.jobs import get_run
 from tests.test_cli_runs import ROOT, cli, cli_json
 
 

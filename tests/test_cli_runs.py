@@ -1,23 +1,23 @@
 """``acidic runs``, ``acidic stats`` and ``acidic prune``: the real console script on
-each database, against runs made by real jobs (:mod:`tests.dashboard.ops_app`)."""
+each database, against runs made by real jobs (:mod:`tests.support.dashboard.ops_app`)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import acidic
-from tests.dashboard import ops_app
-from tests.dashboard.support import seed
-from tests.jobs import get_run
-from tests.test_cli import ACIDIC, run_cli
+from tests.support.cli import ACIDIC, run_cli
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import seed
+from tests.support.jobs import get_run
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = "tests.dashboard.ops_app:app"
+APP = "tests.support.dashboard.ops_app:app"
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ def test_job_redact__must_be_a_list_of_names() -> None:
 
         class Bad(acidic.Job):
             x: int
-            redact = "x"
+            redact = "x"  # type: ignore[assignment]  # the wrong type, on purpose
 
             @acidic.step
             def s(self, tx: object) -> None: ...
@@ -321,7 +321,7 @@ def test_admin__bad_arguments_are_value_or_type_errors_naming_them(seeded: acidi
 
     admin = Admin(seeded)
     hour = dt.timedelta(hours=1)
-    value_errors = [
+    value_errors: list[tuple[Callable[[], object], str]] = [
         (lambda: admin.list_runs(limit=0), "limit must be from 1 to 1000"),
         (lambda: admin.list_runs(cursor="next"), "invalid cursor 'next'"),
         (lambda: admin.stats(dt.timedelta(0)), "window must be longer than 0"),
@@ -331,10 +331,10 @@ def test_admin__bad_arguments_are_value_or_type_errors_naming_them(seeded: acidi
         (lambda: admin.distinct("status"), "'job' or 'queue'"),  # type: ignore[arg-type]
     ]
     for call, says in value_errors:
-        with pytest.raises(ValueError, match=says) as caught:
+        with pytest.raises(ValueError, match=says) as refused:
             call()
-        assert isinstance(caught.value, acidic.AcidicError)
-    type_errors = [
+        assert isinstance(refused.value, acidic.AcidicError)
+    type_errors: list[tuple[Callable[[], object], str]] = [
         (lambda: admin.list_runs(limit="5"), "limit must be an int"),  # type: ignore[arg-type]
         (lambda: admin.list_runs(cursor=5), "cursor must be a str"),  # type: ignore[arg-type]
         (lambda: admin.stats(3600), "window must be a datetime.timedelta"),  # type: ignore[arg-type]
@@ -343,6 +343,6 @@ def test_admin__bad_arguments_are_value_or_type_errors_naming_them(seeded: acidi
         (lambda: RunFilter(since="1h"), "since must be a datetime"),  # type: ignore[arg-type]
     ]
     for call, says in type_errors:
-        with pytest.raises(TypeError, match=says) as caught:
+        with pytest.raises(TypeError, match=says) as mistyped:
             call()
-        assert isinstance(caught.value, acidic.AcidicError)
+        assert isinstance(mistyped.value, acidic.AcidicError)

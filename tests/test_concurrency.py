@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import acidic
-from tests import procs
-from tests.jobs import CreateRide, Hold, effect_counts, make_app, rides
+from tests.support import procs
+from tests.support.jobs import CreateRide, Hold, effect_counts, make_app, rides
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.jobs import CreateRide, effect_counts, make_app, rides
+from tests.support import procs
+from tests.support.jobs import CreateRide, effect_counts, make_app, rides
 
 pytestmark = pytest.mark.slow
 

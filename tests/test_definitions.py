@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.jobs import create_tables, effect_counts, effects
+from tests.support.jobs import create_tables, effect_counts, effects
 
 FAIL: set[str] = set()
 RAN: list[str] = []  # "<Class>.<step>" for every step body that ran

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.jobs import effect_counts, effects, get_run, migrated_app
+from tests.support.jobs import effect_counts, effects, get_run, migrated_app
 
 RAN: Counter[str] = Counter()
 FAIL: set[str] = set()
@@ -589,7 +589,7 @@ def test_arguments__json_value_in_any_field_round_trips(keys_app: acidic.App) ->
 
 @pytest.mark.parametrize("job", [BadCtx, BadCtxForeign], ids=["transactional", "foreign"])
 def test_ctx__unstorable_value_raises_at_assignment_and_nothing_is_half_written(
-    keys_app: acidic.App, job: type[acidic.Job]
+    keys_app: acidic.App, job: type[BadCtx | BadCtxForeign]
 ) -> None:
     for case in CTX_CASES:
         key = f"c-{case}"

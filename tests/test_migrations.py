@@ -26,7 +26,8 @@ import sqlalchemy as sa
 
 import acidic
 from acidic._storage._schema import metadata, runs, schema_version
-from tests.conftest import create_database
+from tests.support.bulk import analyze_runs, fill_runs
+from tests.support.databases import create_database
 
 DIALECT_DIRS = ("mysql", "postgresql", "sqlite")
 # The runner's own pattern: a file that does not match it is silently ignored.
@@ -602,32 +603,6 @@ def test_runs_table__keys_are_unique_and_compared_byte_for_byte(database_url: st
     assert found == longest
 
 
-def _fill_runs(conn: sa.Connection, rows: int) -> None:
-    """Insert ``rows`` runs (keys ``key-0`` …) in one INSERT … SELECT, on any backend."""
-    digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
-    number = "a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d"
-    key = "CONCAT('key-', n)" if conn.dialect.name in ("mysql", "mariadb") else "'key-' || n"
-    conn.exec_driver_sql(
-        "INSERT INTO acidic_runs (idempotency_key, job, args, steps, status, ctx, attempts,"
-        " created_at)"
-        f" SELECT {key}, 'job', '{{}}', '[]', 'succeeded', '{{}}', 1, '2024-01-01 00:00:00'"
-        f" FROM (SELECT {number} AS n FROM ({digits}) a CROSS JOIN ({digits}) b"
-        f" CROSS JOIN ({digits}) c CROSS JOIN ({digits}) e CROSS JOIN ({digits}) f) numbers"
-        f" WHERE n < {rows}"
-    )
-
-
-def analyze_runs(conn: sa.Connection) -> None:
-    """Refresh the planner's statistics of acidic_runs, after a bulk insert."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        conn.exec_driver_sql("ANALYZE acidic_runs")
-    elif name == "sqlite":
-        conn.exec_driver_sql("ANALYZE")
-    else:
-        conn.exec_driver_sql("ANALYZE TABLE acidic_runs").all()
-
-
 def _plan(conn: sa.Connection, query: str) -> str:
     name = conn.dialect.name
     if name == "sqlite":
@@ -642,7 +617,7 @@ def test_runs_table__key_lookup_uses_the_index(backend: str, database_url: str) 
     with acidic.App(database_url) as app:
         app.migrate()
         with app.engine.begin() as conn:
-            _fill_runs(conn, 20_000)
+            fill_runs(conn, 20_000)
         with app.engine.connect() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one()
             analyze_runs(conn)

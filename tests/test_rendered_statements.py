@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 import acidic
 from acidic.testing import Clock
-from tests import jobs
-from tests.conftest import create_database
+from tests.support import jobs
+from tests.support.databases import create_database
 
 TOKYO = dt.timezone(dt.timedelta(hours=9))
 START = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)

@@ -4,7 +4,7 @@ stored, and a finished key returns that result without running anything again.""
 from __future__ import annotations
 
 import acidic
-from tests.jobs import CreateRide, effect_counts
+from tests.support.jobs import CreateRide, effect_counts
 
 
 def test_run__all_steps_succeed_once_in_order(app: acidic.App) -> None:

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.jobs import effect_counts, effects, get_run, migrated_app
+from tests.support.jobs import effect_counts, effects, get_run, migrated_app
 
 
 class Boom(Exception):

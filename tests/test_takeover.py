@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import acidic
-from tests import procs
-from tests.jobs import CreateRide, ShortLockRide, effect_counts, make_app
+from tests.support import procs
+from tests.support.jobs import CreateRide, ShortLockRide, effect_counts, make_app
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_takeover__stopped_owner_cannot_commit_its_transactional_step(
     args = {"seconds": SECONDS}
     with procs.children() as children:
         taker = procs.prepare(database_url, "Slow", key, args, LOCK_TIMEOUT)
-        owner = procs.spawn("tests.run_job", database_url, "Slow", key, args, LOCK_TIMEOUT)
+        owner = procs.spawn("tests.support.run_job", database_url, "Slow", key, args, LOCK_TIMEOUT)
         children += [taker, owner]
 
         # Stop the owner while it sleeps in hold with hold's transaction open.
@@ -158,7 +158,7 @@ def test_takeover__stopped_owner_cannot_commit_its_non_transactional_step(
     args = {"seconds": SECONDS}
     with procs.children() as children:
         taker = procs.prepare(database_url, "Slow", key, args, LOCK_TIMEOUT)
-        owner = procs.spawn("tests.run_job", database_url, "Slow", key, args, LOCK_TIMEOUT)
+        owner = procs.spawn("tests.support.run_job", database_url, "Slow", key, args, LOCK_TIMEOUT)
         children += [taker, owner]
 
         # Stop the owner while it sleeps in wait, with no transaction open.

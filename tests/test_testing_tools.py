@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import acidic
 from acidic.testing import Clock, assert_each_step_succeeded_once, crash_points
-from tests import jobs
+from tests.support import jobs
 
 
 class Nap(acidic.Job):

@@ -1,6 +1,6 @@
 """The worker's process-level promises, with real ``acidic worker`` processes.
 
-Every test starts workers as ``acidic worker --app tests.worker_app:app`` in process
+Every test starts workers as ``acidic worker --app tests.support.worker_app:app`` in process
 groups of their own, talks to them only through the database and signals, and kills
 whatever is left in a ``finally``. What is proved (issue 3, "What must hold"):
 
@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 import acidic
 from acidic._storage._schema import runs
-from tests import worker_app as wa
+from tests.support import worker_app as wa
 
 pytestmark = pytest.mark.slow
 

@@ -1,16 +1,14 @@
 """PostgreSQL restarts under running workers: nothing is lost, nothing runs twice.
 
-Disruptive: it restarts the machine's PostgreSQL server, so every other user of the
-server sees its connections dropped. ``scripts/test`` runs it alone, after the main
-(parallel) run; it always starts PostgreSQL again before it ends.
+The server restarted is the suite's private cluster (``private_postgresql``, see
+tests/conftest.py), never the server of ``ACIDIC_TEST_POSTGRESQL``.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +16,15 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import worker_app as wa
-from tests.conftest import IN_CI
+from tests.support import worker_app as wa
+from tests.support.pg_cluster import PrivateCluster
 
-pytestmark = pytest.mark.disruptive
+pytestmark = pytest.mark.private_postgresql
 
 RUNS = 200
 #: Seconds each run holds its transaction open, so that the restart finds steps running.
 PAUSE = 0.1
 LOCK_TIMEOUT = 2.0
-CLUSTERS = Path("/etc/postgresql")
-
-
-def _pg_ctlcluster(action: str) -> subprocess.CompletedProcess[str]:
-    version = sorted(os.listdir(CLUSTERS))[-1]
-    return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _accepts_connections(app: acidic.App) -> bool:
-    try:
-        with wa.reader(app).connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError:
-        return False
-    return True
-
-
-def _ensure_postgresql_running(app: acidic.App) -> None:
-    """Start the server unless it runs, and wait until it accepts connections."""
-    if _pg_ctlcluster("status").returncode != 0:
-        started = _pg_ctlcluster("start")
-        assert started.returncode == 0, started.stdout + started.stderr
-    wa.wait_for(lambda: _accepts_connections(app), "PostgreSQL to accept connections", 60, 0.1)
 
 
 def _status_counts(app: acidic.App) -> dict[str, int]:
@@ -66,19 +35,14 @@ def _status_counts(app: acidic.App) -> dict[str, int]:
 
 
 @pytest.fixture
-def app(database_url: str) -> Any:
-    if not CLUSTERS.is_dir() or os.geteuid() != 0:
-        message = "restarting PostgreSQL needs root and pg_ctlcluster"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+def app(database_url: str) -> Iterator[acidic.App]:
     with wa.migrated(database_url) as application:
         yield application
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_worker__postgresql_restart_loses_nothing_and_runs_nothing_twice(
-    app: acidic.App, database_url: str, tmp_path: Path
+    app: acidic.App, database_url: str, private_postgresql: PrivateCluster, tmp_path: Path
 ) -> None:
     exec_log = tmp_path / "executions"
     exec_log.mkdir()
@@ -106,11 +70,10 @@ def test_worker__postgresql_restart_loses_nothing_and_runs_nothing_twice(
                 60,
                 0.02,
             )
-            restarted = _pg_ctlcluster("restart")
-            assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+            private_postgresql.restart()
             restarted_us = wa.now_us()
         finally:
-            _ensure_postgresql_running(app)
+            private_postgresql.ensure_running()
         app.engine.dispose()  # the pools' connections died with the server
         wa.dispose_engines()
         done_at_restart = _status_counts(app).get("succeeded", 0)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import acidic
-from tests import worker_app as wa
+from tests.support import worker_app as wa
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("worker-cpu-bound")]
 

@@ -11,13 +11,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import acidic
 from acidic._admin import Admin
-from tests.dashboard import ops_app
-from tests.dashboard.support import (
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import (
     ACIDIC,
     CHROMIUM,
     ROOT,
@@ -32,9 +33,11 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Dialog, Page
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard-browser")]
 
-Page = playwright_api.Page
 expect = playwright_api.expect
 
 
@@ -63,7 +66,7 @@ def served(app: acidic.App, url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     with playwright_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -73,18 +76,18 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[Page]:
-    context = browser.new_context()  # type: ignore[attr-defined]
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
     tab = context.new_page()
     dialogs: list[str] = []
 
-    def on_dialog(dialog: object) -> None:
-        message = dialog.message  # type: ignore[attr-defined]
+    def on_dialog(dialog: Dialog) -> None:
+        message = dialog.message
         dialogs.append(message)
-        if "alert" in dialog.type:  # type: ignore[attr-defined]
-            dialog.dismiss()  # type: ignore[attr-defined]
+        if "alert" in dialog.type:
+            dialog.dismiss()
         else:
-            dialog.accept()  # type: ignore[attr-defined]
+            dialog.accept()
 
     tab.on("dialog", on_dialog)
     tab.dialogs = dialogs  # type: ignore[attr-defined]
@@ -267,7 +270,7 @@ def test_token__login_required_wrong_token_refused_right_one_accepted(
 
 
 def test_auth_callback__decides_who_gets_in(app: acidic.App, url: str) -> None:
-    with dashboard(url, "--auth", "tests.dashboard.host_app:allowed") as base:
+    with dashboard(url, "--auth", "tests.support.dashboard.host_app:allowed") as base:
         for headers, expected in (({}, 403), ({"X-User": "admin"}, 200)):
             request = urllib.request.Request(base + "/", headers=headers)
             try:
@@ -303,9 +306,9 @@ def test_cli__refuses_to_start_without_authentication_or_with_bad_options(
 
 
 def test_pages__read_and_act_with_javascript_disabled(
-    served: str, app: acidic.App, browser: object
+    served: str, app: acidic.App, browser: Browser
 ) -> None:
-    context = browser.new_context(java_script_enabled=False)  # type: ignore[attr-defined]
+    context = browser.new_context(java_script_enabled=False)
     try:
         page = context.new_page()
         page.goto(served + "/")

@@ -1,5 +1,5 @@
 """The dashboard mounted in another ASGI application (``create_app`` with an auth
-callback, :mod:`tests.dashboard.host_app`), served by a real uvicorn process on each
+callback, :mod:`tests.support.dashboard.host_app`), served by a real uvicorn process on each
 database, spoken to over HTTP."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 
 import acidic
-from tests.dashboard import ops_app
-from tests.dashboard.support import ROOT, free_port, seed, status_of, wait_for
+from tests.support.dashboard import ops_app
+from tests.support.dashboard.helpers import ROOT, free_port, seed, status_of, wait_for
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -60,7 +60,7 @@ class Client:
 
 @pytest.fixture
 def mounted(database_url: str) -> Iterator[tuple[str, acidic.App]]:
-    """``tests.dashboard.host_app`` served by uvicorn in a child process."""
+    """``tests.support.dashboard.host_app`` served by uvicorn in a child process."""
     app = ops_app.make_app(database_url)
     app.migrate()
     seed(app)
@@ -71,7 +71,7 @@ def mounted(database_url: str) -> Iterator[tuple[str, acidic.App]]:
             sys.executable,
             "-m",
             "uvicorn",
-            "tests.dashboard.host_app:host",
+            "tests.support.dashboard.host_app:host",
             "--port",
             str(port),
             "--log-level",
@@ -136,7 +136,9 @@ def test_mounted__auth_callback_pages_and_a_csrf_checked_retry(
     assert done.location == "/ops/run?key=flaky-0&notice=retried"
     assert status_of(app, "flaky-0") == "pending"
     # flaky-0 was started by app.run: retried, it joins the default queue for workers.
-    assert app.get("flaky-0").queue == "default"
+    retried = app.get("flaky-0")
+    assert retried is not None
+    assert retried.queue == "default"
     assert "a worker will pick it up" in admin.send(done.location.removeprefix("/ops")).body
 
     again = admin.send("/run/retry", {"key": "flaky-0", "csrf_token": token[1]})

@@ -9,14 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import worker_app as wa
-from tests.faults import fault_app
-from tests.faults.support import admin_engine
+from tests.support import worker_app as wa
+from tests.support.faults import fault_app
+from tests.support.faults.helpers import admin_engine
 
 
 @pytest.fixture
 def chaos_app(database_url: str) -> Iterator[acidic.App]:
-    """A migrated App with :class:`tests.faults.fault_app.Chaos` registered and the
+    """A migrated App with :class:`tests.support.faults.fault_app.Chaos` registered and the
     worker tests' tables (``worker_effects``) created."""
     with wa.migrated(database_url, fault_app.make_app) as application:
         yield application

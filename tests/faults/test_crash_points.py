@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 import acidic
 from acidic.testing import CrashPoint, assert_each_step_succeeded_once, crash_points
-from tests import jobs
+from tests.support import jobs
 
 
 def _assert_coherent(history: Sequence[acidic.StepEvent]) -> None:
@@ -40,7 +40,7 @@ def _rides(app: acidic.App) -> int:
 def _check_every_point(app: acidic.App, mode: acidic.testing.CrashMode) -> list[CrashPoint]:
     ride = jobs.CreateRide(user_id=7, origin="Paris", target="Lyon")
     points = []
-    for crashed in crash_points(app, ride, mode=mode, app_factory="tests.jobs:make_app"):
+    for crashed in crash_points(app, ride, mode=mode, app_factory="tests.support.jobs:make_app"):
         where = f"crashed at {crashed.point}"
         assert crashed.crashed, where
         run = crashed.run

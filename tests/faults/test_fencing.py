@@ -18,14 +18,15 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 import acidic
 from acidic._storage._schema import runs
-from tests import worker_app as wa
-from tests.jobs import get_run
+from tests.support import worker_app as wa
+from tests.support.jobs import get_run
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +101,7 @@ def test_fencing__paused_worker_cannot_commit_after_a_takeover(
     app = worker_app
     key = f"fenced-{step}"
     job = wa.Napper(hold=STEP) if step == "hold_step" else wa.Napper(wait=STEP)
-    options = {"poll_interval": 0.2, "lock_timeout": LOCK_TIMEOUT}
+    options: dict[str, Any] = {"poll_interval": 0.2, "lock_timeout": LOCK_TIMEOUT}
     with wa.worker_processes() as started:
         first = wa.spawn_worker(database_url, tmp_path / "first.log", **options)
         started.append(first)

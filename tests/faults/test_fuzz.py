@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import acidic
 from acidic._storage._schema import history, runs
-from tests import jobs
+from tests.support import jobs
 
 FUZZ = settings(
     max_examples=40,

@@ -6,13 +6,13 @@ stale, and the next ``app.run`` of the key then finishes it, its effect once.
 
 tests/test_worker_restart.py restarts PostgreSQL under worker processes (their
 failures are recorded once the server is back); this is the inline path where the
-server is still down when acidic tries to record the failure. Disruptive: it stops
-the machine's PostgreSQL for a few seconds (run alone, after the main suite).
+server is still down when acidic tries to record the failure. The server stopped is
+the suite's private cluster (``private_postgresql``, see tests/conftest.py), never the
+server of ``ACIDIC_TEST_POSTGRESQL``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback
@@ -23,13 +23,13 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.faults.support import admin_engine, sessions, with_application_name
-from tests.faults.test_pg_terminate import SleepInTx
-from tests.jobs import effect_counts, get_run
-from tests.test_worker_restart import CLUSTERS, _pg_ctlcluster
+from tests.support import procs
+from tests.support.faults.helpers import admin_engine, sessions, with_application_name
+from tests.support.faults.pg_jobs import SleepInTx
+from tests.support.jobs import effect_counts, get_run
+from tests.support.pg_cluster import PrivateCluster
 
-pytestmark = [pytest.mark.disruptive, pytest.mark.parametrize("backend", ["postgresql"])]
+pytestmark = [pytest.mark.private_postgresql, pytest.mark.parametrize("backend", ["postgresql"])]
 
 LOCK_TIMEOUT = 2.0
 
@@ -38,31 +38,18 @@ class UndocumentedError(AssertionError):
     """app.run raised something else than the documented error."""
 
 
-def _accepts(engine: sa.Engine) -> bool:
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError:
-        return False
-    return True
-
-
 @pytest.fixture
-def admin(database_url: str) -> Iterator[sa.Engine]:
-    if not CLUSTERS.is_dir() or os.geteuid() != 0:
-        pytest.skip("stopping PostgreSQL needs root and pg_ctlcluster")
+def admin(database_url: str, private_postgresql: PrivateCluster) -> Iterator[sa.Engine]:
     engine = admin_engine(database_url)
     try:
         yield engine
     finally:
-        if _pg_ctlcluster("status").returncode != 0:
-            _pg_ctlcluster("start")
-        procs.wait_for(lambda: _accepts(engine), "PostgreSQL to accept connections", 60, 0.1)
+        private_postgresql.ensure_running()
         engine.dispose()
 
 
 def test_pg_down__inline_step_whose_failure_cannot_be_recorded(
-    app: acidic.App, database_url: str, admin: sa.Engine
+    app: acidic.App, database_url: str, admin: sa.Engine, private_postgresql: PrivateCluster
 ) -> None:
     key = "pg-down-inline"
     name = "acidic_victim_pg_down"
@@ -84,15 +71,13 @@ def test_pg_down__inline_step_whose_failure_cannot_be_recorded(
             "the step",
             30,
         )
-        stopped = _pg_ctlcluster("stop")
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        private_postgresql.stop()
         try:
             thread.join(60)  # the step ends while the server is down
             assert not thread.is_alive()
         finally:
-            started = _pg_ctlcluster("start")
-            assert started.returncode == 0, started.stdout + started.stderr
-        procs.wait_for(lambda: _accepts(admin), "PostgreSQL to accept connections", 60, 0.1)
+            private_postgresql.start()
+        private_postgresql.ensure_running()
         app.engine.dispose()
 
         error = outcome.get("error")

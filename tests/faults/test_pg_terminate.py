@@ -6,7 +6,9 @@ The App under test connects with an ``application_name`` of its own, so that the
 test terminates its sessions only (never the test's). Inline, the caller sees the
 documented error and the next ``app.run`` of the key finishes the run; with worker
 processes, sessions are terminated every few hundred milliseconds while runs drain,
-and the workers must retry, take over and finish everything.
+and the workers must retry, take over and finish everything. On the suite's private
+cluster (``private_postgresql``, see tests/conftest.py): killing server processes is
+not for a server that others use.
 """
 
 from __future__ import annotations
@@ -23,31 +25,18 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests import worker_app as wa
-from tests.faults import fault_app
-from tests.faults.support import sessions, terminate, with_application_name
-from tests.jobs import effect_counts, effects, get_run
+from tests.support import procs
+from tests.support import worker_app as wa
+from tests.support.faults import fault_app
+from tests.support.faults.helpers import sessions, terminate, with_application_name
+from tests.support.faults.pg_jobs import SleepInTx
+from tests.support.jobs import effect_counts, effects, get_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["postgresql"])]
-
-
-class SleepInTx(acidic.Job):
-    """Writes its effect, then (first attempt only) waits inside its open transaction:
-    in Python (``where="python"``) or in a statement (``where="statement"``)."""
-
-    where: str
-    seconds: float
-
-    @acidic.step
-    def work(self, tx: sa.Connection) -> acidic.Response:
-        tx.execute(effects.insert().values(run_key=self.key, step="work"))
-        if self.attempt == 1:
-            if self.where == "python":
-                time.sleep(self.seconds)
-            else:
-                tx.execute(sa.text("SELECT pg_sleep(:s)"), {"s": self.seconds})
-        return acidic.Response(self.attempt)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.private_postgresql,
+    pytest.mark.parametrize("backend", ["postgresql"]),
+]
 
 
 class SleepOutside(acidic.Job):

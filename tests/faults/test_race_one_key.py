@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 import acidic
-from tests import procs
-from tests.faults.support import racers
-from tests.jobs import effect_counts, get_run, rides
+from tests.support import procs
+from tests.support.faults.helpers import racers
+from tests.support.jobs import effect_counts, get_run, rides
 
 pytestmark = pytest.mark.slow
 

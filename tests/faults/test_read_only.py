@@ -34,8 +34,8 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.jobs import create_tables, effect_counts, effects, get_run
+from tests.support import procs
+from tests.support.jobs import create_tables, effect_counts, effects, get_run
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +81,13 @@ class Gate(acidic.Job):
 
 class GateShortLock(Gate):
     lock_timeout = 1.0
+
+
+def _options(url: sa.URL) -> str:
+    """The ``options`` of a test database's PostgreSQL URL (``-csearch_path=...``)."""
+    options = url.query["options"]
+    assert isinstance(options, str), options
+    return options
 
 
 def _app(url: str, **options: Any) -> acidic.App:
@@ -270,7 +277,7 @@ def _limited_user(admin: sa.Engine, database_url: str) -> Iterator[tuple[str, st
     url = sa.make_url(database_url)
     with admin.connect() as conn:
         if admin.dialect.name == "postgresql":
-            schema = url.query["options"].split("search_path=")[1].split()[0]
+            schema = _options(url).split("search_path=")[1].split()[0]
             conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
             conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {name}")
             conn.exec_driver_sql(
@@ -309,7 +316,7 @@ def _writes(admin: sa.Engine, name: str, database_url: str, grant: bool) -> None
     verb, prep = ("GRANT", "TO") if grant else ("REVOKE", "FROM")
     with admin.connect() as conn:
         if admin.dialect.name == "postgresql":
-            options = sa.make_url(database_url).query["options"]
+            options = _options(sa.make_url(database_url))
             schema = options.split("search_path=")[1].split()[0]
             conn.exec_driver_sql(
                 f"{verb} INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} {prep} {name}"
@@ -371,7 +378,7 @@ def test_read_only__postgresql_read_only_session(app: acidic.App, database_url: 
             writable.run(Gate(n=1), key=key)
         Gate.fail = False
     parsed = sa.make_url(database_url)
-    options = parsed.query["options"] + " -cdefault_transaction_read_only=on"
+    options = _options(parsed) + " -cdefault_transaction_read_only=on"
     read_only_url = parsed.update_query_dict({"options": options}).render_as_string(
         hide_password=False
     )
@@ -462,7 +469,7 @@ def test_read_only__postgresql_disk_full(
 ) -> None:
     key = "pg-disk-full"
     job = Gate(n=1, blob=1024 * 1024)
-    schema = sa.make_url(database_url).query["options"].split("search_path=")[1].split()[0]
+    schema = _options(sa.make_url(database_url)).split("search_path=")[1].split()[0]
     blobs_metadata.create_all(app.engine)
     with _full_tablespace(admin, schema) as fs, _app(database_url) as writer:
         Gate.fail = True

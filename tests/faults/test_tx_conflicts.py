@@ -26,8 +26,8 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests import procs
-from tests.jobs import effect_counts, effects, get_run
+from tests.support import procs
+from tests.support.jobs import effect_counts, effects, get_run
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ class Race:
 def _sqlstate_or_code(exc: BaseException | None) -> object:
     """PostgreSQL's SQLSTATE, or MySQL/MariaDB's error number, of a driver error."""
     orig = getattr(exc, "orig", None) or exc
-    if type(orig).__module__.startswith("pymysql"):
+    if orig is not None and type(orig).__module__.startswith("pymysql"):
         return orig.args[0]
     return getattr(orig, "sqlstate", None)
 
@@ -74,9 +74,10 @@ class Skew(acidic.Job):
         if self.attempt == 1:
             Race.barrier.wait()  # both have read and written; neither has committed
             if self.n == 1:
-                assert Race.app is not None
+                other = Race.app
+                assert other is not None
                 procs.wait_for(
-                    lambda: (r := Race.app.get("skew-0")) is not None and r.succeeded,
+                    lambda: (r := other.get("skew-0")) is not None and r.succeeded,
                     "the other run to commit",
                     BARRIER_TIMEOUT,
                 )

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import acidic
-from tests import worker_app as wa
-from tests.faults import fault_app
+from tests.support import worker_app as wa
+from tests.support.faults import fault_app
 
 pytestmark = pytest.mark.slow
 

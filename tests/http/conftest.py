@@ -1,4 +1,4 @@
-"""Fixtures of the HTTP tests: the test API (tests/http/apps.py) served for real, as
+"""Fixtures of the HTTP tests: the test API (tests/support/http/apps.py) served for real, as
 FastAPI on uvicorn (``asgi``) and Flask on Werkzeug (``wsgi``), on each backend of
 tests/conftest.py, and an httpx client for it."""
 
@@ -11,8 +11,8 @@ import pytest
 
 import acidic
 import acidic.http
-from tests.http import apps
-from tests.http.servers import serve_asgi, serve_wsgi
+from tests.support.http import apps
+from tests.support.http.servers import serve_asgi, serve_wsgi
 
 
 @pytest.fixture(params=["asgi", "wsgi"])

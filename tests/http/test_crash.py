@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 import acidic
-from tests import jobs
-from tests.http.helpers import REPLAYED, job_key, post, record_key
+from tests.support import jobs
+from tests.support.http.helpers import REPLAYED, job_key, post, record_key
 
 RIDE = {"user_id": 7, "origin": "Kreuzberg", "target": "Mitte"}
 
@@ -30,7 +30,7 @@ def server(
     if crash:
         env["ACIDIC_TEST_CRASH"] = crash
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.http.serve", kind, url],
+        [sys.executable, "-m", "tests.support.http.serve", kind, url],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

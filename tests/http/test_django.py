@@ -15,9 +15,9 @@ import pytest
 
 import acidic
 import acidic.http
-from tests.http import apps
-from tests.http.helpers import REPLAYED, assert_problem, post
-from tests.http.servers import serve_wsgi
+from tests.support.http import apps
+from tests.support.http.helpers import REPLAYED, assert_problem, post
+from tests.support.http.servers import serve_wsgi
 
 django = pytest.importorskip("django")
 

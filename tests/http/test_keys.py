@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 
 import acidic
-from tests import jobs
-from tests.http import apps
-from tests.http.helpers import REPLAYED, job_key, post, record_key
+from tests.support import jobs
+from tests.support.http import apps
+from tests.support.http.helpers import REPLAYED, job_key, post, record_key
 
 RIDE = {"user_id": 7, "origin": "Kreuzberg", "target": "Mitte"}
 

@@ -13,9 +13,9 @@ import pytest
 
 import acidic
 import acidic.http
-from tests.http import apps
-from tests.http.helpers import REPLAYED, assert_problem, post, record_key
-from tests.http.servers import serve_asgi, serve_wsgi
+from tests.support.http import apps
+from tests.support.http.helpers import REPLAYED, assert_problem, post, record_key
+from tests.support.http.servers import serve_asgi, serve_wsgi
 
 
 def test_key_locked__the_409_is_not_stored_and_the_retry_runs_the_handler(

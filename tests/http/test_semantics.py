@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 import acidic
 import acidic.http
-from tests.http import apps
-from tests.http.helpers import REPLAYED, assert_problem, post, record_key, stored_headers
-from tests.http.servers import serve_asgi, serve_wsgi
+from tests.support.http import apps
+from tests.support.http.helpers import REPLAYED, assert_problem, post, record_key, stored_headers
+from tests.support.http.servers import serve_asgi, serve_wsgi
 
 
 def test_first_request__runs_the_handler_and_a_repeat_replays_its_response(

@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 import acidic
 import acidic.http
-from tests.http import apps
-from tests.http.helpers import REPLAYED, assert_problem, post
-from tests.http.servers import serve_asgi
+from tests.support.http import apps
+from tests.support.http.helpers import REPLAYED, assert_problem, post
+from tests.support.http.servers import serve_asgi
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from acidic._encoding import MAX_KEY_LENGTH
 from acidic.http._fingerprint import InvalidKeyHeaderError, body_digest, parse_key
 from acidic.http._request import RequestInfo, identify
 from acidic.http._responses import asks_retry
-from tests.http.helpers import job_key, record_key
+from tests.support.http.helpers import job_key, record_key
 
 
 @pytest.mark.parametrize(

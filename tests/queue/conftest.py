@@ -1,4 +1,4 @@
-"""Fixtures of the queue tests: a fresh App with the jobs of :mod:`tests.queue.jobs`
+"""Fixtures of the queue tests: a fresh App with the jobs of :mod:`tests.support.queue.jobs`
 on each database, and that module's in-process records emptied around each test."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import acidic
-from tests.queue.jobs import build_app, reset
+from tests.support.queue.jobs import build_app, reset
 
 
 @pytest.fixture(autouse=True)

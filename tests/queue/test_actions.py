@@ -9,7 +9,7 @@ import pytest
 
 import acidic
 from acidic._engine._actions import ACTIONS
-from tests.queue.jobs import Gate, Note, get
+from tests.support.queue.jobs import Gate, Note, get
 
 
 def test_retry__of_a_pending_run_raises_run_state_error_naming_what_it_accepts(

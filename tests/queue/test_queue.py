@@ -2,7 +2,7 @@
 fairness, retries, cancellation, pruning, the graceful (and forced) stop of a worker,
 takeover of a dead owner's run, and several workers on one queue.
 
-Workers run in-process in a thread (``tests.queue.jobs.background``) with a short
+Workers run in-process in a thread (``tests.support.queue.jobs.background``) with a short
 poll interval; schedules, Sleep, Halt and signals are in ``test_schedules.py``.
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 import acidic
 from acidic._storage._schema import history, runs, signals
-from tests.jobs import effect_counts, rides
-from tests.queue.jobs import (
+from tests.support.jobs import effect_counts, rides
+from tests.support.queue.jobs import (
     CALLS,
     TIMES,
     Anything,
@@ -326,7 +326,7 @@ def test_retry__exhausted_max_attempts_fail_the_run_for_good(app: acidic.App) ->
         still = get(app, "doomed")
     assert (failed.status, failed.attempts, failed.max_attempts) == ("failed", 2, 2)
     assert failed.error is not None
-    assert (failed.error.type, failed.error.step) == ("tests.queue.jobs.Boom", "work")
+    assert (failed.error.type, failed.error.step) == ("tests.support.queue.jobs.Boom", "work")
     assert "attempt 2 failed" in failed.error.message
     assert (still.status, still.attempts, still.run_at) == ("failed", 2, None)
     assert len(TIMES["doomed", "work"]) == 2

@@ -11,8 +11,8 @@ import time
 import pytest
 
 import acidic
-from tests.jobs import effect_counts
-from tests.queue.jobs import (
+from tests.support.jobs import effect_counts
+from tests.support.queue.jobs import (
     READ,
     SENT,
     TIMES,

@@ -1,9 +1,9 @@
 """Helpers for the tests that run jobs in real child processes (crash, concurrency,
-takeover): starting ``python -m tests.run_job`` / ``tests.run_job_timed``, releasing
-a group of children at the same instant, and polling the database.
+takeover): starting ``python -m tests.support.run_job`` / ``tests.support.run_job_timed``,
+releasing a group of children at the same instant, and polling the database.
 
 Every child runs with ``cwd`` at the project root and the root on ``PYTHONPATH``, so
-``import tests.jobs`` works in it exactly as in the test process.
+``import tests.support.jobs`` works in it exactly as in the test process.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 
 import acidic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Seconds any single child may take before the test gives up on it.
 CHILD_TIMEOUT = 30.0
 
@@ -78,8 +78,8 @@ def run_job(
     lock_timeout: float | None = None,
     **env: str,
 ) -> tuple[int, str, str]:
-    """Run ``tests.run_job`` to its end: (returncode, stdout, stderr)."""
-    proc = spawn("tests.run_job", url, job, key, args, lock_timeout, env=child_env(**env))
+    """Run ``tests.support.run_job`` to its end: (returncode, stdout, stderr)."""
+    proc = spawn("tests.support.run_job", url, job, key, args, lock_timeout, env=child_env(**env))
     try:
         out, err = proc.communicate(timeout=CHILD_TIMEOUT)
     finally:
@@ -128,10 +128,10 @@ def prepare(
     lock_timeout: float | None = None,
     **env: str,
 ) -> subprocess.Popen[str]:
-    """Start a ``tests.run_job_timed`` child that imports and connects, then waits for
+    """Start a ``tests.support.run_job_timed`` child that imports and connects, then waits for
     :func:`release`: its ~1 s start-up overlaps whatever the test does meanwhile."""
     return spawn(
-        "tests.run_job_timed",
+        "tests.support.run_job_timed",
         url,
         job,
         key,
@@ -182,7 +182,7 @@ def run_together(
     late: int = 0,
     late_after: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Run ``n`` ``tests.run_job_timed`` children released at the same instant (the
+    """Run ``n`` ``tests.support.run_job_timed`` children released at the same instant (the
     last ``late`` of them ``late_after`` seconds after the others).
 
     Each child imports, connects and reports ready, then waits on its stdin; once all
@@ -204,7 +204,7 @@ def run_together(
 
 
 def wait_for(
-    probe: Callable[[], T | None],
+    probe: Callable[[], T | Literal[False] | None],
     what: str,
     timeout: float = 15.0,
     every: float = 0.005,

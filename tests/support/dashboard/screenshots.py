@@ -1,6 +1,6 @@
 """Take the dashboard screenshots of docs/screenshots/ (run by ``scripts/screenshots``).
 
-Seeds a fresh SQLite database with runs of :mod:`tests.dashboard.ops_app` (spread
+Seeds a fresh SQLite database with runs of :mod:`tests.support.dashboard.ops_app` (spread
 over the last hour, so the charts have something to show), starts the real
 ``acidic dashboard`` and ``acidic worker``, and photographs the overview, the runs
 list and two run pages with headless Chromium.
@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FOLDER = Path(tempfile.gettempdir()) / "acidic-demo"
 #: Written in the folder this script creates, so that it never deletes a folder of someone else's.
 MARKER = ".acidic-screenshots"
@@ -43,7 +43,7 @@ def _prepare(folder: Path) -> dict[str, str]:
     (folder / MARKER).touch()
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(ROOT / "src" / "acidic", folder / "lib" / "acidic", ignore=ignore)
-    shutil.copy(ROOT / "tests" / "dashboard" / "ops_app.py", folder / "jobs.py")
+    shutil.copy(ROOT / "tests" / "support" / "dashboard" / "ops_app.py", folder / "jobs.py")
     env = dict(os.environ)
     env.pop("ACIDIC_DASHBOARD_TOKEN", None)
     env["ACIDIC_DATABASE_URL"] = URL
@@ -53,9 +53,9 @@ def _prepare(folder: Path) -> dict[str, str]:
 
 def seed() -> None:
     """Run in the folder (``--seed``): runs over the last hour, some of them failed."""
+    import jobs  # type: ignore[import-not-found]  # the folder's copy of ops_app
     import sqlalchemy as sa
 
-    import jobs  # type: ignore[import-not-found]  # the folder's copy of ops_app
     from acidic._storage._schema import history, runs
 
     app = jobs.app
@@ -131,8 +131,8 @@ def main() -> None:
         return
     from playwright.sync_api import sync_playwright
 
-    from tests.dashboard import ops_app
-    from tests.dashboard.support import CHROMIUM, free_port, wait_for, wait_status
+    from tests.support.dashboard import ops_app
+    from tests.support.dashboard.helpers import CHROMIUM, free_port, wait_for, wait_status
 
     options.out.mkdir(parents=True, exist_ok=True)
     folder = options.folder.resolve()

@@ -16,12 +16,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 
 import acidic
-from tests.jobs import create_tables, effects
+from tests.support.jobs import create_tables, effects
 
 T = TypeVar("T")
 
@@ -395,7 +395,9 @@ def background(app: acidic.App, **options: Any) -> Iterator[Background]:
 # -- polling and reading ---------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "") -> T:
+def wait_for(
+    predicate: Callable[[], T | Literal[False] | None], timeout: float = 5.0, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

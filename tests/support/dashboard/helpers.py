@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import acidic
-from tests.dashboard import ops_app
+from tests.support.dashboard import ops_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ACIDIC = Path(sys.executable).with_name("acidic")
-APP = "tests.dashboard.ops_app:app"
+APP = "tests.support.dashboard.ops_app:app"
 CHROMIUM = "/usr/bin/chromium"
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """A host application that mounts the dashboard under ``/ops``, as users do with
 their own Starlette or FastAPI application. Served by ``uvicorn
-tests.dashboard.host_app:host`` in a child process, on ``$ACIDIC_DATABASE_URL``.
+tests.support.dashboard.host_app:host`` in a child process, on ``$ACIDIC_DATABASE_URL``.
 
 Its auth callback lets in requests carrying ``X-User: admin``: the host's own idea
 of who may see the dashboard.
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.routing import Mount
 
 from acidic.dashboard import create_app
-from tests.dashboard.ops_app import app
+from tests.support.dashboard.ops_app import app
 
 
 def allowed(request: Request) -> bool:

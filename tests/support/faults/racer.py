@@ -1,5 +1,5 @@
 """Start N real processes that race on one key, released at the same instant:
-``python -m tests.faults.racer URL JOB KEY ARGS_JSON N OUT_DIR [LOCK_TIMEOUT]``.
+``python -m tests.support.faults.racer URL JOB KEY ARGS_JSON N OUT_DIR [LOCK_TIMEOUT]``.
 
 The launcher imports acidic and the test jobs once, then forks N children (so that 50
 processes start in a fraction of a second instead of 50 interpreter start-ups). Each
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.jobs import JOBS, make_app
+from tests.support.jobs import JOBS, make_app
 
 
 def _child(

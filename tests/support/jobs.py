@@ -1,5 +1,5 @@
 """Jobs used by the tests, importable by the test process and by the child processes
-that tests start (and kill) through ``python -m tests.run_job``.
+that tests start (and kill) through ``python -m tests.support.run_job``.
 
 Every transactional step records one row in ``effects`` (run key, step) through its
 ``tx``: counting those rows is how tests prove a step's database work happened
@@ -95,9 +95,11 @@ class CreateRide(acidic.Job):
     @acidic.step
     def create_ride(self, tx: sa.Connection) -> None:
         _maybe("create_ride", "before")
-        ride_id = tx.execute(
+        inserted = tx.execute(
             rides.insert().values(user_id=self.user_id, origin=self.origin, target=self.target)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        ride_id = inserted[0]
         self.ctx["ride_id"] = ride_id
         _record(tx, self.key, "create_ride")
         _maybe_sleep("create_ride")

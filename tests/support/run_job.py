@@ -1,4 +1,5 @@
-"""Run one job in a child process: ``python -m tests.run_job URL JOB KEY ARGS_JSON [LOCK_TIMEOUT]``.
+"""Run one job in a child process:
+``python -m tests.support.run_job URL JOB KEY ARGS_JSON [LOCK_TIMEOUT]``.
 
 Prints one JSON line on stdout: ``{"result": ...}`` on success or halt, or
 ``{"error": "<exception class name>", "message": ...}``; exits 0 either way, so the
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.jobs import JOBS, make_app
+from tests.support.jobs import JOBS, make_app
 
 
 def main() -> None:

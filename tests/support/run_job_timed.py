@@ -1,12 +1,12 @@
 """Run one job in a child process, started on a signal from the parent:
-``python -m tests.run_job_timed URL JOB KEY ARGS_JSON [LOCK_TIMEOUT]``.
+``python -m tests.support.run_job_timed URL JOB KEY ARGS_JSON [LOCK_TIMEOUT]``.
 
 The child imports, builds its App and opens one pooled connection (so the driver's
 and the dialect's one-off start-up is done; acidic itself has not looked at the
 database yet: its schema check happens in ``app.run``), prints ``{"ready": true}``,
 then waits for a line on its stdin. The parent sends that line to all its children
 at once, so they call ``app.run`` together instead of staggered by their ~1 s
-start-up. The child then prints one JSON line like ``tests.run_job``'s, plus
+start-up. The child then prints one JSON line like ``tests.support.run_job``'s, plus
 ``elapsed``: the seconds ``app.run`` took (the App's first look at the database
 included), measured here, so it excludes the start-up.
 """
@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from tests.jobs import JOBS, make_app
+from tests.support.jobs import JOBS, make_app
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The App that ``acidic runs``, ``acidic stats`` and the dashboard are tested with.
 
-Child processes load it as ``--app tests.dashboard.ops_app:app``: it is built on the
+Child processes load it as ``--app tests.support.dashboard.ops_app:app``: it is built on the
 database of ``$ACIDIC_DATABASE_URL``. Tests build their own with :func:`make_app`.
 
 * :class:`Ride` redacts its ``card`` argument and its ``token`` context key;

@@ -4,7 +4,7 @@ behind acidic.http, for the tests to call through real servers.
 Endpoints (all POST):
 
 - ``/echo``: 201, echoes the body, with headers worth storing (and a cookie, not stored);
-- ``/rides``: the ride job of ``tests.jobs`` (create ride, charge, receipt) run with
+- ``/rides``: the ride job of ``tests.support.jobs`` (create ride, charge, receipt) run with
   ``app.run(..., key=request.job_key("ride"))``; 201 with its result;
 - ``/status/<code>``: answers ``code`` (a 4xx is stored, a 5xx not);
 - ``/slow``: sleeps ``?seconds=`` then 201, to be raced;
@@ -43,7 +43,7 @@ import acidic.http
 import acidic.http.flask
 from acidic.http.fastapi import IdempotencyKey
 from acidic.http.flask import key_required
-from tests import jobs
+from tests.support import jobs
 
 
 class Counter:

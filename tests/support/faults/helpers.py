@@ -14,11 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests import procs
+from tests.support import procs
 
 
 class Racers:
-    """A ``tests.faults.racer`` launcher: ``n`` forked children ready to race on one key."""
+    """A ``tests.support.faults.racer`` launcher: ``n`` forked children ready to race on one key."""
 
     def __init__(
         self,
@@ -34,7 +34,7 @@ class Racers:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.n = n
         self.out_dir = out_dir
-        argv = [sys.executable, "-m", "tests.faults.racer", url, job, key, json.dumps(args)]
+        argv = [sys.executable, "-m", "tests.support.faults.racer", url, job, key, json.dumps(args)]
         argv += [str(n), str(out_dir)]
         if lock_timeout is not None:
             argv.append(repr(lock_timeout))

@@ -1,9 +1,9 @@
 """The App served by the fault suite's worker processes (and ``scripts/soak``), and the
 helpers that check its invariants afterwards.
 
-Workers are started as ``acidic worker --app tests.faults.fault_app:app`` (see
+Workers are started as ``acidic worker --app tests.support.faults.fault_app:app`` (see
 :func:`spawn`); the App is built on first access from the environment of
-``tests.worker_app`` (``ACIDIC_TEST_URL``, ``ACIDIC_TEST_LOCK_TIMEOUT``,
+``tests.support.worker_app`` (``ACIDIC_TEST_URL``, ``ACIDIC_TEST_LOCK_TIMEOUT``,
 ``ACIDIC_TEST_EXEC_LOG``) plus ``ACIDIC_TEST_PAUSE``, seconds each transactional step
 holds its transaction open, and ``ACIDIC_TEST_CALL_PAUSE``, seconds the non-transactional
 step takes (both default 0).
@@ -36,11 +36,11 @@ import sqlalchemy as sa
 
 import acidic
 from acidic._storage._schema import runs
-from tests import worker_app as wa
+from tests.support import worker_app as wa
 
 PAUSE_ENV = "ACIDIC_TEST_PAUSE"
 CALL_PAUSE_ENV = "ACIDIC_TEST_CALL_PAUSE"
-APP_REF = "tests.faults.fault_app:app"
+APP_REF = "tests.support.faults.fault_app:app"
 
 
 def _log(key: str, step: str, attempt: int, event: str) -> None:

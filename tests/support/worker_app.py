@@ -1,6 +1,6 @@
 """The App served by real worker processes in the worker tests, and helpers to run them.
 
-Worker processes are started as ``acidic worker --app tests.worker_app:app`` (with the
+Worker processes are started as ``acidic worker --app tests.support.worker_app:app`` (with the
 project root as their working directory). The App is built on first access to
 ``app`` from the environment:
 
@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 
@@ -43,7 +43,7 @@ URL_ENV = "ACIDIC_TEST_URL"
 LOCK_TIMEOUT_ENV = "ACIDIC_TEST_LOCK_TIMEOUT"
 EXEC_LOG_ENV = "ACIDIC_TEST_EXEC_LOG"
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: The venv's console script (``python -m acidic._cli`` has no ``__main__`` entry).
 ACIDIC = Path(sys.executable).with_name("acidic")
 
@@ -359,7 +359,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     url = os.environ.get(URL_ENV)
     if not url:
-        raise RuntimeError(f"tests.worker_app:app needs ${URL_ENV} (the database URL)")
+        raise RuntimeError(f"tests.support.worker_app:app needs ${URL_ENV} (the database URL)")
     # In a worker process: SIGUSR1 dumps every thread's stack to the log, so that a
     # test that finds a worker stuck can show where (see WorkerProcess.wait).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -373,7 +373,7 @@ def __getattr__(name: str) -> Any:
 
 
 def wait_for(
-    probe: Callable[[], T],
+    probe: Callable[[], T | Literal[False] | None],
     what: str,
     timeout: float = 30.0,
     every: float = 0.01,
@@ -460,11 +460,11 @@ def spawn_worker(
     grace: float = 30.0,
     lock_timeout: float | None = None,
     exec_log: Path | None = None,
-    app_ref: str = "tests.worker_app:app",
+    app_ref: str = "tests.support.worker_app:app",
     extra_env: dict[str, str] | None = None,
     processes: int = 1,
 ) -> WorkerProcess:
-    """Start ``acidic worker --app tests.worker_app:app`` (or ``app_ref``) on ``url``,
+    """Start ``acidic worker --app tests.support.worker_app:app`` (or ``app_ref``) on ``url``,
     with ``extra_env`` added to its environment."""
     env = dict(os.environ)
     for name in (LOCK_TIMEOUT_ENV, EXEC_LOG_ENV):

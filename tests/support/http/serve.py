@@ -1,9 +1,9 @@
 """Serve the test API in a process of its own, so that tests can kill it mid-request.
 
-``python -m tests.http.serve asgi|wsgi DATABASE_URL`` prints ``port N`` once it
+``python -m tests.support.http.serve asgi|wsgi DATABASE_URL`` prints ``port N`` once it
 listens. The App's ``lock_timeout`` is 1 s, so the records and runs of a killed
 server can be taken over a second after it died. ``$ACIDIC_TEST_CRASH`` makes a step
-of the ride job SIGKILL the process (see tests/jobs.py).
+of the ride job SIGKILL the process (see tests/support/jobs.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 import uvicorn
 from werkzeug.serving import make_server
 
-from tests import jobs
-from tests.http import apps
+from tests.support import jobs
+from tests.support.http import apps
 
 
 def main(kind: str, url: str) -> None:

@@ -1,0 +1,1 @@
+"""Support modules of the tests in tests/faults/."""
