@@ -166,7 +166,8 @@ class Manager:
             except sa.exc.DBAPIError as exc:
                 if not (dialect.is_retryable(exc) or dialect.is_unique_violation(exc)):
                     raise StorageError(
-                        f"database error while claiming key {key!r} (job {name}): {exc.orig!r}"
+                        f"database error while claiming key {key!r} (job {name}): "
+                        + dialect.describe(exc, self.store.engine.url)
                     ) from exc
                 outcome = None
             if outcome is not None:

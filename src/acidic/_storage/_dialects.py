@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from .._errors import AcidicError, SchemaVersionError
 from ._rendered import Rendered
 
-__all__ = ["Dialect", "dialect_for", "make_engine"]
+__all__ = ["Dialect", "dialect_for", "make_engine", "shown_url"]
 
 #: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
 MIGRATION_LOCK_NAME = "acidic.migrate"
@@ -113,6 +114,21 @@ class Dialect:
         itself, so only databases that carry on need to say so."""
         return False
 
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        """Why connecting failed, in a few words (``connection refused (is the server
+        running?)``), when ``exc`` is the failure to open a connection; else None."""
+        return None
+
+    def describe(self, exc: sa.exc.DBAPIError, url: URL) -> str:
+        """A driver's error as acidic reports it: a failure to connect names the URL
+        (password hidden) and the reason on one line; other errors as the driver's."""
+        # No statement: the error came from opening the connection (or from a commit,
+        # which the dialects tell apart by the error itself).
+        reason = self.cannot_connect(exc) if exc.statement is None else None
+        if reason is None:
+            return repr(exc.orig)
+        return f"cannot connect to {shown_url(url)}: {reason}"
+
 
 def _binds(table: sa.Table, columns: Sequence[str]) -> dict[str, sa.BindParameter[Any]]:
     return {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
@@ -127,6 +143,29 @@ def _mysql_code(exc: BaseException) -> int | None:
     orig = getattr(exc, "orig", exc)
     args = getattr(orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _readable(reason: str) -> str:
+    """A driver's reason for a failed connection, as one line of acidic's message."""
+    reason = " ".join(reason.replace("FATAL:", "").split())
+    if "connection refused" in reason.lower():
+        return "connection refused (is the server running?)"
+    return reason[:1].lower() + reason[1:]
+
+
+#: How libpq (through psycopg) begins the message of a connection it could not open.
+_PG_CONNECT_FAILED = (
+    "connection failed:",
+    "connection to server",
+    "could not connect to server",
+    "failed to resolve host",
+    "could not translate host name",
+)
+#: libpq's prefix per address it tried: the address is in the URL acidic shows instead.
+_PG_SERVER_PREFIX = re.compile(r"connection to server (at|on) .*? failed: ")
+#: PyMySQL's errors of a connection it could not open (MySQL/MariaDB client error codes):
+#: can't connect, unknown host, access denied (x3), unknown database, host not allowed.
+_MYSQL_CONNECT_CODES = frozenset({2003, 2005, 1044, 1045, 1698, 1049, 1130})
 
 
 class PostgreSQL(Dialect):
@@ -159,6 +198,20 @@ class PostgreSQL(Dialect):
 
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == "55P03"
+
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        text = str(exc.orig)
+        if _sqlstate(exc) is not None or not text.startswith(_PG_CONNECT_FAILED):
+            return None
+        text = text.removeprefix("connection failed:").strip()
+        # One line per address tried (localhost: ::1, then 127.0.0.1); libpq's hint
+        # ("Is the server running on that host...") follows on a line of its own.
+        reasons = []
+        for raw in text.splitlines():
+            line = _PG_SERVER_PREFIX.sub("", raw.strip())
+            if line and not line.startswith("Is the server running"):
+                reasons.append(_readable(line))
+        return "; ".join(dict.fromkeys(reasons)) or _readable(text)
 
     def is_retryable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) in ("40001", "40P01")
@@ -216,6 +269,14 @@ class SQLite(Dialect):
         # connection then runs each statement in autocommit mode.
         return not getattr(dbapi_connection, "in_transaction", True)
 
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        if "unable to open database file" not in str(exc.orig):
+            return None
+        return (
+            "unable to open the database file (does its directory exist, and may this "
+            "process create and write files there?)"
+        )
+
 
 class MySQL(Dialect):
     name = "mysql"
@@ -249,6 +310,19 @@ class MySQL(Dialect):
         # A deadlock victim's transaction is rolled back whole, and the next statement
         # starts a new one (a lock wait timeout only undoes its own statement).
         return _mysql_code(exc) == 1213
+
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        code = _mysql_code(exc)
+        if code not in _MYSQL_CONNECT_CODES:
+            return None
+        args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+        text = str(args[1]) if len(args) > 1 else str(exc.orig)
+        if code == 2003:
+            # "Can't connect to MySQL server on 'host' ([Errno 111] Connection refused)"
+            found = re.search(r"\(\[Errno [-\d]+\] (.*)\)\s*$", text)
+            if found:
+                text = found[1]
+        return _readable(text)
 
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
@@ -377,4 +451,34 @@ def make_engine(database: str | URL | Engine) -> Engine:
     if url.get_backend_name() in ("mysql", "mariadb"):
         # REPEATABLE READ would let a step read a snapshot older than the row it updates.
         options["isolation_level"] = "READ COMMITTED"
-    return sa.create_engine(url, **options)
+    try:
+        return sa.create_engine(url, **options)
+    except ImportError as exc:
+        raise AcidicError(_missing_driver(url, exc)) from exc
+
+
+#: The extra of acidic that installs the driver acidic picks for a URL.
+_EXTRAS = {
+    "postgresql+psycopg": ("psycopg", "acidic[postgresql]"),
+    "mysql+pymysql": ("PyMySQL", "acidic[mysql]"),
+    "mariadb+pymysql": ("PyMySQL", "acidic[mysql]"),
+}
+
+
+def _missing_driver(url: URL, exc: ImportError) -> str:
+    where = f"unusable database URL {shown_url(url)!r}"
+    known = _EXTRAS.get(url.drivername)
+    if known is None:  # a driver the URL names itself
+        return f"{where}: its database driver is not installed ({exc}); install it"
+    driver, extra = known
+    return f"{where}: its database driver, {driver}, is not installed: pip install '{extra}'"
+
+
+def shown_url(url: URL) -> str:
+    """``url`` as acidic reports it: the password hidden, without the driver and the
+    charset acidic adds to a URL that names none."""
+    if url.drivername in _EXTRAS:
+        url = url.set(drivername=url.get_backend_name())
+    if url.query.get("charset") == "utf8mb4" and url.get_backend_name() in ("mysql", "mariadb"):
+        url = url.difference_update_query(["charset"])
+    return url.render_as_string(hide_password=True)

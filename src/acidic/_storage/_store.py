@@ -248,7 +248,8 @@ class Store:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            raise StorageError(f"database error while {doing}: {exc.orig!r}") from exc
+            reason = self.dialect.describe(exc, self.engine.url)
+            raise StorageError(f"database error while {doing}: {reason}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"database error while {doing}: {exc}") from exc
 
