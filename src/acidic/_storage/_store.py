@@ -14,7 +14,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -27,6 +27,8 @@ from ._rendered import Rendered
 from ._schema import WAITING, history, runs, signals
 
 __all__ = ["EventRow", "RunRow", "Store"]
+
+_T = TypeVar("_T")
 
 #: Seconds an impatient SQLite write waits for the write lock.
 IMPATIENT_BUSY_TIMEOUT = 0.05
@@ -260,9 +262,23 @@ class Store:
 
     def find(self, key: str) -> RunRow | None:
         """The run row of ``key`` as last committed; takes no lock and never waits."""
-        with self._reading() as conn:
-            row = conn.execute(_BY_KEY, {"key": key}).first()
+        row = self._read(lambda conn: conn.execute(_BY_KEY, {"key": key}).first())
         return None if row is None else _run_row(row)
+
+    def _read(self, read: Callable[[Connection], _T]) -> _T:
+        """``read(conn)``, one statement, on a :meth:`_reading` connection; once more on
+        a fresh connection if that one was dead (the server restarted or ended the
+        session while it sat in the pool). A read changes nothing: running it again is
+        safe, where a write's outcome would be unknown."""
+        try:
+            with self._reading() as conn:
+                return read(conn)
+        except sa.exc.DBAPIError as exc:
+            # The pool discards every connection older than this failure.
+            if not exc.connection_invalidated:
+                raise
+        with self._reading() as conn:
+            return read(conn)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -279,8 +295,7 @@ class Store:
 
     def history(self, run_id: int) -> list[EventRow]:
         stmt = sa.select(*_EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
-        with self._reading() as conn:
-            rows = conn.execute(stmt).all()
+        rows = self._read(lambda conn: conn.execute(stmt).all())
         return [EventRow(*r) for r in rows]
 
     def last_event(self, run_id: int) -> EventRow | None:
@@ -290,8 +305,7 @@ class Store:
             .order_by(history.c.id.desc())
             .limit(1)
         )
-        with self._reading() as conn:
-            row = conn.execute(stmt).first()
+        row = self._read(lambda conn: conn.execute(stmt).first())
         return None if row is None else EventRow(*row)
 
     # -- claims -----------------------------------------------------------------------
@@ -409,8 +423,8 @@ class Store:
             .order_by(signals.c.id.desc())
             .limit(1)
         )
-        with self._translated("reading a signal"), self._reading() as conn:
-            payload = conn.execute(stmt).scalar()
+        with self._translated("reading a signal"):
+            payload = self._read(lambda conn: conn.execute(stmt).scalar())
         return None if payload is None else loads(payload)
 
     def signalled_since(self, run_id: int, since: dt.datetime) -> bool:
@@ -420,17 +434,14 @@ class Store:
             .where(signals.c.run_id == run_id, signals.c.created_at >= since)
             .limit(1)
         )
-        with self._reading() as conn:
-            found = conn.execute(stmt).first()
+        found = self._read(lambda conn: conn.execute(stmt).first())
         return found is not None
 
     def cancel_requested(self, run_id: int, token: str) -> bool:
         """After a refused progress write: True if ``token`` still owns the run and the
         refusal was a cancellation request, False if the lock was lost."""
-        with self._reading() as conn:
-            row = conn.execute(
-                sa.select(runs.c.lock_token, runs.c.cancel_requested).where(runs.c.id == run_id)
-            ).first()
+        stmt = sa.select(runs.c.lock_token, runs.c.cancel_requested).where(runs.c.id == run_id)
+        row = self._read(lambda conn: conn.execute(stmt).first())
         return row is not None and row[0] == token and bool(row[1])
 
     def update_run(
