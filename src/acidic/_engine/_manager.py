@@ -247,8 +247,8 @@ class Manager:
         if _is_locked(row, now):
             raise _locked(row)
         _check_definition(row, name, definition)
-        claimed = store.claim(
-            row.id,
+        claimed = store.claim_seen(
+            row,
             token=token,
             clock=self.clock,
             lock_timeout=timeout,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from .._encoding import loads
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
-from ._dialects import Dialect, dialect_for, make_engine
+from ._dialects import SQLITE_BUSY_TIMEOUT, Dialect, dialect_for, make_engine
 from ._rendered import Rendered
 from ._schema import WAITING, history, runs, signals
 
@@ -240,10 +241,15 @@ class Store:
     # -- transactions -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction (IMMEDIATE on SQLite); commits on success."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def transaction(self, *, patient: bool = True) -> Iterator[Connection]:
+        """A write transaction (IMMEDIATE on SQLite); commits on success. Not
+        ``patient``: on SQLite, give up after a few milliseconds if another connection
+        holds the write lock (a retryable "database is locked" error)."""
+        with self.engine.connect() as conn:
+            if not patient:
+                conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
@@ -340,14 +346,16 @@ class Store:
         lock_timeout: float,
         steps: str,
         claimable: Sequence[str],
+        patient: bool = True,
     ) -> RunRow | None:
         """Take an existing run if it is claimable and unlocked (or its lock is stale).
 
         Returns the claimed row, or None when another owner holds a live lock (found
-        without waiting) or the run changed state meanwhile.
+        without waiting) or the run changed state meanwhile. ``patient``: as for
+        :meth:`transaction`.
         """
         try:
-            with self.transaction() as conn:
+            with self.transaction(patient=patient) as conn:
                 # Read the clock once the write lock is ours (SQLite may have waited).
                 now = clock()
                 expires = now + dt.timedelta(seconds=lock_timeout)
@@ -379,6 +387,51 @@ class Store:
                 return None
             raise
         return _run_row(row)
+
+    def claim_seen(
+        self,
+        seen: RunRow,
+        *,
+        token: str,
+        clock: Callable[[], dt.datetime],
+        lock_timeout: float,
+        steps: str,
+        claimable: Sequence[str],
+    ) -> RunRow | None:
+        """:meth:`claim` of the run ``seen``, as the caller last read it.
+
+        Where writers queue for one write lock (SQLite), a claim does not wait behind
+        it while another caller may be taking the run (and then holding the lock for
+        its whole first step): it tries with an impatient busy timeout, reads the row
+        between tries (reads never wait), and returns None as soon as the row changed,
+        so that the caller reports the new owner (or the result) at once.
+        """
+        if not self.dialect.single_writer:
+            return self.claim(
+                seen.id,
+                token=token,
+                clock=clock,
+                lock_timeout=lock_timeout,
+                steps=steps,
+                claimable=claimable,
+            )
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT  # as long as a patient claim
+        while True:
+            try:
+                return self.claim(
+                    seen.id,
+                    token=token,
+                    clock=clock,
+                    lock_timeout=lock_timeout,
+                    steps=steps,
+                    claimable=claimable,
+                    patient=False,
+                )
+            except sa.exc.OperationalError as exc:
+                if not self.dialect.is_retryable(exc) or time.monotonic() > deadline:
+                    raise
+            if self.find(seen.key) != seen:
+                return None
 
     # -- progress ---------------------------------------------------------------------
 
