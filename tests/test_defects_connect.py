@@ -96,7 +96,7 @@ def test_connection_failure__an_sqlite_file_that_cannot_be_opened_is_named(
 
     message = str(caught.value)
     _check_one_line(message)
-    assert f"cannot connect to {url}: unable to open the database file" in message
+    assert f"cannot connect to {url}: unable to open database file" in message
     assert "does its directory exist" in message
 
 

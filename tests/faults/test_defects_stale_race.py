@@ -18,10 +18,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import acidic
 from tests import procs
 from tests.faults.support import racers
 from tests.jobs import effect_counts, get_run, rides
+
+# Twelve processes racing at once: a machine busy with other tests slows them all down.
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 N = 12
 ARGS: dict[str, Any] = {"user_id": 1, "origin": "here", "target": "there"}

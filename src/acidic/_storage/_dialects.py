@@ -273,7 +273,7 @@ class SQLite(Dialect):
         if "unable to open database file" not in str(exc.orig):
             return None
         return (
-            "unable to open the database file (does its directory exist, and may this "
+            "unable to open database file (does its directory exist, and may this "
             "process create and write files there?)"
         )
 
