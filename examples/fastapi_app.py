@@ -1,6 +1,8 @@
 """An idempotent ride API with FastAPI and acidic.http, served by uvicorn.
 
-Run it (SQLite file ./acidic-example.sqlite3, or $ACIDIC_DATABASE_URL)::
+Run it (runs are kept in $ACIDIC_DATABASE_URL, else in the SQLite file
+acidic-example.sqlite3 of the system's temporary directory, kept between runs; delete it
+to start afresh)::
 
     python examples/fastapi_app.py [--port 8000] [--database-url URL] [--crash-after-charge]
 
@@ -20,12 +22,21 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
-from rides import CRASH_AFTER_CHARGE, CreateRide, caller, make_app
+from rides import (
+    CRASH_AFTER_CHARGE,
+    EXAMPLE_DATABASE_URL,
+    CreateRide,
+    caller,
+    database_url,
+    make_app,
+    shown,
+)
 
 import acidic.http
 from acidic.http.fastapi import IdempotencyKey
@@ -56,12 +67,17 @@ def build(database_url: str | None = None) -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--database-url")
+    parser.add_argument(
+        "--database-url",
+        help=f"where runs are kept [default: $ACIDIC_DATABASE_URL, else {EXAMPLE_DATABASE_URL}]",
+    )
     parser.add_argument("--crash-after-charge", action="store_true")
     args = parser.parse_args()
     if args.crash_after_charge:
         os.environ[CRASH_AFTER_CHARGE] = "1"
-    api = build(args.database_url)
+    url = database_url(args.database_url)
+    print(f"runs are kept in {shown(url)}", file=sys.stderr, flush=True)
+    api = build(url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

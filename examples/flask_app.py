@@ -1,6 +1,8 @@
 """An idempotent ride API with Flask and acidic.http, served by Werkzeug.
 
-Run it (SQLite file ./acidic-example.sqlite3, or $ACIDIC_DATABASE_URL)::
+Run it (runs are kept in $ACIDIC_DATABASE_URL, else in the SQLite file
+acidic-example.sqlite3 of the system's temporary directory, kept between runs; delete it
+to start afresh)::
 
     python examples/flask_app.py [--port 8000] [--database-url URL] [--crash-after-charge]
 
@@ -19,9 +21,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import flask
-from rides import CRASH_AFTER_CHARGE, CreateRide, caller, make_app
+from rides import (
+    CRASH_AFTER_CHARGE,
+    EXAMPLE_DATABASE_URL,
+    CreateRide,
+    caller,
+    database_url,
+    make_app,
+    shown,
+)
 from werkzeug.serving import make_server
 
 import acidic.http
@@ -51,12 +62,17 @@ def build(database_url: str | None = None) -> flask.Flask:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--database-url")
+    parser.add_argument(
+        "--database-url",
+        help=f"where runs are kept [default: $ACIDIC_DATABASE_URL, else {EXAMPLE_DATABASE_URL}]",
+    )
     parser.add_argument("--crash-after-charge", action="store_true")
     args = parser.parse_args()
     if args.crash_after_charge:
         os.environ[CRASH_AFTER_CHARGE] = "1"
-    server = make_server("127.0.0.1", args.port, build(args.database_url), threaded=True)
+    url = database_url(args.database_url)
+    print(f"runs are kept in {shown(url)}", file=sys.stderr, flush=True)
+    server = make_server("127.0.0.1", args.port, build(url), threaded=True)
     print(f"listening on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -22,6 +24,12 @@ rides = sa.Table(
     sa.Column("charge_id", sa.String(100), nullable=True),
     sa.Column("receipt_sent", sa.Boolean, nullable=False, default=False),
 )
+
+#: Where the examples keep their runs without ``--database-url`` or
+#: ``$ACIDIC_DATABASE_URL``: in the system's temporary directory, not the current one (so
+#: running an example leaves no file in a checkout), and in the same file from one start
+#: to the next (so a ride interrupted by ``--crash-after-charge`` resumes after a restart).
+EXAMPLE_DATABASE_URL = f"sqlite:///{Path(tempfile.gettempdir()) / 'acidic-example.sqlite3'}"
 
 #: Set by ``--crash-after-charge``: the server SIGKILLs itself once, right after the
 #: card was charged, so that you can watch the client's retry resume the ride.
@@ -69,12 +77,21 @@ class CreateRide(acidic.Job):
         )
 
 
-def make_app(database_url: str | None) -> acidic.App:
-    """A migrated App (``$ACIDIC_DATABASE_URL``, else ./acidic-example.sqlite3) with the
-    job registered and the rides table created."""
-    url = (
-        database_url or os.environ.get("ACIDIC_DATABASE_URL") or "sqlite:///acidic-example.sqlite3"
-    )
+def database_url(given: str | None) -> str:
+    """The database the examples use: ``given``, else ``$ACIDIC_DATABASE_URL``, else
+    :data:`EXAMPLE_DATABASE_URL`."""
+    return given or os.environ.get("ACIDIC_DATABASE_URL") or EXAMPLE_DATABASE_URL
+
+
+def shown(url: str) -> str:
+    """``url`` as printed: its password hidden."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def make_app(given: str | None) -> acidic.App:
+    """A migrated App (see :func:`database_url`) with the job registered and the rides
+    table created."""
+    url = database_url(given)
     # A short lock_timeout lets a retry take over the request of a killed server soon.
     app = acidic.App(url, lock_timeout=5.0)
     app.migrate()

@@ -16,7 +16,6 @@ from ._engine import Manager, utcnow
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
 from ._engine._views import to_run
 from ._errors import (
-    AcidicError,
     InvalidArgumentError,
     JobDefinitionError,
     RunStateError,
@@ -101,11 +100,6 @@ class App:
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
             raise InvalidArgumentError(
                 f"unusable database URL {_shown(database)!r}: {exc}"
-            ) from exc
-        except ImportError as exc:
-            raise AcidicError(
-                f"unusable database URL {_shown(database)!r}: its database driver is not "
-                f"installed ({exc}); install acidic[postgresql] or acidic[mysql]"
             ) from exc
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-from ._encoding import encode, encode_value, loads
+from ._encoding import MAX_DEPTH, dumps, encode_value, loads
 
 __all__ = ["Context"]
 
@@ -36,7 +36,8 @@ class Context(MutableMapping[str, Any]):
 
     def to_json(self) -> str:
         """The stored JSON text of this context (raises SerializationError)."""
-        return encode(self._data, "ctx")
+        # The context's own mapping is one level more than its values may have.
+        return dumps(encode_value(self._data, "ctx", depth=MAX_DEPTH + 1))
 
     def copy(self) -> Context:
         """A deep copy, through JSON, so later in-place changes do not leak into it."""

@@ -22,7 +22,8 @@ Enum member         its ``value``, encoded as above            the plain value
 
 A dict that itself has an ``"__acidic__"`` key is wrapped so it cannot be mistaken
 for a tag. Anything else (sets, objects, NaN, non-string dict keys, strings that are
-not valid Unicode) raises :class:`acidic.SerializationError` naming where it is.
+not valid Unicode, lists and dicts nested more than :data:`MAX_DEPTH` levels deep)
+raises :class:`acidic.SerializationError` naming where it is.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from uuid import UUID
 from ._errors import InvalidKeyError, SerializationError
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_KEY_LENGTH",
     "canonical_json",
     "check_key",
@@ -49,18 +51,68 @@ __all__ = [
     "dumps",
     "encode_value",
     "loads",
+    "nesting",
     "step_key",
 ]
 
 #: Longest idempotency key accepted, in characters (an indexed VARCHAR(255) everywhere).
 MAX_KEY_LENGTH = 255
 
+#: Most levels of lists and dicts (within one another) a stored value may have: deeper
+#: values would exhaust Python's recursion limit (or pydantic's) somewhere between the
+#: line that sets them and the code that reads them back.
+MAX_DEPTH = 100
+
 _TAG = "__acidic__"
 
 
-def encode_value(value: Any, where: str) -> Any:
+class _TooDeep(Exception):
+    """Raised inside :func:`_encode` and turned into a SerializationError at the top."""
+
+
+def encode_value(value: Any, where: str, *, depth: int = MAX_DEPTH) -> Any:
     """Turn ``value`` into JSON-native data (see the module table) or raise
-    :class:`SerializationError` naming ``where`` the offending value is."""
+    :class:`SerializationError` naming ``where`` the offending value is. ``depth``: the
+    levels of lists and dicts ``value`` may have."""
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:  # the common case, at once
+        return value
+    try:
+        return _encode(value, where, depth)
+    except _TooDeep:
+        raise SerializationError(_too_deep(where)) from None
+    except RecursionError:  # called from a deep stack: the value cannot be stored either
+        raise SerializationError(_too_deep(where)) from None
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"{where}: lists and dicts nested more than {MAX_DEPTH} levels deep cannot be "
+        "stored; flatten the value"
+    )
+
+
+def nesting(value: Any) -> int:
+    """How many levels of lists, tuples, sets and dicts ``value`` has (0 for a scalar),
+    counted without recursion and at most to ``MAX_DEPTH + 1``."""
+    deepest = 0
+    level: list[Any] = [value] if isinstance(value, _CONTAINERS) else []
+    while level and deepest <= MAX_DEPTH:
+        deepest += 1
+        # Each container once per level: a value that shares (or holds) itself stays small.
+        inner: dict[int, Any] = {}
+        for item in level:
+            for child in item.values() if isinstance(item, Mapping) else item:
+                if isinstance(child, _CONTAINERS):
+                    inner[id(child)] = child
+        level = list(inner.values())
+    return deepest
+
+
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
+
+
+def _encode(value: Any, where: str, depth: int) -> Any:
     # Exact type checks first: they are the common case and bool is an int subclass.
     kind = type(value)
     if value is None or kind is str or kind is bool or kind is int:
@@ -72,18 +124,22 @@ def encode_value(value: Any, where: str) -> Any:
             )
         return value
     if isinstance(value, Enum):
-        return encode_value(value.value, where)
+        return _encode(value.value, where, depth)
     if isinstance(value, Mapping):
+        if depth <= 0:
+            raise _TooDeep
         out: dict[str, Any] = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise SerializationError(
                     f"{where}: dict key {k!r} is a {type(k).__name__}; JSON object keys must be str"
                 )
-            out[k] = encode_value(v, f"{where}[{k!r}]")
+            out[k] = _encode(v, f"{where}[{k!r}]", depth - 1)
         return {_TAG: "dict", "v": out} if _TAG in out else out
     if isinstance(value, list | tuple):
-        return [encode_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if depth <= 0:
+            raise _TooDeep
+        return [_encode(v, f"{where}[{i}]", depth - 1) for i, v in enumerate(value)]
     if isinstance(value, dt.datetime):
         return {_TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, dt.date):
@@ -99,7 +155,7 @@ def encode_value(value: Any, where: str) -> Any:
     if isinstance(value, bytes | bytearray):
         return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if isinstance(value, str | int | float):  # subclasses of the natives
-        return encode_value(kind.__mro__[-2](value), where)
+        return _encode(kind.__mro__[-2](value), where, depth)
     raise SerializationError(
         f"{where}: a {kind.__module__}.{kind.__qualname__} cannot be stored as JSON; "
         "store JSON types, datetime, date, time, Decimal, UUID, bytes or Enum values"

@@ -19,7 +19,7 @@ import pydantic
 import pydantic_core
 
 from ._context import Context
-from ._encoding import encode_value, step_key
+from ._encoding import MAX_DEPTH, encode_value, nesting, step_key
 from ._errors import JobDefinitionError, NotInStepError, SerializationError
 
 __all__ = ["Job", "JobDefinition", "StepSpec", "StepState", "step"]
@@ -129,11 +129,16 @@ class JobDefinition:
         where = f"job {self.cls.__qualname__}"
         try:
             model = self.args_model.model_validate(values, strict=True)
-            encoded: dict[str, Any] = model.model_dump(mode="json")
         except pydantic.ValidationError as exc:
             raise SerializationError(f"{where}: invalid arguments: {_describe(exc)}") from exc
+        except RecursionError as exc:
+            raise SerializationError(self._unstorable(None, values, exc)) from exc
+        try:
+            encoded: dict[str, Any] = model.model_dump(mode="json")
         except pydantic_core.PydanticSerializationError as exc:
             raise SerializationError(f"{where}: arguments cannot be stored as JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # e.g. pydantic's maximum depth
+            raise SerializationError(self._unstorable(model, values, exc)) from exc
         # Values typed Any (or object) pass validation untouched: hold them to the
         # same rules as context values, then prove the stored form reads back equal.
         for name in self.field_names:
@@ -146,6 +151,32 @@ class JobDefinition:
                     f"would be read back as {decoded[name]!r}"
                 )
         return encoded
+
+    def _unstorable(
+        self, model: pydantic.BaseModel | None, values: dict[str, Any], exc: BaseException
+    ) -> str:
+        """Why ``model`` could not be dumped, naming the argument at fault."""
+        where = f"job {self.cls.__qualname__}"
+        for name, value in values.items():
+            if nesting(value) > MAX_DEPTH:
+                return (
+                    f"{where}: argument {name!r}: lists and dicts nested more than "
+                    f"{MAX_DEPTH} levels deep cannot be stored; flatten the value"
+                )
+        for name in values:
+            if model is None:
+                break
+            try:
+                model.model_dump(mode="json", include={name})
+            except (ValueError, RecursionError) as field_exc:
+                hint = ""
+                if isinstance(field_exc, UnicodeDecodeError):
+                    hint = (
+                        " (a pydantic model of its own stores bytes as UTF-8 text: give it "
+                        "ConfigDict(ser_json_bytes='base64', val_json_bytes='base64'))"
+                    )
+                return f"{where}: argument {name!r} cannot be stored as JSON: {field_exc}{hint}"
+        return f"{where}: arguments cannot be stored as JSON: {exc!r}"
 
     def decode_args(self, data: dict[str, Any]) -> dict[str, Any]:
         """Turn stored JSON arguments back into typed Python values."""
@@ -239,7 +270,12 @@ def _args_model(cls: type, field_names: tuple[str, ...]) -> type[pydantic.BaseMo
         return pydantic.create_model(
             f"{cls.__qualname__}.Arguments",
             __config__=pydantic.ConfigDict(
-                arbitrary_types_allowed=False, ser_json_inf_nan="strings", frozen=True
+                arbitrary_types_allowed=False,
+                ser_json_inf_nan="strings",
+                frozen=True,
+                # Not UTF-8 (pydantic's default), which fails on arbitrary bytes.
+                ser_json_bytes="base64",
+                val_json_bytes="base64",
             ),
             **fields,
         )

@@ -72,6 +72,12 @@ def _load_callable(target: str) -> Callable[..., Any]:
     type=click.FloatRange(min=0),
     help="seconds between live updates of pages (0: none)",
 )
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help="if importing --app fails, print the whole traceback, not one line",
+)
 def dashboard(
     database_url: str | None,
     app_path: str | None,
@@ -80,6 +86,7 @@ def dashboard(
     token: str | None,
     auth_path: str | None,
     refresh: float,
+    show_traceback: bool,
 ) -> None:
     """Serve the web dashboard: overview, runs, and retry, resume and cancel buttons.
 
@@ -106,7 +113,7 @@ def dashboard(
             "--auth module:function"
         )
     auth = _load_callable(auth_path) if auth_path is not None else None
-    with opened(database_url, app_path) as app:
+    with opened(database_url, app_path, show_traceback) as app:
         app.manager.check_schema()  # fail now, not on the first page (same package)
         asgi = create_app(app, token=token, auth=auth, refresh=refresh)
         shown = f"[{host}]" if ":" in host else host

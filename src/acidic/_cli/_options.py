@@ -84,8 +84,11 @@ def json_option(f: F) -> F:
 
 
 @contextlib.contextmanager
-def opened(database_url: str | None, app_path: str | None) -> Iterator[App]:
-    """The App named by ``--app`` (with its own database), else one on the URL."""
+def opened(
+    database_url: str | None, app_path: str | None, show_traceback: bool | None = None
+) -> Iterator[App]:
+    """The App named by ``--app`` (with its own database), else one on the URL
+    (``show_traceback``: see :func:`acidic._cli._worker.load_app`)."""
     if app_path is not None:
         if database_url is not None:
             raise click.UsageError(
@@ -93,7 +96,7 @@ def opened(database_url: str | None, app_path: str | None) -> Iterator[App]:
             )
         from ._worker import load_app  # noqa: PLC0415 - only --app needs it
 
-        yield load_app(app_path)
+        yield load_app(app_path, show_traceback)
         return
     app = open_app(resolve_url(database_url))
     try:

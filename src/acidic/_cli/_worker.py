@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 
 import click
 from rich.console import Console
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from .._app import App
 from .._errors import AcidicError
-from .._imports import import_target
+from .._imports import TargetImportError, import_target
 from .._worker._supervisor import Supervisor, obey_supervisor
 from .._worker._worker import Worker
 from ._root import CLIError
@@ -23,10 +24,20 @@ from ._root import CLIError
 __all__ = ["load_app", "worker"]
 
 
-def load_app(target: str) -> App:
-    """The App at ``module:attribute`` (the current directory is importable)."""
+def load_app(target: str, show_traceback: bool | None = None) -> App:
+    """The App at ``module:attribute`` (the current directory is importable).
+
+    If the module raises while it is imported, the error is one line naming where it
+    was raised; ``show_traceback`` prints the whole traceback first (None: the command
+    has no ``--traceback`` option to suggest)."""
     try:
         app = import_target(target, "--app")
+    except TargetImportError as exc:
+        if show_traceback:
+            traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
+            raise CLIError(str(exc)) from exc
+        hint = "" if show_traceback is None else "; --traceback shows the whole traceback"
+        raise CLIError(f"{exc}{hint}") from exc
     except AcidicError as exc:
         raise CLIError(f"{exc} (e.g. --app myproject.jobs:app)") from exc
     if not isinstance(app, App):
@@ -107,6 +118,12 @@ def _run_with_summary(runner: Worker, console: Console) -> int:
     help="worker processes, each with --concurrency executors, under one supervisor",
 )
 @click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help="if importing --app fails, print the whole traceback, not one line",
+)
 @click.option("--supervised", is_flag=True, hidden=True)
 def worker(
     app_path: str,
@@ -116,6 +133,7 @@ def worker(
     grace: float,
     processes: int,
     log_level: str,
+    show_traceback: bool,
     supervised: bool,
 ) -> None:
     """Execute enqueued runs until stopped.
@@ -149,7 +167,7 @@ def worker(
             format="%(asctime)s %(levelname)s %(name)s %(message)s",
             stream=sys.stderr,
         )
-    app = load_app(app_path)
+    app = load_app(app_path, show_traceback)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     runner = app.worker(
         queues=chosen, concurrency=concurrency, poll_interval=poll_interval, grace=grace

@@ -132,7 +132,8 @@ class Manager(Operations):
             except sa.exc.DBAPIError as exc:
                 if not self.store.is_race(exc):
                     raise StorageError(
-                        f"database error while claiming key {key!r} (job {name}): {exc.orig!r}"
+                        f"database error while claiming key {key!r} (job {name}): "
+                        + self.store.describe(exc)
                     ) from exc
                 outcome = None
             if outcome is not None:
@@ -200,8 +201,8 @@ class Manager(Operations):
         if verdict == "locked":
             raise locked(row)
         check_definition(row, name, definition)
-        claimed = store.claim(
-            row.id,
+        claimed = store.claim_seen(
+            row,
             token=token,
             clock=self.clock,
             lock_timeout=timeout,

@@ -5,8 +5,8 @@ ended. The store's other parts build on it."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -14,13 +14,19 @@ from sqlalchemy.engine import Connection, Engine
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._checks import check_row
-from ._dialects import Dialect, dialect_for, make_engine
+from ._dialects import Dialect, dialect_for
+from ._engines import make_engine
 from ._rendered import Rendered
 from ._rows import EventRow, RunRow
 from ._schema import history, runs
 from ._statements import APPEND, BY_KEY, EVENT_COLUMNS, run_row
 
-__all__ = ["Connected"]
+__all__ = ["IMPATIENT_BUSY_TIMEOUT", "Connected"]
+
+_T = TypeVar("_T")
+
+#: Seconds an impatient SQLite write waits for the write lock.
+IMPATIENT_BUSY_TIMEOUT = 0.05
 
 
 def _refuse_commit_in_step(conn: Connection) -> None:
@@ -130,10 +136,15 @@ class Connected:
     # -- transactions -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction (IMMEDIATE on SQLite); commits on success."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def transaction(self, *, patient: bool = True) -> Iterator[Connection]:
+        """A write transaction (IMMEDIATE on SQLite); commits on success. Not
+        ``patient``: on SQLite, give up after a few milliseconds if another connection
+        holds the write lock (a retryable "database is locked" error)."""
+        with self.engine.connect() as conn:
+            if not patient:
+                conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
+            with conn.begin():
+                yield conn
 
     # -- what the engine may ask of the database ------------------------------------------
 
@@ -152,6 +163,11 @@ class Connected:
         """A deadlock, a serialization failure or a busy database: retry the transaction."""
         return isinstance(exc, sa.exc.DBAPIError) and self.dialect.is_retryable(exc)
 
+    def describe(self, exc: sa.exc.DBAPIError) -> str:
+        """A driver error in one line, for messages (a connection failure names the URL,
+        its password hidden)."""
+        return self.dialect.describe(exc, self.engine.url)
+
     def is_race(self, exc: BaseException) -> bool:
         """Contention, or a unique key taken by a concurrent writer: retry the claim."""
         return self.is_contention(exc) or self.dialect.is_unique_violation(exc)
@@ -161,7 +177,8 @@ class Connected:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            raise StorageError(f"database error while {doing}: {exc.orig!r}") from exc
+            reason = self.describe(exc)
+            raise StorageError(f"database error while {doing}: {reason}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"database error while {doing}: {exc}") from exc
 
@@ -176,12 +193,26 @@ class Connected:
         ``checked``: raise :class:`acidic.CorruptRunError` if a stored field cannot be
         read (rows are checked here, once, so that nothing above meets a half-readable
         row); an operator who cancels or inspects such a run reads it unchecked."""
-        with self._reading() as conn:
-            row = conn.execute(BY_KEY, {"key": key}).first()
+        row = self._read(lambda conn: conn.execute(BY_KEY, {"key": key}).first())
         if row is None:
             return None
         found = run_row(row)
         return check_row(found) if checked else found
+
+    def _read(self, read: Callable[[Connection], _T]) -> _T:
+        """``read(conn)``, one statement, on a :meth:`_reading` connection; once more on
+        a fresh connection if that one was dead (the server restarted or ended the
+        session while it sat in the pool). A read changes nothing: running it again is
+        safe, where a write's outcome would be unknown."""
+        try:
+            with self._reading() as conn:
+                return read(conn)
+        except sa.exc.DBAPIError as exc:
+            # The pool discards every connection older than this failure.
+            if not exc.connection_invalidated:
+                raise
+        with self._reading() as conn:
+            return read(conn)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -198,8 +229,7 @@ class Connected:
 
     def history(self, run_id: int) -> list[EventRow]:
         stmt = sa.select(*EVENT_COLUMNS).where(history.c.run_id == run_id).order_by(history.c.id)
-        with self._reading() as conn:
-            rows = conn.execute(stmt).all()
+        rows = self._read(lambda conn: conn.execute(stmt).all())
         return [EventRow(*r) for r in rows]
 
     def last_event(self, run_id: int) -> EventRow | None:
@@ -209,8 +239,7 @@ class Connected:
             .order_by(history.c.id.desc())
             .limit(1)
         )
-        with self._reading() as conn:
-            row = conn.execute(stmt).first()
+        row: Any = self._read(lambda conn: conn.execute(stmt).first())
         return None if row is None else EventRow(*row)
 
     def _insert_statement(self, columns: tuple[str, ...]) -> Rendered:

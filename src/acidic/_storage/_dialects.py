@@ -11,26 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 
 from .._errors import AcidicError, SchemaVersionError
 from ._claims import Claimer, OneStatementClaimer, StepwiseClaimer
+from ._engines import shown_url
 from ._rendered import Rendered
 
 if TYPE_CHECKING:
     from ._connected import Connected
 
-__all__ = ["Dialect", "dialect_for", "make_engine"]
+__all__ = ["Dialect", "dialect_for"]
 
 #: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
 MIGRATION_LOCK_NAME = "acidic.migrate"
@@ -138,6 +138,21 @@ class Dialect:
         which ignores ASCII case on SQLite and gives ``%`` and ``_`` a meaning."""
         return sa.func.instr(column, text) > 0
 
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        """Why connecting failed, in a few words (``connection refused (is the server
+        running?)``), when ``exc`` is the failure to open a connection; else None."""
+        return None
+
+    def describe(self, exc: sa.exc.DBAPIError, url: URL) -> str:
+        """A driver's error as acidic reports it: a failure to connect names the URL
+        (password hidden) and the reason on one line; other errors as the driver's."""
+        # No statement: the error came from opening the connection (or from a commit,
+        # which the dialects tell apart by the error itself).
+        reason = self.cannot_connect(exc) if exc.statement is None else None
+        if reason is None:
+            return repr(exc.orig)
+        return f"cannot connect to {shown_url(url)}: {reason}"
+
 
 def _binds(table: sa.Table, columns: Sequence[str]) -> dict[str, sa.BindParameter[Any]]:
     return {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
@@ -152,6 +167,29 @@ def _mysql_code(exc: BaseException) -> int | None:
     orig = getattr(exc, "orig", exc)
     args = getattr(orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _readable(reason: str) -> str:
+    """A driver's reason for a failed connection, as one line of acidic's message."""
+    reason = " ".join(reason.replace("FATAL:", "").split())
+    if "connection refused" in reason.lower():
+        return "connection refused (is the server running?)"
+    return reason[:1].lower() + reason[1:]
+
+
+#: How libpq (through psycopg) begins the message of a connection it could not open.
+_PG_CONNECT_FAILED = (
+    "connection failed:",
+    "connection to server",
+    "could not connect to server",
+    "failed to resolve host",
+    "could not translate host name",
+)
+#: libpq's prefix per address it tried: the address is in the URL acidic shows instead.
+_PG_SERVER_PREFIX = re.compile(r"connection to server (at|on) .*? failed: ")
+#: PyMySQL's errors of a connection it could not open (MySQL/MariaDB client error codes):
+#: can't connect, unknown host, access denied (x3), unknown database, host not allowed.
+_MYSQL_CONNECT_CODES = frozenset({2003, 2005, 1044, 1045, 1698, 1049, 1130})
 
 
 class PostgreSQL(Dialect):
@@ -196,6 +234,20 @@ class PostgreSQL(Dialect):
 
     def contains(self, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
         return sa.func.strpos(column, text) > 0
+
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        text = str(exc.orig)
+        if _sqlstate(exc) is not None or not text.startswith(_PG_CONNECT_FAILED):
+            return None
+        text = text.removeprefix("connection failed:").strip()
+        # One line per address tried (localhost: ::1, then 127.0.0.1); libpq's hint
+        # ("Is the server running on that host...") follows on a line of its own.
+        reasons = []
+        for raw in text.splitlines():
+            line = _PG_SERVER_PREFIX.sub("", raw.strip())
+            if line and not line.startswith("Is the server running"):
+                reasons.append(_readable(line))
+        return "; ".join(dict.fromkeys(reasons)) or _readable(text)
 
     def is_retryable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) in ("40001", "40P01")
@@ -269,6 +321,14 @@ class SQLite(Dialect):
         # connection then runs each statement in autocommit mode.
         return not getattr(dbapi_connection, "in_transaction", True)
 
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        if "unable to open database file" not in str(exc.orig):
+            return None
+        return (
+            "unable to open database file (does its directory exist, and may this "
+            "process create and write files there?)"
+        )
+
 
 class MySQL(Dialect):
     name = "mysql"
@@ -307,6 +367,19 @@ class MySQL(Dialect):
         # starts a new one (a lock wait timeout only undoes its own statement).
         return _mysql_code(exc) == 1213
 
+    def cannot_connect(self, exc: sa.exc.DBAPIError) -> str | None:
+        code = _mysql_code(exc)
+        if code not in _MYSQL_CONNECT_CODES:
+            return None
+        args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+        text = str(args[1]) if len(args) > 1 else str(exc.orig)
+        if code == 2003:
+            # "Can't connect to MySQL server on 'host' ([Errno 111] Connection refused)"
+            found = re.search(r"\(\[Errno [-\d]+\] (.*)\)\s*$", text)
+            if found:
+                text = found[1]
+        return _readable(text)
+
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         got = conn.execute(
@@ -343,95 +416,3 @@ def dialect_for(engine: Engine) -> Dialect:
         raise AcidicError(
             f"acidic supports PostgreSQL, SQLite and MySQL/MariaDB, not {engine.dialect.name!r}"
         ) from None
-
-
-#: Seconds a SQLite connection waits for the write lock before reporting "busy".
-SQLITE_BUSY_TIMEOUT = 30.0
-
-
-def _normalise_url(url: URL) -> URL:
-    """Pick the drivers acidic is tested with when the URL names none."""
-    backend = url.get_backend_name()
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    elif url.drivername in ("mysql", "mariadb"):
-        url = url.set(drivername=f"{backend}+pymysql")
-    if backend in ("mysql", "mariadb") and "charset" not in url.query:
-        url = url.update_query_dict({"charset": "utf8mb4"})
-    return url
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
-        raise AcidicError(
-            "acidic needs a SQLite database file: an in-memory database is private to one "
-            "connection and cannot hold runs that survive a crash"
-        )
-    engine = sa.create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, record: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        _use_wal(cur)  # readers never wait for the writer
-        cur.close()
-        record.info["acidic_busy_ms"] = int(SQLITE_BUSY_TIMEOUT * 1000)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # A deferred transaction that later writes can fail with "database is locked"
-        # without waiting; IMMEDIATE takes the write lock up front (and waits for it).
-        options = conn.get_execution_options()
-        if options.get("acidic_one_read"):
-            # One SELECT: SQLite runs it in a read transaction of its own, and the
-            # ROLLBACK that ends it is a no-op in the driver.
-            return
-        busy_ms = int(options.get("acidic_busy_timeout", SQLITE_BUSY_TIMEOUT) * 1000)
-        if conn.info.get("acidic_busy_ms") != busy_ms:  # PRAGMA only when it changes
-            # A setting of the connection, not a statement of the transaction: straight to
-            # the driver, without SQLAlchemy's execute path (it cannot fail).
-            driver_connection: Any = conn.connection.driver_connection
-            driver_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
-            conn.info["acidic_busy_ms"] = busy_ms
-        conn.exec_driver_sql("BEGIN" if options.get("acidic_read_only") else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-def _use_wal(cur: sqlite3.Cursor) -> None:
-    """Put the database in WAL mode (it stays so). Switching takes an exclusive lock, and
-    SQLite reports "database is locked" at once, without its busy timeout, while other
-    processes open the same new file: retry for a while, as the busy timeout would."""
-    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
-        return
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def make_engine(database: str | URL | Engine) -> Engine:
-    """The engine acidic uses for ``database`` (a URL, or a user's Engine)."""
-    if isinstance(database, Engine):
-        if database.dialect.name == "sqlite":
-            # acidic needs its own transaction handling on SQLite; share the file, not the pool.
-            return _sqlite_engine(database.url)
-        return database
-    url = _normalise_url(make_url(database))
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    options: dict[str, Any] = {}
-    if url.get_backend_name() in ("mysql", "mariadb"):
-        # REPEATABLE READ would let a step read a snapshot older than the row it updates.
-        options["isolation_level"] = "READ COMMITTED"
-    return sa.create_engine(url, **options)

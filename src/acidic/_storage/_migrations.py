@@ -83,9 +83,25 @@ def read_version(engine: Engine) -> int | None:
                 conn.rollback()
 
 
+def _refuse_newer(current: int, known: int) -> None:
+    if current > known:
+        raise SchemaVersionError(
+            f"the database schema is at version {current}, newer than this acidic "
+            f"(which knows up to {known}): upgrade acidic instead of migrating"
+        )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply pending migrations; return the names of those applied (empty: up to date)."""
     migrations = load_migrations(dialect)
+    # Every process calls migrate() at start-up: on a current schema it only reads the
+    # version, never waiting for the migration lock or (SQLite) for the write lock that
+    # a running step holds. The version is read again under the lock before changing it.
+    current = read_version(engine)
+    if current is not None:
+        _refuse_newer(current, len(migrations))
+        if current == len(migrations):
+            return []
     applied: list[str] = []
     # The lock is session-wide and taken before the transaction, so that on MySQL,
     # whose DDL commits implicitly, the version rows commit before it is released.
@@ -95,11 +111,7 @@ def migrate(engine: Engine, dialect: Dialect) -> list[str]:
         create = str(CreateTable(schema_version, if_not_exists=True).compile(conn))
         conn.exec_driver_sql(dialect.prepare_ddl(conn, create))
         current = applied_version(conn) or 0
-        if current > len(migrations):
-            raise SchemaVersionError(
-                f"the database schema is at version {current}, newer than this acidic "
-                f"(which knows up to {len(migrations)}): upgrade acidic instead of migrating"
-            )
+        _refuse_newer(current, len(migrations))
         for migration in migrations[current:]:
             for statement in migration.statements():
                 conn.exec_driver_sql(dialect.prepare_ddl(conn, statement))

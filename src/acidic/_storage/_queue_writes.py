@@ -227,8 +227,8 @@ class QueueWrites(Connected):
             .order_by(signals.c.id.desc())
             .limit(1)
         )
-        with self._translated("reading a signal"), self._reading() as conn:
-            payload = conn.execute(stmt).scalar()
+        with self._translated("reading a signal"):
+            payload: str | None = self._read(lambda conn: conn.execute(stmt).scalar())
         return None if payload is None else loads(payload)
 
     def signalled_since(self, run_id: int, since: dt.datetime) -> bool:
@@ -238,15 +238,12 @@ class QueueWrites(Connected):
             .where(signals.c.run_id == run_id, signals.c.created_at >= since)
             .limit(1)
         )
-        with self._reading() as conn:
-            found = conn.execute(stmt).first()
+        found: sa.Row[Any] | None = self._read(lambda conn: conn.execute(stmt).first())
         return found is not None
 
     def cancel_requested(self, run_id: int, token: str) -> bool:
         """After a refused progress write: True if ``token`` still owns the run and the
         refusal was a cancellation request, False if the lock was lost."""
-        with self._reading() as conn:
-            row = conn.execute(
-                sa.select(runs.c.lock_token, runs.c.cancel_requested).where(runs.c.id == run_id)
-            ).first()
+        stmt = sa.select(runs.c.lock_token, runs.c.cancel_requested).where(runs.c.id == run_id)
+        row: Any = self._read(lambda conn: conn.execute(stmt).first())
         return row is not None and row[0] == token and bool(row[1])

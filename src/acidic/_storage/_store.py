@@ -14,10 +14,13 @@ reads), :mod:`._owner_writes` (fenced writes of a run's owner), :mod:`._queue_wr
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
+from ._connected import IMPATIENT_BUSY_TIMEOUT
+from ._engines import SQLITE_BUSY_TIMEOUT
 from ._owner_writes import OwnerWrites
 from ._queue_writes import QueueWrites
 from ._rows import NewRun, RunRow
@@ -25,9 +28,6 @@ from ._schema import runs
 from ._statements import BY_ID, run_row
 
 __all__ = ["Store"]
-
-#: Seconds an impatient SQLite write waits for the write lock.
-IMPATIENT_BUSY_TIMEOUT = 0.05
 
 
 class Store(OwnerWrites, QueueWrites):
@@ -64,14 +64,16 @@ class Store(OwnerWrites, QueueWrites):
         lock_timeout: float,
         steps: str,
         claimable: Sequence[str],
+        patient: bool = True,
     ) -> RunRow | None:
         """Take an existing run if it is claimable and unlocked (or its lock is stale).
 
         Returns the claimed row, or None when another owner holds a live lock (found
-        without waiting) or the run changed state meanwhile.
+        without waiting) or the run changed state meanwhile. ``patient``: as for
+        :meth:`transaction`.
         """
         try:
-            with self.transaction() as conn:
+            with self.transaction(patient=patient) as conn:
                 # Read the clock once the write lock is ours (SQLite may have waited).
                 now = clock()
                 expires = now + dt.timedelta(seconds=lock_timeout)
@@ -103,3 +105,48 @@ class Store(OwnerWrites, QueueWrites):
                 return None
             raise
         return run_row(row)
+
+    def claim_seen(
+        self,
+        seen: RunRow,
+        *,
+        token: str,
+        clock: Callable[[], dt.datetime],
+        lock_timeout: float,
+        steps: str,
+        claimable: Sequence[str],
+    ) -> RunRow | None:
+        """:meth:`claim` of the run ``seen``, as the caller last read it.
+
+        Where writers queue for one write lock (SQLite), a claim does not wait behind
+        it while another caller may be taking the run (and then holding the lock for
+        its whole first step): it tries with an impatient busy timeout, reads the row
+        between tries (reads never wait), and returns None as soon as the row changed,
+        so that the caller reports the new owner (or the result) at once.
+        """
+        if not self.dialect.single_writer:
+            return self.claim(
+                seen.id,
+                token=token,
+                clock=clock,
+                lock_timeout=lock_timeout,
+                steps=steps,
+                claimable=claimable,
+            )
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT  # as long as a patient claim
+        while True:
+            try:
+                return self.claim(
+                    seen.id,
+                    token=token,
+                    clock=clock,
+                    lock_timeout=lock_timeout,
+                    steps=steps,
+                    claimable=claimable,
+                    patient=False,
+                )
+            except sa.exc.OperationalError as exc:
+                if not self.dialect.is_retryable(exc) or time.monotonic() > deadline:
+                    raise
+            if self.find(seen.key, checked=False) != seen:
+                return None

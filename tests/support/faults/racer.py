@@ -8,8 +8,9 @@ says it is ready; then it blocks reading a pipe whose only writer is the launche
 Once all N are ready, the launcher prints ``{"ready": N}`` and waits for a line on its
 stdin; on that line it closes the pipe, and every child sees end-of-file at the same
 moment and calls ``app.run``. Each child writes its outcome to ``OUT_DIR/<i>.json``
-(``{"result": ...}`` or ``{"error": <class name>, "message": ...}``, plus ``pid`` and
-``elapsed``). The launcher prints ``{"done": N}`` once every child has exited.
+(``{"result": ...}`` or ``{"error": <class name>, "message": ...}``, plus ``pid``,
+``elapsed`` and ``ended``, the wall-clock time ``app.run`` returned or raised). The
+launcher prints ``{"done": N}`` once every child has exited.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def _child(
         except Exception as exc:
             out.update(error=type(exc).__name__, message=str(exc))
         out["elapsed"] = time.monotonic() - start
+        out["ended"] = time.time()  # comparable with the times the run's history holds
     finally:
         app.close()
         (out_dir / f"{index}.json").write_text(json.dumps(out), encoding="utf-8")

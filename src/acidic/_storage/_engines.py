@@ -1,0 +1,138 @@
+"""The SQLAlchemy engine acidic uses for a database URL: the drivers it picks, SQLite's
+connections (WAL, busy timeout, IMMEDIATE transactions), and URLs as they may be shown."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from .._errors import AcidicError
+
+__all__ = ["SQLITE_BUSY_TIMEOUT", "make_engine", "shown_url"]
+
+
+#: Seconds a SQLite connection waits for the write lock before reporting "busy".
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def _normalise_url(url: URL) -> URL:
+    """Pick the drivers acidic is tested with when the URL names none."""
+    backend = url.get_backend_name()
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.drivername in ("mysql", "mariadb"):
+        url = url.set(drivername=f"{backend}+pymysql")
+    if backend in ("mysql", "mariadb") and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
+        raise AcidicError(
+            "acidic needs a SQLite database file: an in-memory database is private to one "
+            "connection and cannot hold runs that survive a crash"
+        )
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        _use_wal(cur)  # readers never wait for the writer
+        cur.close()
+        record.info["acidic_busy_ms"] = int(SQLITE_BUSY_TIMEOUT * 1000)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that later writes can fail with "database is locked"
+        # without waiting; IMMEDIATE takes the write lock up front (and waits for it).
+        options = conn.get_execution_options()
+        if options.get("acidic_one_read"):
+            # One SELECT: SQLite runs it in a read transaction of its own, and the
+            # ROLLBACK that ends it is a no-op in the driver.
+            return
+        busy_ms = int(options.get("acidic_busy_timeout", SQLITE_BUSY_TIMEOUT) * 1000)
+        if conn.info.get("acidic_busy_ms") != busy_ms:  # PRAGMA only when it changes
+            # A setting of the connection, not a statement of the transaction: straight to
+            # the driver, without SQLAlchemy's execute path (it cannot fail).
+            driver_connection: Any = conn.connection.driver_connection
+            driver_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+            conn.info["acidic_busy_ms"] = busy_ms
+        conn.exec_driver_sql("BEGIN" if options.get("acidic_read_only") else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _use_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (it stays so). Switching takes an exclusive lock, and
+    SQLite reports "database is locked" at once, without its busy timeout, while other
+    processes open the same new file: retry for a while, as the busy timeout would."""
+    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def make_engine(database: str | URL | Engine) -> Engine:
+    """The engine acidic uses for ``database`` (a URL, or a user's Engine)."""
+    if isinstance(database, Engine):
+        if database.dialect.name == "sqlite":
+            # acidic needs its own transaction handling on SQLite; share the file, not the pool.
+            return _sqlite_engine(database.url)
+        return database
+    url = _normalise_url(make_url(database))
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    options: dict[str, Any] = {}
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        # REPEATABLE READ would let a step read a snapshot older than the row it updates.
+        options["isolation_level"] = "READ COMMITTED"
+    try:
+        return sa.create_engine(url, **options)
+    except ImportError as exc:
+        raise AcidicError(_missing_driver(url, exc)) from exc
+
+
+#: The extra of acidic that installs the driver acidic picks for a URL.
+_EXTRAS = {
+    "postgresql+psycopg": ("psycopg", "acidic[postgresql]"),
+    "mysql+pymysql": ("PyMySQL", "acidic[mysql]"),
+    "mariadb+pymysql": ("PyMySQL", "acidic[mysql]"),
+}
+
+
+def _missing_driver(url: URL, exc: ImportError) -> str:
+    where = f"unusable database URL {shown_url(url)!r}"
+    known = _EXTRAS.get(url.drivername)
+    if known is None:  # a driver the URL names itself
+        return f"{where}: its database driver is not installed ({exc}); install it"
+    driver, extra = known
+    return f"{where}: its database driver, {driver}, is not installed: pip install '{extra}'"
+
+
+def shown_url(url: URL) -> str:
+    """``url`` as acidic reports it: the password hidden, without the driver and the
+    charset acidic adds to a URL that names none."""
+    if url.drivername in _EXTRAS:
+        url = url.set(drivername=url.get_backend_name())
+    if url.query.get("charset") == "utf8mb4" and url.get_backend_name() in ("mysql", "mariadb"):
+        url = url.difference_update_query(["charset"])
+    return url.render_as_string(hide_password=True)
