@@ -12,7 +12,7 @@ import click
 
 from .._errors import AcidicError
 from .._imports import import_target
-from ._options import app_option, opened
+from ._options import app_option, opened, traceback_option
 from ._root import CLIError, CLIUsageError, database_url_option
 
 __all__ = ["dashboard", "is_loopback_host"]
@@ -72,12 +72,7 @@ def _load_callable(target: str) -> Callable[..., Any]:
     type=click.FloatRange(min=0),
     help="seconds between live updates of pages (0: none)",
 )
-@click.option(
-    "--traceback",
-    "show_traceback",
-    is_flag=True,
-    help="if importing --app fails, print the whole traceback, not one line",
-)
+@traceback_option
 def dashboard(
     database_url: str | None,
     app_path: str | None,

@@ -83,6 +83,16 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")(f)
 
 
+def traceback_option(f: F) -> F:
+    """``--traceback``: the whole traceback when importing ``--app`` fails."""
+    return click.option(
+        "--traceback",
+        "show_traceback",
+        is_flag=True,
+        help="if importing --app fails, print the whole traceback, not one line",
+    )(f)
+
+
 @contextlib.contextmanager
 def opened(
     database_url: str | None, app_path: str | None, show_traceback: bool | None = None

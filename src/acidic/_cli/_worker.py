@@ -19,6 +19,7 @@ from .._errors import AcidicError
 from .._imports import TargetImportError, import_target
 from .._worker._supervisor import Supervisor, obey_supervisor
 from .._worker._worker import Worker
+from ._options import traceback_option
 from ._root import CLIError
 
 __all__ = ["load_app", "worker"]
@@ -118,12 +119,7 @@ def _run_with_summary(runner: Worker, console: Console) -> int:
     help="worker processes, each with --concurrency executors, under one supervisor",
 )
 @click.option("--log-level", default="INFO", show_default=True, help="logging level")
-@click.option(
-    "--traceback",
-    "show_traceback",
-    is_flag=True,
-    help="if importing --app fails, print the whole traceback, not one line",
-)
+@traceback_option
 @click.option("--supervised", is_flag=True, hidden=True)
 def worker(
     app_path: str,

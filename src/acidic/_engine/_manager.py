@@ -11,12 +11,13 @@ named after what they do. It reaches the database only through the storage port
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from .._errors import (
 )
 from .._job import Job, JobDefinition
 from .._run import RunStatus
-from .._storage import Fence, NewRun, RunRow, Store
+from .._storage import Fence, NewRun, RunRow
 from .._storage._checks import check_row
 from .._storage._queries import Queries
 from . import _transitions as t
@@ -75,19 +76,10 @@ class Manager(Operations):
     later is known here too.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        lock_timeout: float,
-        clock: Clock = utcnow,
-        default_queue: str = "default",
-        jobs: Mapping[str, type[Job]] | None = None,
-    ) -> None:
-        super().__init__(
-            store, lock_timeout=lock_timeout, clock=clock, default_queue=default_queue, jobs=jobs
-        )
-        self.runner = Runner(self)
+    @functools.cached_property
+    def runner(self) -> Runner:
+        """Executes the steps of the runs this manager claims."""
+        return Runner(self)
 
     @property
     def queries(self) -> Queries:

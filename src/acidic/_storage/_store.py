@@ -14,6 +14,7 @@ reads), :mod:`._owner_writes` (fenced writes of a run's owner), :mod:`._queue_wr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable, Sequence
 
@@ -124,27 +125,21 @@ class Store(OwnerWrites, QueueWrites):
         between tries (reads never wait), and returns None as soon as the row changed,
         so that the caller reports the new owner (or the result) at once.
         """
+        claim = functools.partial(
+            self.claim,
+            seen.id,
+            token=token,
+            clock=clock,
+            lock_timeout=lock_timeout,
+            steps=steps,
+            claimable=claimable,
+        )
         if not self.dialect.single_writer:
-            return self.claim(
-                seen.id,
-                token=token,
-                clock=clock,
-                lock_timeout=lock_timeout,
-                steps=steps,
-                claimable=claimable,
-            )
+            return claim()
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT  # as long as a patient claim
         while True:
             try:
-                return self.claim(
-                    seen.id,
-                    token=token,
-                    clock=clock,
-                    lock_timeout=lock_timeout,
-                    steps=steps,
-                    claimable=claimable,
-                    patient=False,
-                )
+                return claim(patient=False)
             except sa.exc.OperationalError as exc:
                 if not self.dialect.is_retryable(exc) or time.monotonic() > deadline:
                     raise
