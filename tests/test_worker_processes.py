@@ -202,6 +202,7 @@ def _check_drained(app: acidic.App, tmp_path: Path, n: int) -> set[int]:
 
 @one_at_a_time
 @pytest.mark.timeout(180)
+@pytest.mark.storm
 @pytest.mark.parametrize("backend", sorted(DRAIN_RUNS))
 def test_worker__eight_workers_drain_every_run_exactly_once(
     app: acidic.App, database_url: str, tmp_path: Path, backend: str

@@ -81,6 +81,7 @@ def test_crash_points__every_point_of_the_ride_resumes_to_exactly_once(app: acid
 
 
 @pytest.mark.slow
+@pytest.mark.storm
 def test_crash_points__sigkill_at_every_point_of_the_ride_resumes_to_exactly_once(
     app: acidic.App,
 ) -> None:

@@ -21,7 +21,7 @@ from tests.support import procs
 from tests.support.faults.helpers import racers
 from tests.support.jobs import effect_counts, get_run, rides
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.storm]
 
 N = 50
 ARGS: dict[str, Any] = {"user_id": 1, "origin": "here", "target": "there"}

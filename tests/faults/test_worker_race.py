@@ -25,7 +25,7 @@ import acidic
 from tests.support import worker_app as wa
 from tests.support.faults import fault_app
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.storm]
 
 #: SQLite has one writer for all eight workers (about 10 runs a second here): a smaller
 #: drain keeps the test bounded, like PostgreSQL's and MariaDB's 2,000 (30-50 s each on a
