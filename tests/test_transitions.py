@@ -179,33 +179,27 @@ def test_failure_status__discarded_errors_fail_and_retry_uses_its_delay() -> Non
     )
 
 
-def test_after_failure__records_the_error_and_a_requested_cancel_wins() -> None:
-    failed = t.after_failure(
+def failure(*, started: dt.datetime | None, cancel_requested: bool) -> t.Transition:
+    """A scheduled retry of step ``charge``, as :func:`after_failure` records it."""
+    return t.after_failure(
         row(),
         status=RunStatus.SCHEDULED,
         wake_at=NOW,
         step="charge",
         error_json='{"type": "x"}',
         attempt=1,
-        started=NOW,
+        started=started,
         now=NOW,
-        cancel_requested=False,
+        cancel_requested=cancel_requested,
         default_queue="default",
     )
+
+
+def test_after_failure__records_the_error_and_a_requested_cancel_wins() -> None:
+    failed = failure(started=NOW, cancel_requested=False)
     assert [e.event for e in failed.events] == ["started", "errored"]
     assert failed.change.values()["queue"] == "default"
-    cancelled = t.after_failure(
-        row(),
-        status=RunStatus.SCHEDULED,
-        wake_at=NOW,
-        step="charge",
-        error_json="{}",
-        attempt=1,
-        started=None,
-        now=NOW,
-        cancel_requested=True,
-        default_queue="default",
-    )
+    cancelled = failure(started=None, cancel_requested=True)
     values = cancelled.change.values()
     assert (values["status"], values["run_at"], values["finished_at"]) == ("cancelled", None, NOW)
     assert cancelled.ended == t.Ended(RunStatus.CANCELLED)
