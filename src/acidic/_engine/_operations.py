@@ -5,12 +5,13 @@ runner (the HTTP layer's records)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
 from .._encoding import check_key, dumps
-from .._errors import AcidicError
+from .._errors import AcidicError, UnknownKeyError
 from .._job import Job
 from .._run import RunStatus
 from .._storage import EventRow, Fence, NewRun, RunRow
@@ -19,6 +20,10 @@ from ._base import ManagerBase
 from ._checks import check_same_call
 
 __all__ = ["Operations"]
+
+#: Longest a waiter goes without reading its run (seconds), notifications or not.
+_MAX_QUIET = 5.0
+_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class Operations(ManagerBase):
@@ -136,6 +141,36 @@ class Operations(ManagerBase):
         self.store.check_schema()
         with self.store.translated(f"reading key {key!r}"):
             return self.store.find(key, checked=checked)
+
+    def wait(self, key: str, timeout: float | None, poll_interval: float) -> RunRow:
+        """Block until the run of ``key`` is finished (succeeded, failed or cancelled)
+        and return it. PostgreSQL wakes the waiter the moment the run's last transaction
+        commits; elsewhere the run is read every ``poll_interval`` seconds. Raises
+        :class:`acidic.UnknownKeyError` for a key with no run, ``TimeoutError`` after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.store.finished_runs() as heard:
+            row = self.find(key)  # after LISTEN: a finish from now on is heard
+            read_at = time.monotonic()
+            while True:
+                if row is None:
+                    raise UnknownKeyError(f"no run has key {key!r}")
+                if row.status in _FINISHED:
+                    return row
+                now = time.monotonic()
+                left = _MAX_QUIET if deadline is None else deadline - now
+                if left <= 0:
+                    raise TimeoutError(f"run {key!r} did not finish within {timeout} s")
+                if heard is None:
+                    time.sleep(min(poll_interval, left))
+                else:
+                    ids = heard(min(left, _MAX_QUIET))
+                    # Another run's finish: listen on, unless the run went unread too
+                    # long (a notification is a hint; the row is the truth).
+                    if ids and row.id not in ids and now - read_at < _MAX_QUIET:
+                        continue
+                row = self.find(key)
+                read_at = time.monotonic()
 
     def history(self, row: RunRow) -> list[EventRow]:
         """The run's history, oldest first."""

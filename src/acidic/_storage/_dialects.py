@@ -30,13 +30,19 @@ from ._rendered import Rendered
 if TYPE_CHECKING:
     from ._connected import Connected
 
-__all__ = ["Dialect", "dialect_for"]
+__all__ = ["Dialect", "Heard", "dialect_for"]
 
 #: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
 MIGRATION_LOCK_NAME = "acidic.migrate"
 MIGRATION_LOCK_ID = 0x616369646963  # "acidic"
 #: PostgreSQL NOTIFY channel on which enqueues wake workers (the payload is the queue).
 NOTIFY_CHANNEL = "acidic_runs"
+#: PostgreSQL NOTIFY channel on which a trigger announces finished runs (the payload is
+#: the run's id; migration 0004): what app.wait listens to.
+FINISHED_CHANNEL = "acidic_finished"
+
+#: ``heard(timeout)``: wait up to ``timeout`` seconds for runs to finish; the ids heard.
+Heard = Callable[[float], set[int]]
 
 
 class Dialect:
@@ -92,6 +98,12 @@ class Dialect:
         database cannot notify, and workers poll. The iterator raises when the
         connection is lost; the caller reconnects."""
         return None
+
+    @contextlib.contextmanager
+    def finished_runs(self, engine: Engine) -> Iterator[Heard | None]:
+        """Listen for runs finishing (see :data:`FINISHED_CHANNEL`) while in the block;
+        None where the database cannot notify, and waiters poll."""
+        yield None
 
     def claimer(self, store: Connected) -> Claimer:
         """How workers claim due runs on this database."""
@@ -221,6 +233,23 @@ class PostgreSQL(Dialect):
         self, engine: Engine, queues: Sequence[str], stopped: Callable[[], bool]
     ) -> Iterator[str] | None:
         return _pg_notifications(engine, frozenset(queues), stopped)
+
+    @contextlib.contextmanager
+    def finished_runs(self, engine: Engine) -> Iterator[Heard | None]:
+        import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
+
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"LISTEN {FINISHED_CHANNEL}")
+
+            def heard(timeout: float) -> set[int]:
+                ids = set()
+                for note in conn.notifies(timeout=timeout, stop_after=1):
+                    with contextlib.suppress(ValueError):
+                        ids.add(int(note.payload))
+                return ids
+
+            yield heard
 
     def notify(self, conn: Connection, queue: str) -> None:
         # Delivered at commit, and only if the transaction commits.

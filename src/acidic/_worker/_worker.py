@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .._app import App
@@ -134,6 +135,16 @@ class Worker:
         if manager.can_notify:
             threads.append(
                 threading.Thread(target=self._listen_loop, name="acidic-listener", daemon=True)
+            )
+        if self.app.schedules:
+            scheduler = Scheduler(
+                manager,
+                list(self.app.schedules.values()),
+                self._stopping,
+                on_enqueued=self._wake.set,
+            )
+            threads.append(
+                threading.Thread(target=scheduler.run, name="acidic-scheduler", daemon=True)
             )
         for thread in threads:
             thread.start()
