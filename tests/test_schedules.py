@@ -114,7 +114,9 @@ def test_cron__is_evaluated_in_its_timezone_across_a_dst_change(plain_app: acidi
 def tick_runs(application: acidic.App, name: str = "ticks") -> list[str]:
     with application.engine.connect() as conn:
         keys = conn.execute(
-            sa.select(runs.c.idempotency_key).where(runs.c.idempotency_key.like(f"schedule:{name}:%"))
+            sa.select(runs.c.idempotency_key).where(
+                runs.c.idempotency_key.like(f"schedule:{name}:%")
+            )
         ).scalars()
         return sorted(keys)
 
