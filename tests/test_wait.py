@@ -98,7 +98,7 @@ def test_wait__raises_run_cancelled_error_for_a_cancelled_run(app: acidic.App) -
 def test_wait__times_out_on_a_halted_run_and_returns_once_it_finishes(app: acidic.App) -> None:
     assert app.run(Waits(), key="approval") is None  # halted: not finished
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match="'approval' did not finish within 0.3 s"):
+    with pytest.raises(TimeoutError, match=r"'approval' did not finish within 0\.3 s"):
         app.wait("approval", timeout=0.3)
     assert 0.3 <= time.monotonic() - started < 2
     app.signal("approval", "approved", True)
