@@ -5,6 +5,9 @@ downtime, and bad arguments refused at ``app.schedule``."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -260,3 +263,47 @@ def test_schedule__three_workers_for_two_minutes_and_a_stop_of_thirty_seconds(
     database_url: str, tmp_path: Path
 ) -> None:
     run_schedule_storm(database_url, tmp_path, first=120, gap=30, second=10)
+
+
+# -- acidic schedules -----------------------------------------------------------------------
+
+
+def schedules_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, **{worker_app.URL_ENV: url})
+    env["PYTHONPATH"] = str(worker_app.ROOT)
+    return subprocess.run(
+        [str(worker_app.ACIDIC), "schedules", "--app", "tests.support.flow_app:app", *args],
+        cwd=worker_app.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_schedules_command__lists_last_and_next_tick_with_the_tick_run(database_url: str) -> None:
+    with worker_app.migrated(database_url, flow_app.make_app) as application:
+        listed = schedules_cli(database_url, "--json")
+        assert listed.returncode == 0, listed.stderr
+        (before,) = json.loads(listed.stdout)
+        assert before["last_status"] is None  # no worker enqueued it yet
+        Scheduler(
+            application.manager, list(application.schedules.values()), threading.Event()
+        ).tick(application.manager.clock())
+        listed = schedules_cli(database_url, "--json")
+        (row,) = json.loads(listed.stdout)
+        last = dt.datetime.fromisoformat(row["last_tick"])
+        assert row["last_key"] == f"schedule:ticks:{last:%Y-%m-%dT%H:%M:%SZ}"
+        assert row["last_status"] in ("pending", None)  # None: the second turned meanwhile
+        assert dt.datetime.fromisoformat(row["next_tick"]) == last + dt.timedelta(seconds=1)
+        assert (row["name"], row["job"], row["every_s"], row["cron"], row["catch_up"]) == (
+            "ticks",
+            "Stamp",
+            1,
+            None,
+            1,
+        )
+        shown = schedules_cli(database_url)
+        assert shown.returncode == 0
+        assert "every 1s" in shown.stdout
