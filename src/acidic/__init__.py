@@ -33,7 +33,7 @@ from ._errors import (
     UnknownRecoveryPointError,
 )
 from ._job import Job, step
-from ._outcomes import Halt, RecoveryPoint, Response, Sleep
+from ._outcomes import Await, Halt, RecoveryPoint, Response, Sleep
 from ._run import Run, RunError, RunStatus, StepEvent
 from ._worker import Worker
 
@@ -43,6 +43,7 @@ __all__ = [
     "AcidicError",
     "App",
     "ArgumentMismatchError",
+    "Await",
     "ContentionError",
     "Context",
     "CorruptRunError",

@@ -66,6 +66,7 @@ class Operations(ManagerBase):
         queue: str,
         priority: int,
         connection: sa.Connection | None,
+        parent_id: int | None = None,
     ) -> RunRow:
         """Store a pending run for a worker (in ``connection``'s transaction when given)
         and wake the workers of its queue; an existing key returns its run, or raises
@@ -89,6 +90,7 @@ class Operations(ManagerBase):
             priority=priority,
             run_at=(run_at or now).astimezone(dt.UTC),
             attempt_limit=type(job).max_attempts,
+            parent_id=parent_id,
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)
@@ -99,6 +101,25 @@ class Operations(ManagerBase):
             raise AcidicError(f"key {key!r} vanished while enqueueing")
         check_same_call(existing, name, encoded if same_args else None)
         return existing
+
+    # -- child runs and Await ------------------------------------------------------------
+
+    def wake_awaiting(self, run_id: int) -> bool:
+        """Make an awaiting run due if every run it awaits is finished."""
+        with self.store.translated(f"waking awaiting run id {run_id}"):
+            return self.store.wake_awaiting(run_id, t.awaited(self.clock()))
+
+    def wake_ready_awaiting(self) -> int:
+        """Wake every awaiting run whose awaited runs are all finished (a wake-up a crash
+        left undone); how many."""
+        with self.store.translated("waking awaiting runs"):
+            ready = self.store.ready_awaiting()
+        return sum(self.wake_awaiting(run_id) for run_id in ready)
+
+    def children(self, run_id: int, conn: sa.Connection | None = None) -> list[RunRow]:
+        """The runs that run ``run_id`` spawned, oldest first (on ``conn`` when given)."""
+        with self.store.translated(f"reading the children of run id {run_id}"):
+            return self.store.children(run_id, conn)
 
     def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
@@ -212,9 +233,12 @@ class Operations(ManagerBase):
         """Cancel a run: at once if its status is one of ``parked``, else at the next step
         boundary if it is running. ``"cancelled"``, ``"requested"`` or None (finished)."""
         with self.store.translated(f"cancelling key {row.key!r}"):
-            return self.store.cancel(
+            done = self.store.cancel(
                 row.id, [s.value for s in parked], t.cancelled_at_once(self.clock())
             )
+        if done == "cancelled" and row.parent_id is not None:
+            self.wake_awaiting(row.parent_id)  # a cancelled child is finished
+        return done
 
     def delete_expired(
         self, job: str, older_than: float, *, key: str | None = None, batch: int = 1000

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from ._housekeeping import Housekeeper
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -130,7 +131,12 @@ class Worker:
             },
         )
         threads = [
-            threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True)
+            threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True),
+            threading.Thread(
+                target=Housekeeper(manager, self._stopping).run,
+                name="acidic-housekeeping",
+                daemon=True,
+            ),
         ]
         if manager.can_notify:
             threads.append(
