@@ -307,3 +307,23 @@ def test_schedules_command__lists_last_and_next_tick_with_the_tick_run(database_
         shown = schedules_cli(database_url)
         assert shown.returncode == 0
         assert "every 1s" in shown.stdout
+
+
+def test_scheduler__skips_a_tick_enqueued_with_other_arguments_and_goes_on(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with worker_app.migrated(database_url, flow_app.make_app) as application:
+        schedule = application.schedules["ticks"]
+        start = at("2026-12-03T10:00:00")
+        # A previous deploy scheduled the same tick with other arguments.
+        application.enqueue(
+            worker_app.Stamp(n=5), key=schedule.key(start + dt.timedelta(seconds=1))
+        )
+        scheduler = Scheduler(application.manager, [schedule], threading.Event())
+        scheduler.tick(start)
+        assert scheduler.tick(start + dt.timedelta(seconds=3)) == 2
+        assert "tick not enqueued" in caplog.text
+        assert len(tick_runs(application)) == 4
+        later = application.get(schedule.key(start + dt.timedelta(seconds=3)))
+        assert later is not None
+        assert later.args == {"n": 0}

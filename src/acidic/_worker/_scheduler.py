@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from .._engine import Manager
 from .._engine._schedules import Schedule
-from .._errors import AcidicError
+from .._errors import AcidicError, ArgumentMismatchError
 
 __all__ = ["Scheduler"]
 
@@ -75,7 +75,16 @@ class Scheduler:
                 due = (late[-schedule.catch_up :] if schedule.catch_up else []) + on_time
             try:
                 for tick in due:
-                    self._enqueue(schedule, tick)
+                    try:
+                        self._enqueue(schedule, tick)
+                    except ArgumentMismatchError as exc:  # another deploy's arguments: skip it
+                        log.warning(
+                            "schedule %r: tick not enqueued: %s",
+                            schedule.name,
+                            exc,
+                            extra={"schedule": schedule.name},
+                        )
+                        continue
                     enqueued += 1
             except AcidicError as exc:  # e.g. the database is down: the next pass retries
                 if schedule.name not in self._failing:
