@@ -33,6 +33,7 @@ from ._errors import (
     UnknownRecoveryPointError,
 )
 from ._job import Job, step
+from ._limits import Limit, Queue, Rate
 from ._outcomes import Await, Halt, RecoveryPoint, Response, Sleep
 from ._run import Run, RunError, RunStatus, StepEvent
 from ._worker import Worker
@@ -54,8 +55,11 @@ __all__ = [
     "Job",
     "JobDefinitionError",
     "KeyLockedError",
+    "Limit",
     "LockLostError",
     "NotInStepError",
+    "Queue",
+    "Rate",
     "RecoveryPoint",
     "Response",
     "Retry",

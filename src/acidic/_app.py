@@ -27,6 +27,7 @@ from ._errors import (
     UnknownRecoveryPointError,
 )
 from ._job import Job
+from ._limits import Queue
 from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
@@ -64,6 +65,9 @@ class App:
     last renewed it (at each step boundary) before another caller may take the run
     over; a job's ``lock_timeout`` class attribute overrides it.
 
+    ``queues`` names the queues (the first is the default), or maps each name to an
+    :class:`acidic.Queue` with its concurrency and rate limits.
+
     ``clock`` (a callable returning an aware UTC datetime) is where acidic reads the
     time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
     :class:`acidic.testing.Clock` to move time forward without sleeping.
@@ -76,7 +80,7 @@ class App:
         database: str | sa.URL | sa.Engine | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-        queues: Sequence[str] = ("default",),
+        queues: Sequence[str] | Mapping[str, Queue] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if database is None:
@@ -89,6 +93,12 @@ class App:
             raise InvalidArgumentError(
                 f"lock_timeout must be a positive number of seconds, not {lock_timeout!r}"
             )
+        queue_limits: dict[str, Queue] = {}
+        if isinstance(queues, Mapping):
+            queue_limits = dict(queues)
+            bad = {n: q for n, q in queue_limits.items() if not isinstance(q, Queue)}
+            if bad:
+                raise InvalidArgumentError(f"queues maps names to acidic.Queue(...), not {bad!r}")
         queue_names = tuple(queues)
         if not queue_names or not all(
             isinstance(q, str) and 0 < len(q) <= 100 for q in queue_names
@@ -113,6 +123,7 @@ class App:
             clock=clock or utcnow,
             default_queue=queue_names[0],
             jobs=self._jobs,
+            queue_limits=queue_limits,
         )
 
     # -- set-up -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pydantic_core
 from ._context import Context
 from ._encoding import MAX_DEPTH, encode_value, nesting, step_key
 from ._errors import JobDefinitionError, NotInStepError, SerializationError
+from ._limits import Limit
 from ._run import Run
 
 __all__ = ["Job", "JobDefinition", "StepSpec", "StepState", "step"]
@@ -40,6 +41,7 @@ RESERVED_NAMES = frozenset(
         "signal",
         "spawn",
         "children",
+        "concurrency",
         "max_attempts",
         "discard_on",
         "backoff",
@@ -318,6 +320,8 @@ class Job:
     ``redact``
         names of arguments and context keys whose values ``acidic runs show`` and the
         dashboard replace by ``[redacted]`` (they are stored as usual).
+    ``concurrency``
+        an :class:`acidic.Limit`: how many runs of the same key may hold a lock at once.
 
     Pass ``abstract=True`` in the class statement for a base class without steps.
     """
@@ -326,6 +330,7 @@ class Job:
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
     discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
     redact: ClassVar[tuple[str, ...]] = ()
+    concurrency: ClassVar[Limit | None] = None
     __acidic_definition__: ClassVar[JobDefinition]
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
@@ -368,6 +373,13 @@ class Job:
                 f"names, not {redact!r}"
             )
         cls.redact = tuple(redact)
+        limit = cls.concurrency
+        if limit is not None:
+            if not isinstance(limit, Limit):
+                raise JobDefinitionError(
+                    f"job {cls.__qualname__}: concurrency must be an acidic.Limit, not {limit!r}"
+                )
+            limit.check(cls, definition.field_names)
         cls.__acidic_definition__ = definition
 
     def __post_init__(self) -> None:

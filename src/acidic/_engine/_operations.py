@@ -14,10 +14,10 @@ from .._encoding import check_key, dumps
 from .._errors import AcidicError, UnknownKeyError
 from .._job import Job
 from .._run import RunStatus
-from .._storage import EventRow, Fence, NewRun, RunRow
+from .._storage import EventRow, Fence, NewRun, QueueLimits, RunRow
 from . import _transitions as t
 from ._base import ManagerBase
-from ._checks import check_same_call
+from ._checks import check_same_call, concurrency_of
 
 __all__ = ["Operations"]
 
@@ -91,6 +91,7 @@ class Operations(ManagerBase):
             run_at=(run_at or now).astimezone(dt.UTC),
             attempt_limit=type(job).max_attempts,
             parent_id=parent_id,
+            **concurrency_of(job),
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)
@@ -123,10 +124,38 @@ class Operations(ManagerBase):
 
     def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
-        first, then by priority, due time and enqueue order); each gets a token."""
-        return self.store.claim_due(
-            queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of
+        first, then by priority, due time and enqueue order); each gets a token. Runs of
+        a limited queue, and of jobs with a concurrency ``Limit``, are claimed within
+        their limits (one transaction that locks the limits it decides on); the others
+        by the dialect's fastest claim."""
+        store, clock, timeout = self.store, self.clock, self.lock_timeout_of
+        q = self.queue_limits.get(queue)
+        if q is not None:
+            limits = QueueLimits(
+                q.concurrency,
+                None if q.rate is None else q.rate.count,
+                None if q.rate is None else q.rate.per,
+            )
+            return store.claim_limited(
+                queue, jobs, limit, clock=clock, lock_timeout=timeout, queue_limits=limits
+            )
+        limited = [j for j in jobs if (c := self.jobs.get(j)) is not None and c.concurrency]
+        if not limited:
+            return store.claim_due(queue, jobs, limit, clock=clock, lock_timeout=timeout)
+        free = [j for j in jobs if j not in limited]
+        rows = (
+            store.claim_due(queue, free, limit, clock=clock, lock_timeout=timeout) if free else []
         )
+        if len(rows) < limit:
+            rows += store.claim_limited(
+                queue,
+                limited,
+                limit - len(rows),
+                clock=clock,
+                lock_timeout=timeout,
+                queue_limits=None,
+            )
+        return rows
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine
@@ -71,6 +72,10 @@ class Dialect:
     ) -> sa.Insert:
         """An INSERT of ``columns`` (bound parameters of the same names) that does
         nothing when a row with the same key exists; built once, executed many times."""
+        raise NotImplementedError
+
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        """An INSERT of ``values`` that does nothing when the primary key exists."""
         raise NotImplementedError
 
     def inserted(self, conn: Connection, insert: Rendered, values: dict[str, Any]) -> int | None:
@@ -206,6 +211,10 @@ _MYSQL_CONNECT_CODES = frozenset({2003, 2005, 1044, 1045, 1698, 1049, 1130})
 
 class PostgreSQL(Dialect):
     name = "postgresql"
+
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        return pg_dialect.insert(table).values(values).on_conflict_do_nothing()
+
     migrations = "postgresql"
     dml_in_cte = True
     autocommit_writes = True
@@ -312,6 +321,10 @@ def _pg_notifications(
 
 class SQLite(Dialect):
     name = "sqlite"
+
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        return sqlite_dialect.insert(table).values(values).on_conflict_do_nothing()
+
     migrations = "sqlite"
     single_writer = True
 
@@ -360,6 +373,12 @@ class SQLite(Dialect):
 
 
 class MySQL(Dialect):
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        # Not INSERT IGNORE, which turns other errors into warnings too.
+        column = next(iter(table.primary_key.columns))
+        insert = mysql_dialect.insert(table).values(values)
+        return insert.on_duplicate_key_update({column.name: insert.inserted[column.name]})
+
     name = "mysql"
     migrations = "mysql"
     partial_indexes = False

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from .._encoding import loads
 from ._connected import Connected
+from ._limited_claims import LimitedClaimer, QueueLimits
 from ._rendered import Rendered
 from ._rows import NewRun, RunChange, RunRow
 from ._schema import history, runs, signals
@@ -81,6 +82,21 @@ class QueueWrites(Connected):
     ) -> list[RunRow]:
         """Claim due runs for a worker (see :mod:`._claims`)."""
         return self._claimer.claim_due(queue, jobs, limit, clock=clock, lock_timeout=lock_timeout)
+
+    def claim_limited(
+        self,
+        queue: str,
+        jobs: Sequence[str],
+        limit: int,
+        *,
+        clock: Callable[[], dt.datetime],
+        lock_timeout: Callable[[str], float],
+        queue_limits: QueueLimits | None,
+    ) -> list[RunRow]:
+        """Claim due runs within concurrency and rate limits (see :mod:`._limited_claims`)."""
+        return LimitedClaimer(self).claim_due(
+            queue, jobs, limit, clock=clock, lock_timeout=lock_timeout, queue_limits=queue_limits
+        )
 
     def notifications(
         self, queues: Sequence[str], stopped: Callable[[], bool]
