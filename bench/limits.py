@@ -14,13 +14,15 @@ The App is ``bench.limits:app`` (built from ``$BENCH_LIMITS_URL`` in the workers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import sqlalchemy as sa
@@ -77,7 +79,8 @@ def fresh_database() -> str:
 
 
 def measure(url: str, job: type[acidic.Job], queue: str, n: int) -> float:
-    """Runs per second for four worker processes to drain ``n`` runs of ``job``."""
+    """Runs per second for four running worker processes to drain ``n`` runs of ``job``
+    enqueued in one transaction (the clock starts at the enqueue)."""
     application = make_app(url)
     with application.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM acidic_runs"))
@@ -86,43 +89,54 @@ def measure(url: str, job: type[acidic.Job], queue: str, n: int) -> float:
     # measurement would tax this one.
     with psycopg.connect(url, autocommit=True) as raw:
         raw.execute("VACUUM ANALYZE acidic_runs")
-    for i in range(n):
-        application.enqueue(job(n=i), key=f"{job.__name__}-{i}", queue=queue)
     env = dict(os.environ, **{URL_ENV: url, "PYTHONPATH": str(ROOT)})
-    argv = [
-        str(ACIDIC),
-        "worker",
-        "--app",
-        "bench.limits:app",
-        "--queues",
-        queue,
-        "--poll-interval",
-        "0.05",
-    ]
-    started = time.perf_counter()
-    workers = [
-        subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for _ in range(4)
-    ]
-    try:
-        while True:
-            with application.engine.connect() as conn:
-                left = conn.execute(
-                    sa.text("select count(*) from acidic_runs where status <> 'succeeded'")
-                ).scalar_one()
-            if left == 0:
-                break
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(30)
-        application.close()
+    argv = [str(ACIDIC), "worker", "--app", "bench.limits:app", "--queues", queue]
+    argv += ["--poll-interval", "0.05", "--log-level", "INFO"]
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(4)]
+        workers = [
+            subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            for log in logs
+        ]
+        try:
+            while not all(b"worker started" in _read(log) for log in logs):
+                _check(workers, logs)
+                time.sleep(0.05)
+            started = time.perf_counter()
+            with application.engine.begin() as conn:
+                for i in range(n):
+                    application.enqueue(
+                        job(n=i), key=f"{job.__name__}-{i}", queue=queue, connection=conn
+                    )
+            while True:
+                with application.engine.connect() as conn:
+                    left = conn.execute(
+                        sa.text("select count(*) from acidic_runs where status <> 'succeeded'")
+                    ).scalar_one()
+                if left == 0:
+                    break
+                _check(workers, logs)
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(30)
+            application.close()
     return n / elapsed
+
+
+def _read(log: IO[bytes]) -> bytes:
+    log.seek(0)
+    return log.read()
+
+
+def _check(workers: list[subprocess.Popen[bytes]], logs: list[IO[bytes]]) -> None:
+    for worker, log in zip(workers, logs, strict=True):
+        if worker.poll() is not None:
+            output = _read(log).decode(errors="replace")
+            raise RuntimeError(f"a worker exited with {worker.returncode}:\n{output}")
 
 
 def main() -> None:

@@ -4,9 +4,11 @@ queue with a concurrency or rate limit.
 One transaction per claim. The claim first locks the queue's row of ``acidic_limits``
 (a limited queue), counts what the queue holds and started in the rate window, then
 picks due runs (SKIP LOCKED) and, for each run with a concurrency key, locks that key's
-row and counts the runs of the key that hold a live lock. The row locks are taken with
-SKIP LOCKED too: a claimer that finds a key (or the queue) being decided by another
-skips it for this claim instead of waiting, and two claimers never both see the last
+row and counts the runs of the key that hold a live lock. A key's row is locked with
+SKIP LOCKED: a claimer that finds a key being decided by another skips that run and
+looks at the next. The queue's row is waited for (claims of a limited queue take turns;
+a claimer that skipped would sit idle until its next poll); it is always locked first,
+so no two claimers wait for each other in a cycle. Two claimers never both see the last
 free slot, because each counts only while it holds the row lock, and the count sees
 every claim committed before (READ COMMITTED, or SQLite's single writer).
 """
@@ -72,8 +74,9 @@ class LimitedClaimer:
             budget = limit
             queue_name = f"queue:{queue}"
             if queue_limits is not None:
-                if not self._lock(conn, queue_name):
-                    return []  # another claimer is deciding for this queue: next time
+                # Waited for, not skipped: a claimer that skipped would sit idle until
+                # its next poll. Claims of the queue queue up for the length of a claim.
+                self._lock(conn, queue_name, wait=True)
                 budget = min(budget, self._queue_budget(conn, queue, queue_name, queue_limits, now))
                 if budget < 1:
                     return []
@@ -96,16 +99,14 @@ class LimitedClaimer:
 
     # -- parts -------------------------------------------------------------------------
 
-    def _lock(self, conn: Connection, name: str) -> bool:
+    def _lock(self, conn: Connection, name: str, *, wait: bool = False) -> bool:
         """Lock the limit row ``name`` (created if missing); False if another claimer
-        holds it."""
-        select = self.dialect.lock_rows_skip_locked(
-            sa.select(limits.c.name).where(limits.c.name == name)
-        )
+        holds it (unless ``wait``: then wait for it)."""
+        row = sa.select(limits.c.name).where(limits.c.name == name)
+        select = row.with_for_update() if wait else self.dialect.lock_rows_skip_locked(row)
         if conn.execute(select).first() is not None:
             return True
-        exists = conn.execute(sa.select(limits.c.name).where(limits.c.name == name)).first()
-        if exists is not None:
+        if not wait and conn.execute(row).first() is not None:
             return False  # it exists: another claimer holds it
         conn.execute(self.dialect.insert_ignore(limits, {"name": name}))
         return conn.execute(select).first() is not None
