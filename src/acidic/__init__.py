@@ -23,6 +23,7 @@ from ._errors import (
     NotInStepError,
     Retry,
     RunCancelledError,
+    RunFailedError,
     RunStateError,
     SchemaVersionError,
     SerializationError,
@@ -32,7 +33,8 @@ from ._errors import (
     UnknownRecoveryPointError,
 )
 from ._job import Job, step
-from ._outcomes import Halt, RecoveryPoint, Response, Sleep
+from ._limits import Limit, Queue, Rate
+from ._outcomes import Await, Halt, RecoveryPoint, Response, Sleep
 from ._run import Run, RunError, RunStatus, StepEvent
 from ._worker import Worker
 
@@ -42,6 +44,7 @@ __all__ = [
     "AcidicError",
     "App",
     "ArgumentMismatchError",
+    "Await",
     "ContentionError",
     "Context",
     "CorruptRunError",
@@ -52,14 +55,18 @@ __all__ = [
     "Job",
     "JobDefinitionError",
     "KeyLockedError",
+    "Limit",
     "LockLostError",
     "NotInStepError",
+    "Queue",
+    "Rate",
     "RecoveryPoint",
     "Response",
     "Retry",
     "Run",
     "RunCancelledError",
     "RunError",
+    "RunFailedError",
     "RunStateError",
     "RunStatus",
     "SchemaVersionError",

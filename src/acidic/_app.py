@@ -14,16 +14,20 @@ import sqlalchemy as sa
 from ._encoding import MAX_KEY_LENGTH, encode
 from ._engine import Manager, utcnow
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
+from ._engine._schedules import Schedule
 from ._engine._views import to_run
 from ._errors import (
     InvalidArgumentError,
     JobDefinitionError,
+    RunCancelledError,
+    RunFailedError,
     RunStateError,
     UnknownJobError,
     UnknownKeyError,
     UnknownRecoveryPointError,
 )
 from ._job import Job
+from ._limits import Queue
 from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
@@ -61,6 +65,9 @@ class App:
     last renewed it (at each step boundary) before another caller may take the run
     over; a job's ``lock_timeout`` class attribute overrides it.
 
+    ``queues`` names the queues (the first is the default), or maps each name to an
+    :class:`acidic.Queue` with its concurrency and rate limits.
+
     ``clock`` (a callable returning an aware UTC datetime) is where acidic reads the
     time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
     :class:`acidic.testing.Clock` to move time forward without sleeping.
@@ -73,7 +80,7 @@ class App:
         database: str | sa.URL | sa.Engine | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-        queues: Sequence[str] = ("default",),
+        queues: Sequence[str] | Mapping[str, Queue] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if database is None:
@@ -86,6 +93,12 @@ class App:
             raise InvalidArgumentError(
                 f"lock_timeout must be a positive number of seconds, not {lock_timeout!r}"
             )
+        queue_limits: dict[str, Queue] = {}
+        if isinstance(queues, Mapping):
+            queue_limits = dict(queues)
+            bad = {n: q for n, q in queue_limits.items() if not isinstance(q, Queue)}
+            if bad:
+                raise InvalidArgumentError(f"queues maps names to acidic.Queue(...), not {bad!r}")
         queue_names = tuple(queues)
         if not queue_names or not all(
             isinstance(q, str) and 0 < len(q) <= 100 for q in queue_names
@@ -103,12 +116,14 @@ class App:
             ) from exc
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}
+        self._schedules: dict[str, Schedule] = {}
         self._manager = Manager(
             self._store,
             lock_timeout=float(lock_timeout),
             clock=clock or utcnow,
             default_queue=queue_names[0],
             jobs=self._jobs,
+            queue_limits=queue_limits,
         )
 
     # -- set-up -----------------------------------------------------------------------
@@ -213,7 +228,86 @@ class App:
             return None
         return to_run(row, self._manager.history(row), self._jobs.get(row.job))
 
+    def wait(
+        self, key: str, timeout: float | dt.timedelta | None = None, *, poll_interval: float = 0.1
+    ) -> Any:
+        """Block until the run of ``key`` is finished and return its result.
+
+        Raises :class:`RunFailedError` (carrying the stored :class:`RunError`) for a
+        failed run, :class:`RunCancelledError` for a cancelled one, ``TimeoutError``
+        when ``timeout`` (seconds or a timedelta) passes first, and
+        :class:`UnknownKeyError` when no run has the key. On PostgreSQL the waiter is
+        woken the moment the run's last transaction commits (LISTEN/NOTIFY); elsewhere
+        it reads the run every ``poll_interval`` seconds. A halted or interrupted run is
+        not finished: wait goes on waiting for it.
+        """
+        try:
+            seconds = None if timeout is None else to_seconds(timeout, "timeout")
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if not isinstance(poll_interval, int | float) or not poll_interval > 0:
+            raise InvalidArgumentError(f"poll_interval must be > 0, not {poll_interval!r}")
+        row = self._manager.wait(key, seconds, float(poll_interval))
+        run = to_run(row, [], self._jobs.get(row.job))
+        if run.status == RunStatus.SUCCEEDED:
+            return run.result
+        if run.status == RunStatus.FAILED:
+            raise RunFailedError(run.key, run.error)
+        raise RunCancelledError(f"run {run.key!r} was cancelled")
+
     # -- background execution ---------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        job: Job,
+        *,
+        cron: str | None = None,
+        every: dt.timedelta | None = None,
+        timezone: str = "UTC",
+        catch_up: int = 1,
+        queue: str | None = None,
+    ) -> Schedule:
+        """Run ``job`` (an instance, with its arguments) on a recurring schedule.
+
+        ``cron`` is a five-field cron expression evaluated in ``timezone``; ``every`` a
+        ``timedelta`` of whole seconds (at least one), ticks aligned to the Unix epoch.
+        Give exactly one. Workers evaluate the schedules of their App: each tick becomes
+        one run of the key ``schedule:<name>:<tick, ISO 8601 UTC>`` (for example
+        ``schedule:nightly:2026-12-03T03:00:00Z``), so any number of workers create
+        exactly one run per tick. After downtime (no worker running), at most
+        ``catch_up`` missed ticks run, the latest ones. ``queue`` defaults to the App's
+        first queue. A bad expression or argument raises :class:`InvalidArgumentError`
+        (a ``ValueError``) here.
+        """
+        if not isinstance(job, Job):
+            raise UnknownJobError(f"app.schedule() takes a job instance, not {job!r}")
+        job_name = self.name_of(job)
+        type(job).__acidic_definition__.encode_args(job)  # unstorable arguments fail now
+        queue = self._queues[0] if queue is None else queue
+        if queue not in self._queues:
+            raise InvalidArgumentError(
+                f"queue {queue!r} is not declared; this App's queues are {list(self._queues)}"
+            )
+        if name in self._schedules:
+            raise InvalidArgumentError(f"a schedule named {name!r} is already registered")
+        schedule = Schedule.build(
+            name,
+            job,
+            job_name,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            catch_up=catch_up,
+            queue=queue,
+        )
+        self._schedules[name] = schedule
+        return schedule
+
+    @property
+    def schedules(self) -> Mapping[str, Schedule]:
+        """The registered schedules by name."""
+        return dict(self._schedules)
 
     @property
     def queues(self) -> tuple[str, ...]:

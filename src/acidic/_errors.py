@@ -20,6 +20,7 @@ leave :meth:`acidic.App.run` unchanged.
     ├── NotInStepError              a step-only attribute used outside a step (also a RuntimeError)
     ├── SchemaVersionError          the database schema is missing, older or newer than this code
     ├── RunCancelledError           the run was cancelled (by app.cancel)
+    ├── RunFailedError              app.wait: the run failed; carries its stored error
     ├── RunStateError               an action the run's status refuses (retry of a running run)
     ├── acidic.http.MissingKeyError an endpoint requires an Idempotency-Key and none was sent
     ├── Retry                       a step raises it to be run again later
@@ -31,6 +32,10 @@ leave :meth:`acidic.App.run` unchanged.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._run import RunError
 
 __all__ = [
     "AcidicError",
@@ -46,6 +51,7 @@ __all__ = [
     "NotInStepError",
     "Retry",
     "RunCancelledError",
+    "RunFailedError",
     "RunStateError",
     "SchemaVersionError",
     "SerializationError",
@@ -129,6 +135,18 @@ class SchemaVersionError(AcidicError):
 
 class RunCancelledError(AcidicError):
     """The run was cancelled with :meth:`acidic.App.cancel`; it will not run again."""
+
+
+class RunFailedError(AcidicError):
+    """:meth:`acidic.App.wait` found the run failed. ``error`` is its stored
+    :class:`acidic.RunError` (type, message, traceback, step), ``key`` its key."""
+
+    def __init__(self, key: str, error: RunError | None) -> None:
+        where = f" in step {error.step!r}" if error is not None and error.step else ""
+        what = f": {error.type}: {error.message}" if error is not None else ""
+        super().__init__(f"run {key!r} failed{where}{what}")
+        self.key = key
+        self.error = error
 
 
 class RunStateError(AcidicError):

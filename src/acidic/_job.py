@@ -21,6 +21,8 @@ import pydantic_core
 from ._context import Context
 from ._encoding import MAX_DEPTH, encode_value, nesting, step_key
 from ._errors import JobDefinitionError, NotInStepError, SerializationError
+from ._limits import Limit
+from ._run import Run
 
 __all__ = ["Job", "JobDefinition", "StepSpec", "StepState", "step"]
 
@@ -37,6 +39,9 @@ RESERVED_NAMES = frozenset(
         "unique_by",
         "lock_timeout",
         "signal",
+        "spawn",
+        "children",
+        "concurrency",
         "max_attempts",
         "discard_on",
         "backoff",
@@ -103,6 +108,10 @@ class StepState:
     step: str
     #: Reads the latest payload of a named signal delivered to the run (or None).
     read_signal: Callable[[str], Any] = lambda _name: None
+    #: Creates a child run: (job, key, queue, priority) -> its key.
+    spawn: Callable[[Job, str | None, str | None, int], str] | None = None
+    #: The runs this run spawned, oldest first.
+    children: Callable[[], list[Run]] | None = None
 
 
 class JobDefinition:
@@ -311,6 +320,8 @@ class Job:
     ``redact``
         names of arguments and context keys whose values ``acidic runs show`` and the
         dashboard replace by ``[redacted]`` (they are stored as usual).
+    ``concurrency``
+        an :class:`acidic.Limit`: how many runs of the same key may hold a lock at once.
 
     Pass ``abstract=True`` in the class statement for a base class without steps.
     """
@@ -319,6 +330,7 @@ class Job:
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
     discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
     redact: ClassVar[tuple[str, ...]] = ()
+    concurrency: ClassVar[Limit | None] = None
     __acidic_definition__: ClassVar[JobDefinition]
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
@@ -361,6 +373,13 @@ class Job:
                 f"names, not {redact!r}"
             )
         cls.redact = tuple(redact)
+        limit = cls.concurrency
+        if limit is not None:
+            if not isinstance(limit, Limit):
+                raise JobDefinitionError(
+                    f"job {cls.__qualname__}: concurrency must be an acidic.Limit, not {limit!r}"
+                )
+            limit.check(cls, definition.field_names)
         cls.__acidic_definition__ = definition
 
     def __post_init__(self) -> None:
@@ -420,6 +439,31 @@ class Job:
         """The payload of the latest signal ``name`` delivered to this run (see
         :meth:`acidic.App.signal`), or None if none was."""
         return self._state().read_signal(name)
+
+    def spawn(
+        self, job: Job, key: str | None = None, *, queue: str | None = None, priority: int = 0
+    ) -> str:
+        """Create a child run of ``job`` for a worker and return its key.
+
+        In a transactional step the child is created in the step's transaction: it
+        exists only if the step commits. Without ``key``, the key is derived from this
+        run's key, the child's job and its arguments, so a step that runs again
+        creates no second child. ``queue`` defaults to this run's queue. Return
+        ``acidic.Await(*keys)`` to continue once the children are finished.
+        """
+        spawn = self._state().spawn
+        if spawn is None:  # pragma: no cover - every runner provides it
+            raise NotInStepError("spawn() is not available here")
+        return spawn(job, key, queue, priority)
+
+    def children(self) -> list[Run]:
+        """The runs this run spawned (:meth:`spawn`), oldest first, as stored now: their
+        status, result and error (a child that failed for good has status ``failed``
+        and its :class:`acidic.RunError`)."""
+        children = self._state().children
+        if children is None:  # pragma: no cover - every runner provides it
+            raise NotInStepError("children() is not available here")
+        return children()
 
     @property
     def retrying(self) -> bool:

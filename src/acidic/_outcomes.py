@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Halt", "RecoveryPoint", "Response", "Sleep", "StepOutcome", "to_seconds"]
+__all__ = ["Await", "Halt", "RecoveryPoint", "Response", "Sleep", "StepOutcome", "to_seconds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,29 @@ class Halt:
     """
 
 
-StepOutcome = "Response | RecoveryPoint | Halt | Sleep | None"
+@dataclass(frozen=True, slots=True, init=False)
+class Await:
+    """Park the run, holding no worker, until every run of ``keys`` is finished
+    (succeeded, failed for good or cancelled); then continue at the next step.
+
+    Usually the keys of children this run spawned (:meth:`acidic.Job.spawn`); the
+    next step reads their results and errors with :meth:`acidic.Job.children` (or
+    ``app.get``). The run's status is ``awaiting`` meanwhile. Every key must have a
+    run when the step ends, else the step fails.
+    """
+
+    keys: tuple[str, ...]
+
+    def __init__(self, *keys: str) -> None:
+        if not keys:
+            raise ValueError("Await takes at least one key")
+        for key in keys:
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"Await takes idempotency keys (str), not {key!r}")
+        object.__setattr__(self, "keys", tuple(dict.fromkeys(keys)))
+
+
+StepOutcome = "Response | RecoveryPoint | Halt | Sleep | Await | None"
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -23,6 +23,8 @@ class RunStatus(StrEnum):
     HALTED = "halted"
     #: Parked until ``run_at``: by :class:`acidic.Sleep`, or waiting out a retry's backoff.
     SCHEDULED = "scheduled"
+    #: Parked by :class:`acidic.Await` until every awaited run is finished; then due.
+    AWAITING = "awaiting"
     #: Finished; ``result`` holds the stored result.
     SUCCEEDED = "succeeded"
     #: The last attempt raised; ``error`` says where and why. The run is released and a

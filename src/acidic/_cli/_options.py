@@ -39,6 +39,7 @@ STATUS_STYLE = {
     "running": "bold blue",
     "halted": "magenta",
     "scheduled": "yellow",
+    "awaiting": "yellow",
     "succeeded": "green",
     "failed": "bold red",
     "cancelled": "dim",

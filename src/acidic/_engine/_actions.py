@@ -11,29 +11,31 @@ from .._run import RunStatus
 
 __all__ = ["ACTIONS", "CANCEL_AT_ONCE", "accepted"]
 
-_P, _R, _H, _S, _F = (
+_P, _R, _H, _S, _F, _A = (
     RunStatus.PENDING,
     RunStatus.RUNNING,
     RunStatus.HALTED,
     RunStatus.SCHEDULED,
     RunStatus.FAILED,
+    RunStatus.AWAITING,
 )
 
 #: Action name -> the statuses from which it applies.
-#: ``resume_from`` is ``app.resume(key, from_step=...)``; ``cancel`` of a running run
+#: ``resume`` of an awaiting run continues it without waiting for the rest of what it
+#: awaits. ``resume_from`` is ``app.resume(key, from_step=...)``; ``cancel`` of a running run
 #: takes effect at its next step boundary; ``signal`` is stored whatever the status and
 #: wakes only a halted run.
 ACTIONS: Mapping[str, frozenset[RunStatus]] = MappingProxyType(
     {
         "retry": frozenset({_F}),
-        "resume": frozenset({_H, _S}),
-        "resume_from": frozenset({_H, _S, _F}),
-        "cancel": frozenset({_P, _S, _H, _F, _R}),
+        "resume": frozenset({_H, _S, _A}),
+        "resume_from": frozenset({_H, _S, _F, _A}),
+        "cancel": frozenset({_P, _S, _H, _F, _R, _A}),
     }
 )
 
 #: The statuses a cancel ends at once (a running run ends at its next step boundary).
-CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F})
+CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F, _A})
 
 
 def accepted(action: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._encoding import default_key, encode_value
 from .._job import Job, JobDefinition
+from .._limits import Queue
 from .._storage import Store
 
 __all__ = ["Clock", "ManagerBase", "utcnow"]
@@ -36,6 +37,7 @@ class ManagerBase:
         clock: Clock = utcnow,
         default_queue: str = "default",
         jobs: Mapping[str, type[Job]] | None = None,
+        queue_limits: Mapping[str, Queue] | None = None,
     ) -> None:
         self.store = store
         self.lock_timeout = lock_timeout
@@ -43,6 +45,10 @@ class ManagerBase:
         #: Where an inline run goes when it parks, so that a worker can continue it.
         self.default_queue = default_queue
         self.jobs: Mapping[str, type[Job]] = {} if jobs is None else jobs
+        #: The queues that have limits (``App(queues={name: Queue(...)})``).
+        self.queue_limits: Mapping[str, Queue] = {
+            name: q for name, q in (queue_limits or {}).items() if q.limited
+        }
 
     def check_schema(self) -> None:
         """Raise :class:`acidic.SchemaVersionError` unless acidic's tables are current."""

@@ -11,10 +11,10 @@ from .._errors import (
     KeyLockedError,
     UnknownRecoveryPointError,
 )
-from .._job import JobDefinition
+from .._job import Job, JobDefinition
 from .._storage import RunRow
 
-__all__ = ["check_definition", "check_same_call", "locked"]
+__all__ = ["check_definition", "check_same_call", "concurrency_of", "locked"]
 
 
 def locked(row: RunRow) -> KeyLockedError:
@@ -63,3 +63,12 @@ def check_definition(row: RunRow, job: str, definition: JobDefinition) -> None:
             f"key {row.key!r}: job {job} was started with steps {stored}, but its steps are now "
             f"{names}; steps may only be appended at the end while runs are unfinished"
         )
+
+
+def concurrency_of(job: Job) -> dict[str, Any]:
+    """The ``concurrency_key`` and ``concurrency_limit`` of a new run of ``job`` (None
+    for a job without an :class:`acidic.Limit`)."""
+    limit = type(job).concurrency
+    if limit is None:
+        return {"concurrency_key": None, "concurrency_limit": None}
+    return {"concurrency_key": limit.key_of(job), "concurrency_limit": limit.max}

@@ -37,7 +37,7 @@ from .._storage._checks import check_row
 from .._storage._queries import Queries
 from . import _transitions as t
 from ._base import Clock, utcnow
-from ._checks import check_definition, check_same_call, locked
+from ._checks import check_definition, check_same_call, concurrency_of, locked
 from ._operations import Operations
 from ._runner import Claim, Runner, error_json
 from ._transitions import Ended
@@ -94,7 +94,14 @@ class Manager(Operations):
         # arguments may differ between calls, and the first call's arguments are used.
         same_args = key is not None or type(job).unique_by is Job.unique_by
         key = self.key_for(name, job, encoded_args) if key is None else check_key(key)
-        claim = self.claim(name, definition, key, encoded_args, same_args=same_args)
+        claim = self.claim(
+            name,
+            definition,
+            key,
+            encoded_args,
+            same_args=same_args,
+            concurrency=concurrency_of(job),
+        )
         if isinstance(claim, Finished):
             return claim.result
         if not same_args:  # the run keeps the arguments it was created with
@@ -110,8 +117,10 @@ class Manager(Operations):
         encoded_args: dict[str, Any],
         *,
         same_args: bool = True,
+        concurrency: dict[str, Any] | None = None,
     ) -> Claim | Finished:
-        """Create the key's run or take it over, or return its stored result."""
+        """Create the key's run or take it over, or return its stored result
+        (``concurrency``: the new run's limit columns, see :func:`concurrency_of`)."""
         self.store.check_schema()
         for attempt in range(RACE_RETRIES):
             try:
@@ -119,7 +128,13 @@ class Manager(Operations):
                 # by a racer that just created this key, the next try finds its row and
                 # reports KeyLockedError at once instead of queueing behind its step.
                 outcome = self._try_claim(
-                    name, definition, key, encoded_args, same_args, patient=attempt > 0
+                    name,
+                    definition,
+                    key,
+                    encoded_args,
+                    same_args,
+                    patient=attempt > 0,
+                    concurrency=concurrency,
                 )
             except sa.exc.DBAPIError as exc:
                 if not self.store.is_race(exc):
@@ -145,6 +160,7 @@ class Manager(Operations):
         same_args: bool,
         *,
         patient: bool,
+        concurrency: dict[str, Any] | None = None,
     ) -> Claim | Finished | None:
         """One attempt; None when a concurrent writer changed the row under us."""
         store = self.store
@@ -172,6 +188,7 @@ class Manager(Operations):
                     locked_at=now,
                     lock_expires_at=expires,
                     last_run_at=now,
+                    **(concurrency or {}),
                 ),
                 patient=patient,
             )

@@ -5,20 +5,25 @@ runner (the HTTP layer's records)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
 from .._encoding import check_key, dumps
-from .._errors import AcidicError
+from .._errors import AcidicError, UnknownKeyError
 from .._job import Job
 from .._run import RunStatus
-from .._storage import EventRow, Fence, NewRun, RunRow
+from .._storage import EventRow, Fence, NewRun, QueueLimits, RunRow
 from . import _transitions as t
 from ._base import ManagerBase
-from ._checks import check_same_call
+from ._checks import check_same_call, concurrency_of
 
 __all__ = ["Operations"]
+
+#: Longest a waiter goes without reading its run (seconds), notifications or not.
+_MAX_QUIET = 5.0
+_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class Operations(ManagerBase):
@@ -61,6 +66,7 @@ class Operations(ManagerBase):
         queue: str,
         priority: int,
         connection: sa.Connection | None,
+        parent_id: int | None = None,
     ) -> RunRow:
         """Store a pending run for a worker (in ``connection``'s transaction when given)
         and wake the workers of its queue; an existing key returns its run, or raises
@@ -84,6 +90,8 @@ class Operations(ManagerBase):
             priority=priority,
             run_at=(run_at or now).astimezone(dt.UTC),
             attempt_limit=type(job).max_attempts,
+            parent_id=parent_id,
+            **concurrency_of(job),
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)
@@ -95,12 +103,59 @@ class Operations(ManagerBase):
         check_same_call(existing, name, encoded if same_args else None)
         return existing
 
+    # -- child runs and Await ------------------------------------------------------------
+
+    def wake_awaiting(self, run_id: int) -> bool:
+        """Make an awaiting run due if every run it awaits is finished."""
+        with self.store.translated(f"waking awaiting run id {run_id}"):
+            return self.store.wake_awaiting(run_id, t.awaited(self.clock()))
+
+    def wake_ready_awaiting(self) -> int:
+        """Wake every awaiting run whose awaited runs are all finished (a wake-up a crash
+        left undone); how many."""
+        with self.store.translated("waking awaiting runs"):
+            ready = self.store.ready_awaiting()
+        return sum(self.wake_awaiting(run_id) for run_id in ready)
+
+    def children(self, run_id: int, conn: sa.Connection | None = None) -> list[RunRow]:
+        """The runs that run ``run_id`` spawned, oldest first (on ``conn`` when given)."""
+        with self.store.translated(f"reading the children of run id {run_id}"):
+            return self.store.children(run_id, conn)
+
     def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
-        first, then by priority, due time and enqueue order); each gets a token."""
-        return self.store.claim_due(
-            queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of
+        first, then by priority, due time and enqueue order); each gets a token. Runs of
+        a limited queue, and of jobs with a concurrency ``Limit``, are claimed within
+        their limits (one transaction that locks the limits it decides on); the others
+        by the dialect's fastest claim."""
+        store, clock, timeout = self.store, self.clock, self.lock_timeout_of
+        q = self.queue_limits.get(queue)
+        if q is not None:
+            limits = QueueLimits(
+                q.concurrency,
+                None if q.rate is None else q.rate.count,
+                None if q.rate is None else q.rate.per,
+            )
+            return store.claim_limited(
+                queue, jobs, limit, clock=clock, lock_timeout=timeout, queue_limits=limits
+            )
+        limited = [j for j in jobs if (c := self.jobs.get(j)) is not None and c.concurrency]
+        if not limited:
+            return store.claim_due(queue, jobs, limit, clock=clock, lock_timeout=timeout)
+        free = [j for j in jobs if j not in limited]
+        rows = (
+            store.claim_due(queue, free, limit, clock=clock, lock_timeout=timeout) if free else []
         )
+        if len(rows) < limit:
+            rows += store.claim_limited(
+                queue,
+                limited,
+                limit - len(rows),
+                clock=clock,
+                lock_timeout=timeout,
+                queue_limits=None,
+            )
+        return rows
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""
@@ -136,6 +191,36 @@ class Operations(ManagerBase):
         self.store.check_schema()
         with self.store.translated(f"reading key {key!r}"):
             return self.store.find(key, checked=checked)
+
+    def wait(self, key: str, timeout: float | None, poll_interval: float) -> RunRow:
+        """Block until the run of ``key`` is finished (succeeded, failed or cancelled)
+        and return it. PostgreSQL wakes the waiter the moment the run's last transaction
+        commits; elsewhere the run is read every ``poll_interval`` seconds. Raises
+        :class:`acidic.UnknownKeyError` for a key with no run, ``TimeoutError`` after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.store.finished_runs() as heard:
+            row = self.find(key)  # after LISTEN: a finish from now on is heard
+            read_at = time.monotonic()
+            while True:
+                if row is None:
+                    raise UnknownKeyError(f"no run has key {key!r}")
+                if row.status in _FINISHED:
+                    return row
+                now = time.monotonic()
+                left = _MAX_QUIET if deadline is None else deadline - now
+                if left <= 0:
+                    raise TimeoutError(f"run {key!r} did not finish within {timeout} s")
+                if heard is None:
+                    time.sleep(min(poll_interval, left))
+                else:
+                    ids = heard(min(left, _MAX_QUIET))
+                    # Another run's finish: listen on, unless the run went unread too
+                    # long (a notification is a hint; the row is the truth).
+                    if ids and row.id not in ids and now - read_at < _MAX_QUIET:
+                        continue
+                row = self.find(key)
+                read_at = time.monotonic()
 
     def history(self, row: RunRow) -> list[EventRow]:
         """The run's history, oldest first."""
@@ -177,9 +262,12 @@ class Operations(ManagerBase):
         """Cancel a run: at once if its status is one of ``parked``, else at the next step
         boundary if it is running. ``"cancelled"``, ``"requested"`` or None (finished)."""
         with self.store.translated(f"cancelling key {row.key!r}"):
-            return self.store.cancel(
+            done = self.store.cancel(
                 row.id, [s.value for s in parked], t.cancelled_at_once(self.clock())
             )
+        if done == "cancelled" and row.parent_id is not None:
+            self.wake_awaiting(row.parent_id)  # a cancelled child is finished
+        return done
 
     def delete_expired(
         self, job: str, older_than: float, *, key: str | None = None, batch: int = 1000

@@ -37,9 +37,10 @@ from .._errors import (
     UnknownRecoveryPointError,
 )
 from .._job import Job, JobDefinition, StepSpec, StepState
-from .._run import RunError, RunStatus
+from .._run import Run, RunError, RunStatus
 from .._storage import EventRow, Fence, RunChange, RunRow
 from . import _transitions as t
+from ._family import children, refuse_missing, spawn
 from ._transitions import Decision, Ended, Transition
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class _Execution:
     state: StepState
     committed_ctx: str
     should_stop: Callable[[], bool]
+    #: The transactional step's connection while it runs (children join its transaction).
+    conn: sa.Connection | None = None
 
     def advance(self, decision: Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
         self.committed_ctx = ctx_json
@@ -120,6 +123,10 @@ class Runner:
             read_signal=lambda name: store.latest_signal(row.id, name),
         )
         run = _Execution(job, definition, claim, state, row.ctx, should_stop)
+        state.spawn = lambda child, key, queue, priority: self._spawn(
+            run, child, key, queue, priority
+        )
+        state.children = lambda: self._children(run)
         job.__dict__["_acidic_state"] = state
         try:
             while True:
@@ -137,6 +144,8 @@ class Runner:
                 state.retrying = False
         finally:
             job.__dict__.pop("_acidic_state", None)
+            if row.parent_id is not None:
+                self._wake_parent(row)
 
     # -- steps ------------------------------------------------------------------------
 
@@ -154,9 +163,11 @@ class Runner:
                 conn.execution_options(
                     acidic_in_step=f"step {spec.name} of job {run.definition.cls.__qualname__}"
                 )
+                run.conn = conn
                 try:
                     returned = spec.func(run.job, conn)
                 finally:
+                    run.conn = None
                     conn.execution_options(acidic_in_step=None)
                 broken = store.step_broken(conn)
                 if broken is not None:
@@ -171,6 +182,8 @@ class Runner:
                         "transaction itself; a step must leave commit and rollback to acidic"
                     )
                 decision, ctx_json, transition = self._ended(run, spec, returned, started)
+                if decision.awaits:
+                    refuse_missing(spec, store.set_awaits(conn, run.claim.row.id, decision.awaits))
             except BaseException as exc:
                 _rollback(conn, tx)
                 return self._failed(run, spec, exc, started, record_start=True)
@@ -217,6 +230,10 @@ class Runner:
         try:
             returned = spec.func(run.job)
             decision, ctx_json, transition = self._ended(run, spec, returned, None)
+            if decision.awaits:
+                with store.translated(f"recording what step {spec.name} awaits"):
+                    missing = store.set_awaits_alone(run.claim.row.id, decision.awaits)
+                refuse_missing(spec, missing)
         except BaseException as exc:
             return self._failed(run, spec, exc, started, record_start=False)
         try:
@@ -277,7 +294,28 @@ class Runner:
         ended = transition.ended
         self._log(run, spec, started, ended)
         self._wake_if_signalled(run, ended, started)
+        if ended is not None and ended.status is RunStatus.AWAITING:
+            # What it awaits may have finished before it parked: then it is due at once.
+            self.manager.wake_awaiting(run.claim.row.id)
         return run.advance(decision, ctx_json, ended)
+
+    # -- child runs -------------------------------------------------------------------
+
+    def _spawn(
+        self, run: _Execution, child: Job, key: str | None, queue: str | None, priority: int
+    ) -> str:
+        row = run.claim.row
+        return spawn(self.manager, row, run.conn, child, key, queue=queue, priority=priority)
+
+    def _children(self, run: _Execution) -> list[Run]:
+        return children(self.manager, run.claim.row.id, run.conn)
+
+    def _wake_parent(self, row: RunRow) -> None:
+        assert row.parent_id is not None
+        try:
+            self.manager.wake_awaiting(row.parent_id)
+        except Exception:  # the workers' sweep wakes it later (Manager.wake_ready_awaiting)
+            log.warning("could not wake the parent of %r", row.key, exc_info=True)
 
     def _landed(self, run: _Execution, last: EventRow) -> bool:
         """After a commit that raised: whether it reached the database anyway, i.e. the

@@ -12,7 +12,8 @@ The rules, in one place:
   renewed); after the last step the run succeeds with a ``None`` result;
 * ``Response(v)`` finishes the run with ``v``; ``RecoveryPoint(s)`` jumps to step ``s``;
 * ``Halt()`` parks the run at the same step (``halted``); ``Sleep`` parks it until its
-  wake-up time at the next step (``scheduled``); a parked inline run joins the default
+  wake-up time at the next step (``scheduled``); ``Await(*keys)`` parks it at the next
+  step until the awaited runs are finished (``awaiting``); a parked inline run joins the default
   queue so that a worker can continue it, and its wake-up claim does not use up an
   attempt;
 * an error fails the run, or schedules another attempt after the backoff while the run
@@ -30,7 +31,7 @@ from typing import Any
 
 from .._encoding import encode, loads
 from .._errors import JobDefinitionError, UnknownRecoveryPointError
-from .._outcomes import Halt, RecoveryPoint, Response, Sleep
+from .._outcomes import Await, Halt, RecoveryPoint, Response, Sleep
 from .._run import RunStatus
 from .._storage import KEEP, EventRow, RunChange, RunRow
 
@@ -40,6 +41,7 @@ __all__ = [
     "Transition",
     "after_failure",
     "after_step",
+    "awaited",
     "cancelled_at_once",
     "cancelled_by_owner",
     "claimable",
@@ -73,6 +75,8 @@ class Decision:
     next: str | None
     result_json: str | None = None
     wake_at: dt.datetime | None = None
+    #: The keys an ``Await`` waits for.
+    awaits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +119,22 @@ def decide(
                 "there is no step to wake up to"
             )
         return Decision(RunStatus.SCHEDULED, following, wake_at=returned.wake_at(now))
+    if isinstance(returned, Await):
+        if following is None:
+            raise JobDefinitionError(
+                f"step {step} of job {job_name} returned Await(), but it is the last step: "
+                "there is no step to continue at"
+            )
+        if key in returned.keys:
+            raise JobDefinitionError(
+                f"step {step} of job {job_name} (key {key!r}) returned an Await of its own "
+                "key: a run cannot wait for itself"
+            )
+        return Decision(RunStatus.AWAITING, following, awaits=returned.keys)
     raise JobDefinitionError(
         f"step {step} of job {job_name} returned {returned!r}; a step returns None, "
-        "acidic.Response(value), acidic.RecoveryPoint(step), acidic.Sleep(...) or acidic.Halt()"
+        "acidic.Response(value), acidic.RecoveryPoint(step), acidic.Sleep(...), "
+        "acidic.Await(*keys) or acidic.Halt()"
     )
 
 
@@ -178,7 +195,8 @@ def after_step(
         # Return what later calls will read back, so every caller sees the same value.
         value = None if decision.result_json is None else loads(decision.result_json)
         return Transition(change, events, Ended(status, value))
-    # Parked: Sleep (scheduled, at the next step) or Halt (halted, at the same step).
+    # Parked: Sleep (scheduled, at the next step), Await (awaiting, at the next step) or
+    # Halt (halted, at the same step).
     change = RunChange(
         ctx=ctx_json,
         error=None,
@@ -187,9 +205,15 @@ def after_step(
         queue=row.queue or default_queue,
         attempt_limit=spared,
         release=True,
-        recovery_point=decision.next if status is RunStatus.SCHEDULED else KEEP,
+        recovery_point=KEEP if status is RunStatus.HALTED else decision.next,
     )
     return Transition(change, events, Ended(status))
+
+
+def awaited(now: dt.datetime) -> RunChange:
+    """An awaiting run whose awaited runs are all finished: due now (its attempt budget
+    was spared when it parked)."""
+    return RunChange(status=RunStatus.PENDING, run_at=now)
 
 
 def failure_status(

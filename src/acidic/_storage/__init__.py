@@ -4,7 +4,18 @@ The engine talks to it through :class:`Store` and the records of :mod:`._rows`; 
 above this package writes SQL or names a column.
 """
 
+from ._limited_claims import QueueLimits
 from ._rows import KEEP, EventRow, Fence, Keep, NewRun, RunChange, RunRow
 from ._store import Store
 
-__all__ = ["KEEP", "EventRow", "Fence", "Keep", "NewRun", "RunChange", "RunRow", "Store"]
+__all__ = [
+    "KEEP",
+    "EventRow",
+    "Fence",
+    "Keep",
+    "NewRun",
+    "QueueLimits",
+    "RunChange",
+    "RunRow",
+    "Store",
+]

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._checks import check_row
-from ._dialects import Dialect, dialect_for
+from ._dialects import Dialect, Heard, dialect_for
 from ._engines import make_engine
 from ._rendered import Rendered
 from ._rows import EventRow, RunRow
@@ -152,6 +152,11 @@ class Connected:
     def notifies(self) -> bool:
         """Whether workers hear of new runs (LISTEN/NOTIFY) instead of polling."""
         return self.dialect.notifies
+
+    def finished_runs(self) -> contextlib.AbstractContextManager[Heard | None]:
+        """Hear runs finish while in the block (``heard(timeout) -> ids``); None where
+        the database cannot notify (the caller polls)."""
+        return self.dialect.finished_runs(self.engine)
 
     @property
     def inserts_in_one_statement(self) -> bool:

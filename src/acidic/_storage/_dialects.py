@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine
@@ -30,13 +31,19 @@ from ._rendered import Rendered
 if TYPE_CHECKING:
     from ._connected import Connected
 
-__all__ = ["Dialect", "dialect_for"]
+__all__ = ["Dialect", "Heard", "dialect_for"]
 
 #: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
 MIGRATION_LOCK_NAME = "acidic.migrate"
 MIGRATION_LOCK_ID = 0x616369646963  # "acidic"
 #: PostgreSQL NOTIFY channel on which enqueues wake workers (the payload is the queue).
 NOTIFY_CHANNEL = "acidic_runs"
+#: PostgreSQL NOTIFY channel on which a trigger announces finished runs (the payload is
+#: the run's id; migration 0004): what app.wait listens to.
+FINISHED_CHANNEL = "acidic_finished"
+
+#: ``heard(timeout)``: wait up to ``timeout`` seconds for runs to finish; the ids heard.
+Heard = Callable[[float], set[int]]
 
 
 class Dialect:
@@ -67,6 +74,10 @@ class Dialect:
         nothing when a row with the same key exists; built once, executed many times."""
         raise NotImplementedError
 
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        """An INSERT of ``values`` that does nothing when the primary key exists."""
+        raise NotImplementedError
+
     def inserted(self, conn: Connection, insert: Rendered, values: dict[str, Any]) -> int | None:
         """Run :meth:`insert_unless_exists` (rendered); the new row's id, or None if the
         key existed."""
@@ -92,6 +103,12 @@ class Dialect:
         database cannot notify, and workers poll. The iterator raises when the
         connection is lost; the caller reconnects."""
         return None
+
+    @contextlib.contextmanager
+    def finished_runs(self, engine: Engine) -> Iterator[Heard | None]:
+        """Listen for runs finishing (see :data:`FINISHED_CHANNEL`) while in the block;
+        None where the database cannot notify, and waiters poll."""
+        yield None
 
     def claimer(self, store: Connected) -> Claimer:
         """How workers claim due runs on this database."""
@@ -194,6 +211,10 @@ _MYSQL_CONNECT_CODES = frozenset({2003, 2005, 1044, 1045, 1698, 1049, 1130})
 
 class PostgreSQL(Dialect):
     name = "postgresql"
+
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        return pg_dialect.insert(table).values(values).on_conflict_do_nothing()
+
     migrations = "postgresql"
     dml_in_cte = True
     autocommit_writes = True
@@ -221,6 +242,23 @@ class PostgreSQL(Dialect):
         self, engine: Engine, queues: Sequence[str], stopped: Callable[[], bool]
     ) -> Iterator[str] | None:
         return _pg_notifications(engine, frozenset(queues), stopped)
+
+    @contextlib.contextmanager
+    def finished_runs(self, engine: Engine) -> Iterator[Heard | None]:
+        import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
+
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"LISTEN {FINISHED_CHANNEL}")
+
+            def heard(timeout: float) -> set[int]:
+                ids = set()
+                for note in conn.notifies(timeout=timeout, stop_after=1):
+                    with contextlib.suppress(ValueError):
+                        ids.add(int(note.payload))
+                return ids
+
+            yield heard
 
     def notify(self, conn: Connection, queue: str) -> None:
         # Delivered at commit, and only if the transaction commits.
@@ -283,6 +321,10 @@ def _pg_notifications(
 
 class SQLite(Dialect):
     name = "sqlite"
+
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        return sqlite_dialect.insert(table).values(values).on_conflict_do_nothing()
+
     migrations = "sqlite"
     single_writer = True
 
@@ -331,6 +373,12 @@ class SQLite(Dialect):
 
 
 class MySQL(Dialect):
+    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+        # Not INSERT IGNORE, which turns other errors into warnings too.
+        column = next(iter(table.primary_key.columns))
+        insert = mysql_dialect.insert(table).values(values)
+        return insert.on_duplicate_key_update({column.name: insert.inserted[column.name]})
+
     name = "mysql"
     migrations = "mysql"
     partial_indexes = False

@@ -33,8 +33,22 @@ class Migration:
     sql: str
 
     def statements(self) -> list[str]:
+        """The file's statements, split at semicolons outside ``$$`` quoted bodies (a
+        PostgreSQL function's body keeps its own semicolons)."""
         lines = [ln for ln in self.sql.splitlines() if not ln.lstrip().startswith("--")]
-        return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+        statements, current = [], ""
+        for n, part in enumerate("\n".join(lines).split("$$")):
+            if n % 2:  # inside $$ ... $$
+                current += f"$${part}$$"
+                continue
+            first, *rest = part.split(";")
+            current += first
+            if rest:
+                statements.append(current)
+                *done, current = rest
+                statements += done
+        statements.append(current)
+        return [s.strip() for s in statements if s.strip()]
 
 
 def load_migrations(dialect: Dialect) -> list[Migration]:

@@ -12,9 +12,10 @@ from sqlalchemy.engine import Connection
 
 from .._encoding import loads
 from ._connected import Connected
+from ._limited_claims import LimitedClaimer, QueueLimits
 from ._rendered import Rendered
 from ._rows import NewRun, RunChange, RunRow
-from ._schema import history, runs, signals
+from ._schema import history, limits, runs, signals
 from ._statements import BY_KEY, run_row
 
 __all__ = ["QueueWrites"]
@@ -44,6 +45,9 @@ class QueueWrites(Connected):
         both = self._enqueue_statement(tuple(values))
 
         def write(c: Connection) -> int | None:
+            if new.concurrency_key is not None:
+                # The limit's row, for the claims to lock (acidic_limits).
+                c.execute(self.dialect.insert_ignore(limits, {"name": new.concurrency_key}))
             if both is not None:
                 row = both.execute(c, values).first()
                 return None if row is None else int(row[0])
@@ -56,7 +60,7 @@ class QueueWrites(Connected):
             # The caller's transaction: a MySQL duplicate-key error aborts only the
             # statement, a PostgreSQL/SQLite ON CONFLICT never errors.
             run_id = write(conn)
-        elif both is not None and self.dialect.autocommit_writes:
+        elif both is not None and self.dialect.autocommit_writes and new.concurrency_key is None:
             # One statement (PostgreSQL): atomic on its own, no BEGIN and COMMIT.
             with self.engine.connect() as own:
                 own.execution_options(isolation_level="AUTOCOMMIT")
@@ -81,6 +85,21 @@ class QueueWrites(Connected):
     ) -> list[RunRow]:
         """Claim due runs for a worker (see :mod:`._claims`)."""
         return self._claimer.claim_due(queue, jobs, limit, clock=clock, lock_timeout=lock_timeout)
+
+    def claim_limited(
+        self,
+        queue: str,
+        jobs: Sequence[str],
+        limit: int,
+        *,
+        clock: Callable[[], dt.datetime],
+        lock_timeout: Callable[[str], float],
+        queue_limits: QueueLimits | None,
+    ) -> list[RunRow]:
+        """Claim due runs within concurrency and rate limits (see :mod:`._limited_claims`)."""
+        return LimitedClaimer(self).claim_due(
+            queue, jobs, limit, clock=clock, lock_timeout=lock_timeout, queue_limits=queue_limits
+        )
 
     def notifications(
         self, queues: Sequence[str], stopped: Callable[[], bool]

@@ -41,6 +41,11 @@ class RunRow:
     lock_expires_at: dt.datetime | None = None
     attempt_limit: int | None = None
     cancel_requested: bool = False
+    #: The run whose step spawned this one (``self.spawn``).
+    parent_id: int | None = None
+    #: A limited run's concurrency key and its job's maximum (``acidic.Limit``).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,9 @@ class NewRun:
     priority: int = 0
     run_at: dt.datetime | None = None
     attempt_limit: int | None = None
+    parent_id: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     def row(self, run_id: int) -> RunRow:
         """The row this insert stored, with the id the database gave it."""
@@ -111,6 +119,9 @@ class NewRun:
             lock_expires_at=self.lock_expires_at,
             attempt_limit=self.attempt_limit,
             cancel_requested=False,
+            parent_id=self.parent_id,
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
         )
 
     def values(self) -> dict[str, Any]:
@@ -137,6 +148,9 @@ class NewRun:
             "run_at": self.run_at,
             "attempt_limit": self.attempt_limit,
             "cancel_requested": False,
+            "parent_id": self.parent_id,
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
         }
 
 

@@ -33,7 +33,16 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["history", "metadata", "runs", "schema_version", "signals"]
+__all__ = [
+    "awaits",
+    "history",
+    "limits",
+    "metadata",
+    "runs",
+    "schema_version",
+    "signals",
+    "starts",
+]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -101,10 +110,17 @@ runs = Table(
     Column("lock_expires_at", UTCDateTime(), nullable=True),
     Column("attempt_limit", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # 0005: the run whose step spawned this one.
+    Column("parent_id", BigInteger, nullable=True),
+    # 0006: a limited run's concurrency key and its job's maximum.
+    Column("concurrency_key", String(255), nullable=True),
+    Column("concurrency_limit", Integer, nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
     Index("acidic_runs_finished_idx", "finished_at"),
+    Index("acidic_runs_parent_idx", "parent_id"),
+    Index("acidic_runs_concurrency_idx", "concurrency_key", "status"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",
@@ -173,6 +189,48 @@ signals = Table(
     Column("payload", JsonText, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Index("acidic_signals_run_idx", "run_id", "name", "id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0005: the keys an ``awaiting`` run waits for (``Await``).
+awaits = Table(
+    "acidic_awaits",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        BigInteger,
+        ForeignKey("acidic_runs.id", ondelete="CASCADE", name="acidic_awaits_run_fk"),
+        nullable=False,
+    ),
+    Column("awaited_key", String(255), nullable=False),
+    Index("acidic_awaits_run_idx", "run_id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0006: one row per limit name (a concurrency key or ``queue:<name>``), locked by the
+#: claim that decides on it.
+limits = Table(
+    "acidic_limits",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0006: the starts of rate-limited queues, for the sliding window.
+starts = Table(
+    "acidic_starts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("acidic_starts_name_idx", "name", "at"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",

@@ -34,6 +34,9 @@ RUN_COLUMNS = (
     runs.c.lock_expires_at,
     runs.c.attempt_limit,
     runs.c.cancel_requested,
+    runs.c.parent_id,
+    runs.c.concurrency_key,
+    runs.c.concurrency_limit,
 )
 EVENT_COLUMNS = (
     history.c.step,

@@ -8,7 +8,8 @@ where the step's exceptions must stay the user's.
 
 The class is assembled from its parts: :mod:`._connected` (connections, schema,
 reads), :mod:`._owner_writes` (fenced writes of a run's owner), :mod:`._queue_writes`
-(the queue and the operators), and the claims of a key here.
+(the queue and the operators), :mod:`._family` (child runs and ``Await``), and the
+claims of a key here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from ._connected import IMPATIENT_BUSY_TIMEOUT
 from ._engines import SQLITE_BUSY_TIMEOUT
+from ._family import Family
 from ._owner_writes import OwnerWrites
 from ._queue_writes import QueueWrites
 from ._rows import NewRun, RunRow
@@ -31,7 +33,7 @@ from ._statements import BY_ID, run_row
 __all__ = ["Store"]
 
 
-class Store(OwnerWrites, QueueWrites):
+class Store(OwnerWrites, QueueWrites, Family):
     """acidic's tables on one database (PostgreSQL, SQLite or MySQL/MariaDB)."""
 
     # -- claims -----------------------------------------------------------------------

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from ._housekeeping import Housekeeper
+from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .._app import App
@@ -129,11 +131,26 @@ class Worker:
             },
         )
         threads = [
-            threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True)
+            threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True),
+            threading.Thread(
+                target=Housekeeper(manager, self._stopping).run,
+                name="acidic-housekeeping",
+                daemon=True,
+            ),
         ]
         if manager.can_notify:
             threads.append(
                 threading.Thread(target=self._listen_loop, name="acidic-listener", daemon=True)
+            )
+        if self.app.schedules:
+            scheduler = Scheduler(
+                manager,
+                list(self.app.schedules.values()),
+                self._stopping,
+                on_enqueued=self._wake.set,
+            )
+            threads.append(
+                threading.Thread(target=scheduler.run, name="acidic-scheduler", daemon=True)
             )
         for thread in threads:
             thread.start()
