@@ -37,12 +37,12 @@ RELEASE = threading.Event()
 
 
 class Holder(acidic.Job):
-    """Holds its worker until :data:`RELEASE` is set (at most a minute): a run that is
+    """Holds its worker until :data:`RELEASE` is set (at most ten minutes): a run that is
     running for as long as a test needs, however slow the commands it runs are."""
 
     @acidic.step(transactional=False)
     def hold(self) -> None:
-        RELEASE.wait(60)
+        RELEASE.wait(600)
 
 
 @pytest.fixture
@@ -72,6 +72,7 @@ def ghost_app(database_url: str, app: acidic.App) -> Iterator[acidic.App]:
         other.close()
 
 
+@pytest.mark.timeout(400)  # several commands, each seconds long on a loaded machine
 def test_workers__a_running_worker_is_listed_with_the_runs_it_holds_and_removed_on_stop(
     app: acidic.App, database_url: str, holding: type[Holder]
 ) -> None:
@@ -169,6 +170,7 @@ def test_workers__rows_of_workers_gone_long_ago_are_pruned_at_registration(
         )
 
 
+@pytest.mark.timeout(400)  # several commands, each seconds long on a loaded machine
 def test_unknown_job__a_due_run_no_live_worker_knows_is_flagged_and_filtered(
     app: acidic.App, ghost_app: acidic.App, database_url: str
 ) -> None:
@@ -227,6 +229,7 @@ def test_unknown_job__an_idle_worker_logs_the_warning_once_per_job_and_again_aft
         wait_for(lambda: len(warnings()) == 2, timeout=10, what="the second warning")
 
 
+@pytest.mark.timeout(400)  # several commands, each seconds long on a loaded machine
 def test_pause__workers_stop_claiming_and_enqueue_still_works_resume_claims_again(
     app: acidic.App, database_url: str
 ) -> None:
