@@ -11,12 +11,13 @@ from .._run import RunStatus
 
 __all__ = ["ACTIONS", "CANCEL_AT_ONCE", "accepted"]
 
-_P, _R, _H, _S, _F = (
+_P, _R, _H, _S, _F, _I = (
     RunStatus.PENDING,
     RunStatus.RUNNING,
     RunStatus.HALTED,
     RunStatus.SCHEDULED,
     RunStatus.FAILED,
+    RunStatus.INTERRUPTED,
 )
 
 #: Action name -> the statuses from which it applies.
@@ -25,15 +26,15 @@ _P, _R, _H, _S, _F = (
 #: wakes only a halted run.
 ACTIONS: Mapping[str, frozenset[RunStatus]] = MappingProxyType(
     {
-        "retry": frozenset({_F}),
-        "resume": frozenset({_H, _S}),
-        "resume_from": frozenset({_H, _S, _F}),
-        "cancel": frozenset({_P, _S, _H, _F, _R}),
+        "retry": frozenset({_F, _I}),
+        "resume": frozenset({_H, _S, _I}),
+        "resume_from": frozenset({_H, _S, _F, _I}),
+        "cancel": frozenset({_P, _S, _H, _F, _R, _I}),
     }
 )
 
 #: The statuses a cancel ends at once (a running run ends at its next step boundary).
-CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F})
+CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F, _I})
 
 
 def accepted(action: str) -> tuple[str, ...]:
