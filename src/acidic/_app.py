@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 
+from ._app_flow import FlowMethods
 from ._encoding import MAX_KEY_LENGTH, encode
 from ._engine import Manager, utcnow
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
@@ -19,8 +20,6 @@ from ._engine._views import to_run
 from ._errors import (
     InvalidArgumentError,
     JobDefinitionError,
-    RunCancelledError,
-    RunFailedError,
     RunStateError,
     UnknownJobError,
     UnknownKeyError,
@@ -43,6 +42,12 @@ DEFAULT_DATABASE_URL = "sqlite:///acidic.sqlite3"
 DEFAULT_LOCK_TIMEOUT = 90.0
 
 
+def _queue_name(name: object) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        raise InvalidArgumentError(f"a queue name is a str of 1 to 100 characters, not {name!r}")
+    return name
+
+
 def _shown(database: str | sa.URL | sa.Engine) -> str:
     """The database URL as it may be printed: its password hidden."""
     if isinstance(database, sa.Engine):
@@ -53,7 +58,7 @@ def _shown(database: str | sa.URL | sa.Engine) -> str:
         return str(database)
 
 
-class App:
+class App(FlowMethods):
     """An acidic application: a database for runs and the jobs that may run there.
 
     ``database`` is a SQLAlchemy URL (``postgresql://…`` uses psycopg 3,
@@ -228,86 +233,7 @@ class App:
             return None
         return to_run(row, self._manager.history(row), self._jobs.get(row.job))
 
-    def wait(
-        self, key: str, timeout: float | dt.timedelta | None = None, *, poll_interval: float = 0.1
-    ) -> Any:
-        """Block until the run of ``key`` is finished and return its result.
-
-        Raises :class:`RunFailedError` (carrying the stored :class:`RunError`) for a
-        failed run, :class:`RunCancelledError` for a cancelled one, ``TimeoutError``
-        when ``timeout`` (seconds or a timedelta) passes first, and
-        :class:`UnknownKeyError` when no run has the key. On PostgreSQL the waiter is
-        woken the moment the run's last transaction commits (LISTEN/NOTIFY); elsewhere
-        it reads the run every ``poll_interval`` seconds. A halted or interrupted run is
-        not finished: wait goes on waiting for it.
-        """
-        try:
-            seconds = None if timeout is None else to_seconds(timeout, "timeout")
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(str(exc)) from None
-        if not isinstance(poll_interval, int | float) or not poll_interval > 0:
-            raise InvalidArgumentError(f"poll_interval must be > 0, not {poll_interval!r}")
-        row = self._manager.wait(key, seconds, float(poll_interval))
-        run = to_run(row, [], self._jobs.get(row.job))
-        if run.status == RunStatus.SUCCEEDED:
-            return run.result
-        if run.status == RunStatus.FAILED:
-            raise RunFailedError(run.key, run.error)
-        raise RunCancelledError(f"run {run.key!r} was cancelled")
-
     # -- background execution ---------------------------------------------------------
-
-    def schedule(
-        self,
-        name: str,
-        job: Job,
-        *,
-        cron: str | None = None,
-        every: dt.timedelta | None = None,
-        timezone: str = "UTC",
-        catch_up: int = 1,
-        queue: str | None = None,
-    ) -> Schedule:
-        """Run ``job`` (an instance, with its arguments) on a recurring schedule.
-
-        ``cron`` is a five-field cron expression evaluated in ``timezone``; ``every`` a
-        ``timedelta`` of whole seconds (at least one), ticks aligned to the Unix epoch.
-        Give exactly one. Workers evaluate the schedules of their App: each tick becomes
-        one run of the key ``schedule:<name>:<tick, ISO 8601 UTC>`` (for example
-        ``schedule:nightly:2026-12-03T03:00:00Z``), so any number of workers create
-        exactly one run per tick. After downtime (no worker running), at most
-        ``catch_up`` missed ticks run, the latest ones. ``queue`` defaults to the App's
-        first queue. A bad expression or argument raises :class:`InvalidArgumentError`
-        (a ``ValueError``) here.
-        """
-        if not isinstance(job, Job):
-            raise UnknownJobError(f"app.schedule() takes a job instance, not {job!r}")
-        job_name = self.name_of(job)
-        type(job).__acidic_definition__.encode_args(job)  # unstorable arguments fail now
-        queue = self._queues[0] if queue is None else queue
-        if queue not in self._queues:
-            raise InvalidArgumentError(
-                f"queue {queue!r} is not declared; this App's queues are {list(self._queues)}"
-            )
-        if name in self._schedules:
-            raise InvalidArgumentError(f"a schedule named {name!r} is already registered")
-        schedule = Schedule.build(
-            name,
-            job,
-            job_name,
-            cron=cron,
-            every=every,
-            timezone=timezone,
-            catch_up=catch_up,
-            queue=queue,
-        )
-        self._schedules[name] = schedule
-        return schedule
-
-    @property
-    def schedules(self) -> Mapping[str, Schedule]:
-        """The registered schedules by name."""
-        return dict(self._schedules)
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -419,6 +345,16 @@ class App:
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(str(exc)) from None
         return self._manager.prune(seconds)
+
+    def pause_queue(self, name: str) -> bool:
+        """Stop workers claiming from queue ``name`` (within a second: at their next
+        claim); enqueueing to it still works and running runs go on. False if it was
+        paused already. The pause is stored, so it holds for every worker and App."""
+        return self._manager.fleet.pause(_queue_name(name), self._manager.clock())
+
+    def resume_queue(self, name: str) -> bool:
+        """Let workers claim from queue ``name`` again; False if it was not paused."""
+        return self._manager.fleet.resume(_queue_name(name))
 
     def worker(
         self,

@@ -15,17 +15,20 @@ through the manager's read-only queries (``app.manager.queries``, SQL in
 
 from ._acting import OPERATIONS, perform
 from ._filters import RunFilter, parse_duration, parse_since
+from ._fleet import FleetView, UnknownJob
 from ._format import fmt_duration, fmt_time, to_jsonable
 from ._reader import MAX_BUCKETS, MAX_PAGE, Admin, timeline
 from ._records import (
     REDACTED,
     Bucket,
+    QueueInfo,
     RunDetail,
     RunPage,
     RunSummary,
     SignalInfo,
     Stats,
     StepSpan,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "REDACTED",
     "Admin",
     "Bucket",
+    "FleetView",
+    "QueueInfo",
     "RunDetail",
     "RunFilter",
     "RunPage",
@@ -42,6 +47,8 @@ __all__ = [
     "SignalInfo",
     "Stats",
     "StepSpan",
+    "UnknownJob",
+    "WorkerInfo",
     "fmt_duration",
     "fmt_time",
     "parse_duration",

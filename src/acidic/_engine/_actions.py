@@ -11,13 +11,14 @@ from .._run import RunStatus
 
 __all__ = ["ACTIONS", "CANCEL_AT_ONCE", "accepted"]
 
-_P, _R, _H, _S, _F, _A = (
+_P, _R, _H, _S, _F, _A, _I = (
     RunStatus.PENDING,
     RunStatus.RUNNING,
     RunStatus.HALTED,
     RunStatus.SCHEDULED,
     RunStatus.FAILED,
     RunStatus.AWAITING,
+    RunStatus.INTERRUPTED,
 )
 
 #: Action name -> the statuses from which it applies.
@@ -27,15 +28,15 @@ _P, _R, _H, _S, _F, _A = (
 #: wakes only a halted run.
 ACTIONS: Mapping[str, frozenset[RunStatus]] = MappingProxyType(
     {
-        "retry": frozenset({_F}),
-        "resume": frozenset({_H, _S, _A}),
-        "resume_from": frozenset({_H, _S, _F, _A}),
-        "cancel": frozenset({_P, _S, _H, _F, _R, _A}),
+        "retry": frozenset({_F, _I}),
+        "resume": frozenset({_H, _S, _A, _I}),
+        "resume_from": frozenset({_H, _S, _F, _A, _I}),
+        "cancel": frozenset({_P, _S, _H, _F, _R, _A, _I}),
     }
 )
 
 #: The statuses a cancel ends at once (a running run ends at its next step boundary).
-CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F, _A})
+CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F, _A, _I})
 
 
 def accepted(action: str) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ _CLAIMABLE = tuple(
         RunStatus.RUNNING,
         RunStatus.HALTED,
         RunStatus.FAILED,
+        RunStatus.INTERRUPTED,
     )
 )
 

@@ -5,6 +5,7 @@ runner (the HTTP layer's records)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -15,6 +16,7 @@ from .._errors import AcidicError, UnknownKeyError
 from .._job import Job
 from .._run import RunStatus
 from .._storage import EventRow, Fence, NewRun, QueueLimits, RunRow
+from .._storage._fleet import Fleet
 from . import _transitions as t
 from ._base import ManagerBase
 from ._checks import check_same_call, concurrency_of
@@ -122,12 +124,15 @@ class Operations(ManagerBase):
         with self.store.translated(f"reading the children of run id {run_id}"):
             return self.store.children(run_id, conn)
 
-    def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
+    def claim_due(
+        self, queue: str, jobs: Sequence[str], limit: int, *, owner: str | None = None
+    ) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
-        first, then by priority, due time and enqueue order); each gets a token. Runs of
-        a limited queue, and of jobs with a concurrency ``Limit``, are claimed within
-        their limits (one transaction that locks the limits it decides on); the others
-        by the dialect's fastest claim."""
+        first, then by priority, due time and enqueue order); each gets a token.
+        ``owner``: the claiming worker's registry id, recorded on the runs. Nothing is
+        claimed from a paused queue. Runs of a limited queue, and of jobs with a
+        concurrency ``Limit``, are claimed within their limits (one transaction that
+        locks the limits it decides on); the others by the dialect's fastest claim."""
         store, clock, timeout = self.store, self.clock, self.lock_timeout_of
         q = self.queue_limits.get(queue)
         if q is not None:
@@ -137,14 +142,24 @@ class Operations(ManagerBase):
                 None if q.rate is None else q.rate.per,
             )
             return store.claim_limited(
-                queue, jobs, limit, clock=clock, lock_timeout=timeout, queue_limits=limits
+                queue,
+                jobs,
+                limit,
+                clock=clock,
+                lock_timeout=timeout,
+                queue_limits=limits,
+                owner=owner,
             )
         limited = [j for j in jobs if (c := self.jobs.get(j)) is not None and c.concurrency]
         if not limited:
-            return store.claim_due(queue, jobs, limit, clock=clock, lock_timeout=timeout)
+            return store.claim_due(
+                queue, jobs, limit, clock=clock, lock_timeout=timeout, owner=owner
+            )
         free = [j for j in jobs if j not in limited]
         rows = (
-            store.claim_due(queue, free, limit, clock=clock, lock_timeout=timeout) if free else []
+            store.claim_due(queue, free, limit, clock=clock, lock_timeout=timeout, owner=owner)
+            if free
+            else []
         )
         if len(rows) < limit:
             rows += store.claim_limited(
@@ -154,8 +169,23 @@ class Operations(ManagerBase):
                 clock=clock,
                 lock_timeout=timeout,
                 queue_limits=None,
+                owner=owner,
             )
         return rows
+
+    def describe_failure(self, exc: BaseException) -> str:
+        """An exception in one line for a log: a driver error as the store describes it
+        (``cannot connect to URL: connection refused ...``), else its type and message."""
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, sa.exc.DBAPIError):
+            cause = cause.__cause__
+        text = self.store.describe(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
+        return " ".join(text.split())
+
+    @functools.cached_property
+    def fleet(self) -> Fleet:
+        """The worker registry, paused queues and the reads about queues."""
+        return Fleet(self.store)
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import sqlalchemy as sa
 
@@ -397,6 +397,8 @@ class Runner:
         state.ctx = Context.from_json(run.committed_ctx)
         if isinstance(exc, LockLostError | RunCancelledError):
             raise exc
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            self._interrupted(run, spec, exc, started if record_start else None)
         manager = self.manager
         now = manager.clock()
         job = run.job
@@ -432,6 +434,23 @@ class Runner:
         self._log(run, spec, started, None, f"errored:{type(exc).__name__}->{status}")
         if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
             return Ended(RunStatus.SCHEDULED, error=exc)
+        raise exc
+
+    def _interrupted(
+        self,
+        run: _Execution,
+        spec: StepSpec,
+        exc: KeyboardInterrupt | SystemExit,
+        started: dt.datetime | None,
+    ) -> NoReturn:
+        """Ctrl-C (or SystemExit) in a step: release the run as ``interrupted`` (not a
+        failure) and let the exception go on."""
+        transition = t.after_interrupt(step=spec.name, attempt=run.state.attempt, started=started)
+        try:
+            self.store.fail(run.claim.fence, transition.change, transition.events)
+        except Exception as db_exc:  # the lock goes stale: the run is taken over later
+            exc.add_note(f"acidic could not record this interruption: {db_exc!r}")
+        self._log(run, spec, started or self.manager.clock(), transition.ended)
         raise exc
 
 

@@ -275,6 +275,20 @@ def after_failure(
     return Transition(change, events, Ended(status))
 
 
+def after_interrupt(*, step: str, attempt: int, started: dt.datetime | None) -> Transition:
+    """A step interrupted by ``KeyboardInterrupt`` or ``SystemExit`` (Ctrl-C): the run is
+    released as ``interrupted``, not failed. No end event is recorded (the timeline shows
+    the step as interrupted, and failure rates, which count ``errored`` events, do not
+    count it); the error and the attempt budget are left as they were. The next
+    ``app.run``, ``resume`` or ``retry`` of the key continues at the same step.
+    ``started``: also record the step's ``started`` event."""
+    events: tuple[EventRow, ...] = ()
+    if started is not None:
+        events = (EventRow(step, "started", started, attempt),)
+    change = RunChange(status=RunStatus.INTERRUPTED, run_at=None, release=True)
+    return Transition(change, events, Ended(RunStatus.INTERRUPTED))
+
+
 def finished_by_owner(result_json: str, now: dt.datetime) -> RunChange:
     """An owner finishes its run with a result outside any step (the HTTP layer stores
     a response this way)."""

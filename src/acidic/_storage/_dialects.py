@@ -39,7 +39,7 @@ MIGRATION_LOCK_ID = 0x616369646963  # "acidic"
 #: PostgreSQL NOTIFY channel on which enqueues wake workers (the payload is the queue).
 NOTIFY_CHANNEL = "acidic_runs"
 #: PostgreSQL NOTIFY channel on which a trigger announces finished runs (the payload is
-#: the run's id; migration 0004): what app.wait listens to.
+#: the run's id; migration 0005): what app.wait listens to.
 FINISHED_CHANNEL = "acidic_finished"
 
 #: ``heard(timeout)``: wait up to ``timeout`` seconds for runs to finish; the ids heard.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._fleet import not_paused
 from ._rows import RunRow
 from ._schema import limits, runs, starts
 from ._statements import RUN_COLUMNS, run_row
@@ -63,13 +64,17 @@ class LimitedClaimer:
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
         queue_limits: QueueLimits | None,
+        owner: str | None = None,
     ) -> list[RunRow]:
         """Claim up to ``limit`` runs of ``queue`` whose job is one of ``jobs``, as
-        :meth:`Store.claim_due` does, within the queue's and the runs' limits."""
+        :meth:`Store.claim_due` does (nothing from a paused queue; ``owner`` recorded on
+        the runs), within the queue's and the runs' limits."""
         if not jobs or limit < 1:
             return []
         claimed: list[int] = []
         with self.store.transaction() as conn:
+            if conn.execute(sa.select(~not_paused(sa.literal(queue)))).scalar():
+                return []
             now = clock()
             budget = limit
             queue_name = f"queue:{queue}"
@@ -85,7 +90,7 @@ class LimitedClaimer:
                     break
                 if key is not None and not self._slot_free(conn, key, key_max or 1, run_id, now):
                     continue
-                self._take(conn, run_id, job, now, lock_timeout)
+                self._take(conn, run_id, job, now, lock_timeout, owner)
                 if queue_limits is not None and queue_limits.rate_count is not None:
                     conn.execute(starts.insert().values(name=queue_name, at=now))
                 claimed.append(run_id)
@@ -182,8 +187,10 @@ class LimitedClaimer:
         job: str,
         now: dt.datetime,
         lock_timeout: Callable[[str], float],
+        owner: str | None,
     ) -> None:
         values: dict[str, Any] = {
+            "owner": owner,
             "status": "running",
             "lock_token": uuid.uuid4().hex,
             "locked_at": now,

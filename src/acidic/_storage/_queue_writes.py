@@ -82,9 +82,13 @@ class QueueWrites(Connected):
         *,
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
+        owner: str | None = None,
     ) -> list[RunRow]:
-        """Claim due runs for a worker (see :mod:`._claims`)."""
-        return self._claimer.claim_due(queue, jobs, limit, clock=clock, lock_timeout=lock_timeout)
+        """Claim due runs for a worker (see :mod:`._claims`); ``owner``: the worker's
+        registry id, written to the claimed runs by the same statement."""
+        return self._claimer.claim_due(
+            queue, jobs, limit, clock=clock, lock_timeout=lock_timeout, owner=owner
+        )
 
     def claim_limited(
         self,
@@ -95,10 +99,17 @@ class QueueWrites(Connected):
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
         queue_limits: QueueLimits | None,
+        owner: str | None = None,
     ) -> list[RunRow]:
         """Claim due runs within concurrency and rate limits (see :mod:`._limited_claims`)."""
         return LimitedClaimer(self).claim_due(
-            queue, jobs, limit, clock=clock, lock_timeout=lock_timeout, queue_limits=queue_limits
+            queue,
+            jobs,
+            limit,
+            clock=clock,
+            lock_timeout=lock_timeout,
+            queue_limits=queue_limits,
+            owner=owner,
         )
 
     def notifications(

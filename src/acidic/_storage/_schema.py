@@ -38,10 +38,12 @@ __all__ = [
     "history",
     "limits",
     "metadata",
+    "paused_queues",
     "runs",
     "schema_version",
     "signals",
     "starts",
+    "workers",
 ]
 
 
@@ -110,15 +112,18 @@ runs = Table(
     Column("lock_expires_at", UTCDateTime(), nullable=True),
     Column("attempt_limit", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
-    # 0005: the run whose step spawned this one.
+    # 0004: the worker (acidic_workers.id) holding a running run; NULL otherwise.
+    Column("owner", String(255), nullable=True),
+    # 0006: the run whose step spawned this one.
     Column("parent_id", BigInteger, nullable=True),
-    # 0006: a limited run's concurrency key and its job's maximum.
+    # 0007: a limited run's concurrency key and its job's maximum.
     Column("concurrency_key", String(255), nullable=True),
     Column("concurrency_limit", Integer, nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
     Index("acidic_runs_finished_idx", "finished_at"),
+    Index("acidic_runs_owner_idx", "owner"),
     Index("acidic_runs_parent_idx", "parent_id"),
     Index("acidic_runs_concurrency_idx", "concurrency_key", "status"),
     mysql_charset="utf8mb4",
@@ -153,6 +158,18 @@ Index(
     runs.c.run_at,
     runs.c.id,
 ).ddl_if(dialect="mysql")
+
+#: 0004: the running runs of a queue (acidic queues; orphaned runs by lock expiry);
+#: PostgreSQL and SQLite only, partial.
+Index(
+    "acidic_runs_running_idx",
+    runs.c.queue,
+    runs.c.lock_expires_at,
+    postgresql_where=runs.c.status == literal_column("'running'"),
+    sqlite_where=runs.c.status == literal_column("'running'"),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
+# MariaDB and MySQL: acidic_runs_claim_idx (queue, status, ...) serves these reads; a
+# second index led by the status made MariaDB walk it for claims (and sort).
 
 history = Table(
     "acidic_history",
@@ -194,7 +211,28 @@ signals = Table(
     mysql_engine="InnoDB",
 )
 
-#: 0005: the keys an ``awaiting`` run waits for (``Await``).
+#: 0004: the worker registry. ``queues`` and ``jobs`` are JSON lists; a worker is live
+#: until ``gone_at`` (renewed with ``heartbeat_at`` at each of its heartbeats).
+workers = Table(
+    "acidic_workers",
+    metadata,
+    Column("id", String(255), primary_key=True, autoincrement=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", JsonText, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("jobs", JsonText, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("gone_at", UTCDateTime(), nullable=False),
+    Index("acidic_workers_gone_idx", "gone_at"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0006: the keys an ``awaiting`` run waits for (``Await``).
 awaits = Table(
     "acidic_awaits",
     metadata,
@@ -212,7 +250,18 @@ awaits = Table(
     mysql_engine="InnoDB",
 )
 
-#: 0006: one row per limit name (a concurrency key or ``queue:<name>``), locked by the
+#: 0004: queues that workers do not claim from.
+paused_queues = Table(
+    "acidic_paused_queues",
+    metadata,
+    Column("name", String(100), primary_key=True, autoincrement=False),
+    Column("paused_at", UTCDateTime(), nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0007: one row per limit name (a concurrency key or ``queue:<name>``), locked by the
 #: claim that decides on it.
 limits = Table(
     "acidic_limits",
@@ -223,7 +272,7 @@ limits = Table(
     mysql_engine="InnoDB",
 )
 
-#: 0006: the starts of rate-limited queues, for the sliding window.
+#: 0007: the starts of rate-limited queues, for the sliding window.
 starts = Table(
     "acidic_starts",
     metadata,

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from ._backoff import Backoff
 from ._housekeeping import Housekeeper
+from ._registry import REGISTRY_MAX_INTERVAL, Registration
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -108,6 +110,15 @@ class Worker:
         #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
+        #: This process in the worker registry (``acidic workers``); its id is the
+        #: ``owner`` of the runs it claims.
+        self.registration = Registration(
+            manager,
+            queues=self.queues,
+            jobs=list(app.jobs),
+            concurrency=concurrency,
+            heartbeat=self.heartbeat,
+        )
 
     # -- control ----------------------------------------------------------------------
 
@@ -122,6 +133,11 @@ class Worker:
             self._install_signal_handlers()
         manager = self.manager
         manager.check_schema()
+        self.registration.jobs = list(self.app.jobs)
+        try:
+            self.registration.register()
+        except Exception as exc:  # the heartbeat registers it once the database answers
+            log.warning("registering the worker failed: %s", exc)
         log.info(
             "worker started",
             extra={
@@ -165,6 +181,10 @@ class Worker:
             while (self._held or self._busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._stopped.set()
+            try:
+                self.registration.unregister()
+            except Exception as exc:
+                log.warning("removing the worker from the registry failed: %s", exc)
         if self._held:
             log.warning(
                 "grace period over with runs still executing", extra={"runs": len(self._held)}
@@ -233,7 +253,7 @@ class Worker:
     # -- dispatching ------------------------------------------------------------------
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
-        failures = 0
+        backoff = Backoff()
         while True:
             self._obey_signals()
             if self._stopping.is_set():
@@ -243,7 +263,8 @@ class Worker:
             if free > 0:
                 try:
                     claimed = self._claim(free, pool)
-                    failures = 0
+                    if backoff.succeeded():
+                        log.info("claiming works again")
                 except Exception as exc:
                     if self.manager.is_contention(exc):
                         # A deadlock between claimers (seen on MariaDB): plain contention.
@@ -252,9 +273,15 @@ class Worker:
                         continue
                     # Anything else (the database restarting, the network): keep the worker
                     # alive and try again, backing off.
-                    failures += 1
-                    delay = min(0.1 * 2 ** (failures - 1), 5.0)
-                    log.exception("claiming failed; retrying in %.1f s", delay)
+                    # One line per failure (the traceback at DEBUG), the delay growing
+                    # across reconnects (see Backoff).
+                    delay = backoff.failed()
+                    log.warning(
+                        "claiming failed: %s; retrying in %.1f s",
+                        self.manager.describe_failure(exc),
+                        delay,
+                    )
+                    log.debug("claiming failed", exc_info=True)
                     self._pause(self._stopping, delay)
                     continue
             if claimed and self._busy < self.concurrency:
@@ -279,7 +306,9 @@ class Worker:
             for queue in order:
                 if claimed >= free:
                     break
-                rows = self.manager.claim_due(queue, jobs, min(share, free - claimed))
+                rows = self.manager.claim_due(
+                    queue, jobs, min(share, free - claimed), owner=self.registration.id
+                )
                 for row in rows:
                     self._hold(row, new_slot=True)
                     pool.submit(self._execute_and_continue, row)
@@ -305,7 +334,7 @@ class Worker:
             order = self._queue_order()
         for queue in order:
             try:
-                rows = self.manager.claim_due(queue, jobs, 1)
+                rows = self.manager.claim_due(queue, jobs, 1, owner=self.registration.id)
             except Exception as exc:
                 log.debug("executor claim failed: %r", exc)
                 return None
@@ -418,23 +447,40 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         manager = self.manager
-        while not self._stopped.wait(self.heartbeat):
+        # Locks are renewed every `heartbeat`; the registry row at least every
+        # REGISTRY_MAX_INTERVAL, so the thread may wake more often than it renews.
+        renewed = time.monotonic()
+        while not self._stopped.wait(min(self.heartbeat, REGISTRY_MAX_INTERVAL)):
+            self._beat_registry()
+            if time.monotonic() - renewed < self.heartbeat * 0.99:
+                continue
+            renewed = time.monotonic()
             with self._lock:
                 held = list(self._held.values())
             if not held:
                 continue
             try:
                 lost = manager.renew_locks([(h.run_id, h.token, h.lock_timeout) for h in held])
-            except Exception:
-                log.exception("heartbeat failed")
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", self.manager.describe_failure(exc))
+                log.debug("heartbeat failed", exc_info=True)
                 continue
             with self._lock:  # a run that just ended released its lock: not lost
                 lost &= {h.run_id for h in self._held.values()}
             for run_id in lost:
                 log.info("run id %s: lock no longer held (ended or taken over)", run_id)
 
+    def _beat_registry(self) -> None:
+        """The registry row, and (idle) the warnings about runs no live worker knows."""
+        try:
+            self.registration.beat()
+            if not self._held and not self._busy and not self._stopping.is_set():
+                self.registration.check_unknown()
+        except Exception as exc:
+            log.debug("registry heartbeat failed: %s", exc)
+
     def _listen_loop(self) -> None:
-        failures = 0
+        backoff = Backoff()
         while not self._stopped.is_set():
             try:
                 notes = self.manager.notifications(self.queues, self._stopped.is_set)
@@ -442,9 +488,15 @@ class Worker:
                     with self._lock:
                         self._notified.add(queue)
                     self._wake.set()
-                    failures = 0
-            except Exception:
-                failures += 1
-                delay = min(0.1 * 2 ** (failures - 1), 5.0)
-                log.warning("notification connection lost; reconnecting in %.1f s", delay)
+                    backoff.succeeded()
+            except Exception as exc:
+                delay = backoff.failed()
+                # The first loss of a streak is worth a line; the dispatcher's claims
+                # (which poll meanwhile) report the outage itself.
+                log.log(
+                    logging.WARNING if backoff.failures == 1 else logging.DEBUG,
+                    "notification connection lost (%s); reconnecting in %.1f s",
+                    self.manager.describe_failure(exc),
+                    delay,
+                )
                 self._stopped.wait(delay)

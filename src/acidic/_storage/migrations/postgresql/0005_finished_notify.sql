@@ -1,4 +1,4 @@
--- acidic 0004: tell waiters (app.wait) the moment a run finishes.
+-- acidic 0005: tell waiters (app.wait) the moment a run finishes.
 -- A trigger, not a statement of acidic's own: the NOTIFY rides on the transaction that
 -- finishes the run (delivered when it commits), and costs no round trip. The payload is
 -- the run's id; app.wait listens on acidic_finished and re-reads its run when it hears it.

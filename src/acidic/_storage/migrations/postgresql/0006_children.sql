@@ -1,4 +1,4 @@
--- acidic 0005: child runs and Await.
+-- acidic 0006: child runs and Await.
 -- parent_id: the run whose step spawned this one (self.spawn), so that a child that
 -- finishes wakes its parent and self.children() finds them. acidic_awaits: the keys a
 -- parked (awaiting) run waits for; it is due again once all of them are finished.

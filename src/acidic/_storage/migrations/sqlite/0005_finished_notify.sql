@@ -1,2 +1,2 @@
--- acidic 0004: tell waiters (app.wait) the moment a run finishes.
+-- acidic 0005: tell waiters (app.wait) the moment a run finishes.
 -- Nothing to do here: this database has no LISTEN/NOTIFY, and app.wait polls the run.

@@ -1,4 +1,4 @@
--- acidic 0006: concurrency and rate limits (acidic.Limit, acidic.Queue).
+-- acidic 0007: concurrency and rate limits (acidic.Limit, acidic.Queue).
 -- concurrency_key/concurrency_limit: a limited run's key and its job's maximum, so that a
 -- claim counts the runs of the key that hold a lock. acidic_limits: one row per limit
 -- name (a concurrency key, or queue:<name>), locked by the claim that decides on it, so
@@ -14,9 +14,9 @@ CREATE TABLE acidic_limits (
 );
 
 CREATE TABLE acidic_starts (
-    id INTEGER NOT NULL,
+    id BIGSERIAL NOT NULL,
     name VARCHAR(255) NOT NULL,
-    at DATETIME NOT NULL,
+    at TIMESTAMP WITH TIME ZONE NOT NULL,
     PRIMARY KEY (id)
 );
 CREATE INDEX acidic_starts_name_idx ON acidic_starts (name, at);
