@@ -2,6 +2,7 @@
 
 from .._storage import RunRow
 from ._manager import Finished, Manager, check_same_call, utcnow
+from ._observe import NO_OBSERVER, Observer, current_executor
 from ._runner import current_step
 from ._transitions import Ended
 
@@ -9,8 +10,11 @@ __all__ = [
     "Ended",
     "Finished",
     "Manager",
+    "NO_OBSERVER",
+    "Observer",
     "RunRow",
     "check_same_call",
+    "current_executor",
     "current_step",
     "utcnow",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 from .._encoding import default_key, encode_value
 from .._job import Job, JobDefinition
 from .._storage import Store
+from ._observe import NO_OBSERVER, Observer
 
 __all__ = ["Clock", "ManagerBase", "utcnow"]
 
@@ -36,6 +37,7 @@ class ManagerBase:
         clock: Clock = utcnow,
         default_queue: str = "default",
         jobs: Mapping[str, type[Job]] | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.store = store
         self.lock_timeout = lock_timeout
@@ -43,6 +45,8 @@ class ManagerBase:
         #: Where an inline run goes when it parks, so that a worker can continue it.
         self.default_queue = default_queue
         self.jobs: Mapping[str, type[Job]] = {} if jobs is None else jobs
+        #: Told what happens to runs (telemetry); the default does nothing.
+        self.observer = observer
 
     def check_schema(self) -> None:
         """Raise :class:`acidic.SchemaVersionError` unless acidic's tables are current."""

@@ -65,6 +65,35 @@ class Operations(ManagerBase):
         """Store a pending run for a worker (in ``connection``'s transaction when given)
         and wake the workers of its queue; an existing key returns its run, or raises
         :class:`acidic.ArgumentMismatchError` for other arguments."""
+        observer = self.observer
+        handle = observer.enqueue_started(name, queue)
+        try:
+            row = self._enqueue(
+                name,
+                job,
+                key,
+                run_at=run_at,
+                queue=queue,
+                priority=priority,
+                connection=connection,
+            )
+        except BaseException as exc:
+            observer.enqueue_ended(handle, None, exc)
+            raise
+        observer.enqueue_ended(handle, row, None)
+        return row
+
+    def _enqueue(
+        self,
+        name: str,
+        job: Job,
+        key: str | None,
+        *,
+        run_at: dt.datetime | None,
+        queue: str,
+        priority: int,
+        connection: sa.Connection | None,
+    ) -> RunRow:
         definition = type(job).__acidic_definition__
         encoded = definition.encode_args(job)
         same_args = key is not None or type(job).unique_by is Job.unique_by
@@ -84,6 +113,8 @@ class Operations(ManagerBase):
             priority=priority,
             run_at=(run_at or now).astimezone(dt.UTC),
             attempt_limit=type(job).max_attempts,
+            # The caller's trace context, which the run's spans continue.
+            traceparent=self.observer.traceparent(),
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)
@@ -98,9 +129,12 @@ class Operations(ManagerBase):
     def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
         first, then by priority, due time and enqueue order); each gets a token."""
-        return self.store.claim_due(
+        rows = self.store.claim_due(
             queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of
         )
+        for row in rows:
+            self.observer.claimed(row)
+        return rows
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""

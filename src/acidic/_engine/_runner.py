@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -78,6 +79,8 @@ class _Execution:
     state: StepState
     committed_ctx: str
     should_stop: Callable[[], bool]
+    #: The run's status after a failed step (for the observer), once recorded.
+    failed_as: str | None = None
 
     def advance(self, decision: Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
         self.committed_ctx = ctx_json
@@ -121,6 +124,10 @@ class Runner:
         )
         run = _Execution(job, definition, claim, state, row.ctx, should_stop)
         job.__dict__["_acidic_state"] = state
+        # Telemetry hooks (see _observe): one attempt, then each step inside it.
+        observer = self.manager.observer
+        attempt_handle = observer.run_started(row, state.attempt, state.step)
+        outcome, error = "lock_lost", None
         try:
             while True:
                 spec = definition.steps_by_name.get(state.step)
@@ -128,15 +135,35 @@ class Runner:
                     raise UnknownRecoveryPointError(state.step)
                 step = self._transactional_step if spec.transactional else self._foreign_step
                 entered = current_step.set(spec.name)
+                step_handle = observer.step_started(attempt_handle, row, spec.name, state.attempt)
+                began = time.perf_counter()
                 try:
                     ended = step(run, spec)
+                except BaseException as exc:
+                    observer.step_ended(
+                        step_handle, "errored", run.failed_as, exc, time.perf_counter() - began
+                    )
+                    raise
                 finally:
                     current_step.reset(entered)
                 if ended is not None:
+                    outcome, error = ended.status.value, ended.error
+                observer.step_ended(
+                    step_handle,
+                    "succeeded" if error is None else "errored",
+                    outcome if ended is not None else None,
+                    error,
+                    time.perf_counter() - began,
+                )
+                if ended is not None:
                     return ended
                 state.retrying = False
+        except BaseException as exc:
+            outcome, error = _outcome_of(exc, run.failed_as), exc
+            raise
         finally:
             job.__dict__.pop("_acidic_state", None)
+            observer.run_ended(attempt_handle, row, outcome, error)
 
     # -- steps ------------------------------------------------------------------------
 
@@ -314,7 +341,8 @@ class Runner:
             "duration_ms": round((self.manager.clock() - started).total_seconds() * 1000, 1),
             "outcome": outcome,
         }
-        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"acidic": fields})
+        # Each field is also an attribute of the record (JSON log formatters print them).
+        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={**fields, "acidic": fields})
 
     def _wake_if_signalled(
         self, run: _Execution, ended: Ended | None, started: dt.datetime
@@ -337,6 +365,7 @@ class Runner:
         """A progress write was refused: the run was cancelled, or its lock lost."""
         claim = run.claim
         if not self.store.cancel_requested(claim.row.id, claim.token):
+            self.manager.observer.lock_lost(claim.row.job, claim.row.key)
             raise _lost(run.state, spec)
         self.store.release(claim.fence, t.cancelled_by_owner(self.manager.clock()))
         raise RunCancelledError(
@@ -391,6 +420,7 @@ class Runner:
             # The step's exception is what the caller must see; the lock will go
             # stale and the run be taken over, so nothing is lost.
             exc.add_note(f"acidic could not record this failure: {db_exc!r}")
+        run.failed_as = status.value
         self._log(run, spec, started, None, f"errored:{type(exc).__name__}->{status}")
         if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
             return Ended(RunStatus.SCHEDULED, error=exc)
@@ -407,6 +437,15 @@ def error_json(exc: BaseException, step: str | None) -> str:
     )
     # ASCII-escaped: a traceback may hold text the database cannot store raw.
     return json.dumps(error.to_json())
+
+
+def _outcome_of(exc: BaseException, failed_as: str | None) -> str:
+    """What an attempt that raised ``exc`` did to its run, for the observer."""
+    if isinstance(exc, LockLostError):
+        return "lock_lost"
+    if isinstance(exc, RunCancelledError):
+        return RunStatus.CANCELLED.value
+    return failed_as or RunStatus.FAILED.value
 
 
 def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:

@@ -41,6 +41,8 @@ class RunRow:
     lock_expires_at: dt.datetime | None = None
     attempt_limit: int | None = None
     cancel_requested: bool = False
+    #: The W3C traceparent of the code that enqueued the run (None without telemetry).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class NewRun:
     priority: int = 0
     run_at: dt.datetime | None = None
     attempt_limit: int | None = None
+    traceparent: str | None = None
 
     def row(self, run_id: int) -> RunRow:
         """The row this insert stored, with the id the database gave it."""
@@ -111,6 +114,7 @@ class NewRun:
             lock_expires_at=self.lock_expires_at,
             attempt_limit=self.attempt_limit,
             cancel_requested=False,
+            traceparent=self.traceparent,
         )
 
     def values(self) -> dict[str, Any]:
@@ -137,6 +141,7 @@ class NewRun:
             "run_at": self.run_at,
             "attempt_limit": self.attempt_limit,
             "cancel_requested": False,
+            "traceparent": self.traceparent,
         }
 
 

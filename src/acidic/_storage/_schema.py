@@ -101,6 +101,8 @@ runs = Table(
     Column("lock_expires_at", UTCDateTime(), nullable=True),
     Column("attempt_limit", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # 0004: the W3C traceparent of the code that enqueued the run (telemetry).
+    Column("traceparent", String(255), nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),

@@ -138,6 +138,10 @@ class Worker:
         for thread in threads:
             thread.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="acidic-executor")
+        # Telemetry: busy and idle executors are read from this worker while it runs.
+        observed = manager.observer.worker_started(
+            self.app, self.queues, self.concurrency, lambda: self.running
+        )
         try:
             self._dispatch(pool)
         finally:
@@ -148,6 +152,7 @@ class Worker:
             while (self._held or self._busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._stopped.set()
+            manager.observer.worker_stopped(observed)
         if self._held:
             log.warning(
                 "grace period over with runs still executing", extra={"runs": len(self._held)}
