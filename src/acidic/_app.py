@@ -27,6 +27,7 @@ from ._job import Job
 from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
+from ._telemetry import observer as telemetry_observer
 from ._worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
@@ -65,6 +66,11 @@ class App:
     time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
     :class:`acidic.testing.Clock` to move time forward without sleeping.
 
+    ``telemetry``: with ``acidic[otel]`` installed, runs are reported as OpenTelemetry
+    spans and metrics (no-ops until the application configures an SDK; see
+    docs/observability.md). None (the default) turns it on unless
+    ``$ACIDIC_TELEMETRY`` is ``off``; False turns it off.
+
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
 
@@ -75,6 +81,7 @@ class App:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
+        telemetry: bool | None = None,
     ) -> None:
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -109,6 +116,7 @@ class App:
             clock=clock or utcnow,
             default_queue=queue_names[0],
             jobs=self._jobs,
+            observer=telemetry_observer(telemetry),
         )
 
     # -- set-up -----------------------------------------------------------------------
