@@ -7,10 +7,10 @@ from ._runner import current_step
 from ._transitions import Ended
 
 __all__ = [
+    "NO_OBSERVER",
     "Ended",
     "Finished",
     "Manager",
-    "NO_OBSERVER",
     "Observer",
     "RunRow",
     "check_same_call",

@@ -342,7 +342,9 @@ class Runner:
             "outcome": outcome,
         }
         # Each field is also an attribute of the record (JSON log formatters print them).
-        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={**fields, "acidic": fields})
+        log.info(
+            " ".join(f"{k}={v}" for k, v in fields.items()), extra={**fields, "acidic": fields}
+        )
 
     def _wake_if_signalled(
         self, run: _Execution, ended: Ended | None, started: dt.datetime
