@@ -73,10 +73,15 @@ class OtelObserver(Observer):
 
     active = True
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        # Without providers, the global ones: the API's proxies until an SDK is set.
         tracer_version = _version()
-        self.tracer = trace.get_tracer("acidic", tracer_version)
-        meter = metrics.get_meter("acidic", tracer_version)
+        self.tracer = trace.get_tracer("acidic", tracer_version, tracer_provider)
+        meter = metrics.get_meter("acidic", tracer_version, meter_provider)
         self.enqueued = meter.create_counter(
             "acidic.runs.enqueued", "{run}", "app.enqueue calls, by job and queue"
         )
@@ -184,9 +189,10 @@ class OtelObserver(Observer):
             "acidic.job": row.job,
             "acidic.attempt": attempt,
             "acidic.step": step,
-            "acidic.queue": row.queue or "",
             "acidic.executor": executor,
         }
+        if row.queue is not None:  # None: an inline run that never parked
+            attributes["acidic.queue"] = row.queue
         parent = None
         kind = SpanKind.INTERNAL
         if executor != "inline":
