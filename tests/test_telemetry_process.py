@@ -230,3 +230,64 @@ def test_json_log_format__without_opentelemetry(tmp_path: Path) -> None:
     assert line["key"] == "k1"
     assert line["attempt"] == 2
     assert "trace_id" not in line
+
+
+_SDK_LATER = textwrap.dedent(
+    """
+    import sys
+    import sqlalchemy as sa
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import acidic
+
+    class Ride(acidic.Job):
+        n: int
+
+        @acidic.step
+        def one(self, tx: sa.Connection) -> None:
+            pass
+
+    with acidic.App(sys.argv[1]) as app:  # built before the SDK is configured
+        app.migrate()
+        app.job(name="ride")(Ride)
+        app.run(Ride(n=1), key="before")
+        app.enqueue(Ride(n=2), key="queued-before")
+        assert app.manager.find("queued-before").traceparent is None
+
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+        app.run(Ride(n=3), key="after")
+        app.enqueue(Ride(n=4), key="queued-after")
+        assert app.manager.find("queued-after").traceparent.startswith("00-")
+        names = sorted(s.name for s in spans.get_finished_spans())
+        assert names == ["acidic.enqueue ride", "acidic.run ride", "acidic.step one"], names
+        data = reader.get_metrics_data()
+        found = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+        assert "acidic.runs.finished" in found, found
+    print("ok")
+    """
+)
+
+
+def test_sdk_configured_after_the_app__is_used_from_then_on(tmp_path: Path) -> None:
+    """An App built at import, the SDK configured later (the usual order): what runs
+    after the SDK is set is traced and measured; nothing before."""
+    url = f"sqlite:///{tmp_path}/later.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-c", _SDK_LATER, url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -17,6 +17,7 @@ run is a child of the caller's current span.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 import weakref
@@ -28,6 +29,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -55,10 +57,13 @@ def _version() -> str:
 class _Open:
     """A span this observer started, and the context token that made it current."""
 
-    span: Span
+    span: Span | None  # None: no SDK was configured when it started
     token: object | None
     job: str
     name: str = ""
+    #: Whether measurements go anywhere (decided once per attempt: reading the global
+    #: providers costs a look at os.environ each time).
+    metering: bool = True
 
 
 @dataclass(slots=True)
@@ -79,6 +84,14 @@ class OtelObserver(Observer):
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         # Without providers, the global ones: the API's proxies until an SDK is set.
+        # While they are, the hooks skip spans and measurements altogether (the proxies
+        # would drop them), so that the API without an SDK costs next to nothing.
+        self._tracer_proxy = _proxy(
+            tracer_provider, trace.get_tracer_provider(), _global_tracer_provider
+        )
+        self._meter_proxy = _proxy(
+            meter_provider, metrics.get_meter_provider(), _global_meter_provider
+        )
         tracer_version = _version()
         self.tracer = trace.get_tracer("acidic", tracer_version, tracer_provider)
         meter = metrics.get_meter("acidic", tracer_version, meter_provider)
@@ -140,7 +153,26 @@ class OtelObserver(Observer):
 
     # -- enqueueing -------------------------------------------------------------------
 
+    def _tracing(self) -> bool:
+        """Whether spans are recorded: an SDK's tracer provider is (or became) global."""
+        if self._tracer_proxy is None:
+            return True
+        if _global_tracer_provider() is None:
+            return False
+        self._tracer_proxy = None  # set once for the process: no need to look again
+        return True
+
+    def _metering(self) -> bool:
+        if self._meter_proxy is None:
+            return True
+        if _global_meter_provider() is None:
+            return False
+        self._meter_proxy = None
+        return True
+
     def enqueue_started(self, job: str, queue: str) -> object:
+        if not self._tracing():
+            return _Open(None, None, job, queue)
         span = self.tracer.start_span(
             f"acidic.enqueue {job}",
             kind=SpanKind.PRODUCER,
@@ -156,6 +188,8 @@ class OtelObserver(Observer):
         return _Open(span, _attach(span), job, queue)
 
     def traceparent(self) -> str | None:
+        if not self._tracing():
+            return None
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier)
         return carrier.get("traceparent")
@@ -166,8 +200,9 @@ class OtelObserver(Observer):
         assert isinstance(handle, _Open)
         span = handle.span
         if row is not None:
-            self.enqueued.add(1, {"job": handle.job, "queue": handle.name})
-            if span.is_recording():
+            if self._metering():
+                self.enqueued.add(1, {"job": handle.job, "queue": handle.name})
+            if span is not None and span.is_recording():
                 span.set_attribute("acidic.key", row.key)
                 span.set_attribute("messaging.message.id", row.key)
         _end(handle, error)
@@ -175,14 +210,18 @@ class OtelObserver(Observer):
     # -- executing --------------------------------------------------------------------
 
     def claimed(self, row: RunRow) -> None:
-        if row.attempts == 1 and row.last_run_at is not None:
+        if row.attempts == 1 and self._metering() and row.last_run_at is not None:
             waited = (row.last_run_at - row.created_at).total_seconds()
             self.start_latency.record(max(waited, 0.0), {"job": row.job, "queue": row.queue or ""})
 
     def takeover(self, row: RunRow) -> None:
-        self.takeovers.add(1, {"job": row.job})
+        if self._metering():
+            self.takeovers.add(1, {"job": row.job})
 
     def run_started(self, row: RunRow, attempt: int, step: str) -> object:
+        metering = self._metering()
+        if not self._tracing():
+            return _Open(None, None, row.job, metering=metering)
         executor = current_executor.get()
         attributes: dict[str, Any] = {
             "acidic.key": row.key,
@@ -213,20 +252,21 @@ class OtelObserver(Observer):
         span = self.tracer.start_span(
             f"acidic.run {row.job}", context=parent, kind=kind, attributes=attributes
         )
-        return _Open(span, _attach(span), row.job)
+        return _Open(span, _attach(span), row.job, metering=metering)
 
     def run_ended(
         self, handle: object, row: RunRow, outcome: str, error: BaseException | None
     ) -> None:
         assert isinstance(handle, _Open)
         job = row.job
-        self.attempts.add(1, {"job": job, "outcome": outcome})
-        if outcome in _FINISHED:
-            self.finished.add(1, {"job": job, "status": outcome})
-        elif outcome == "scheduled" and error is not None:
-            self.retries.add(1, {"job": job})
+        if handle.metering:
+            self.attempts.add(1, {"job": job, "outcome": outcome})
+            if outcome in _FINISHED:
+                self.finished.add(1, {"job": job, "status": outcome})
+            elif outcome == "scheduled" and error is not None:
+                self.retries.add(1, {"job": job})
         span = handle.span
-        if span.is_recording():
+        if span is not None and span.is_recording():
             span.set_attribute("acidic.outcome", outcome)
             if error is not None and outcome != "cancelled":
                 # The exception itself is recorded on the step that raised it.
@@ -234,6 +274,9 @@ class OtelObserver(Observer):
         _end(handle, None)
 
     def step_started(self, run: object, row: RunRow, step: str, attempt: int) -> object:
+        assert isinstance(run, _Open)
+        if run.span is None:  # no SDK when the attempt started: none for its steps
+            return _Open(None, None, row.job, step, run.metering)
         span = self.tracer.start_span(
             f"acidic.step {step}",
             attributes={
@@ -243,7 +286,7 @@ class OtelObserver(Observer):
                 "acidic.attempt": attempt,
             },
         )
-        return _Open(span, _attach(span), row.job, step)
+        return _Open(span, _attach(span), row.job, step, run.metering)
 
     def step_ended(
         self,
@@ -254,16 +297,18 @@ class OtelObserver(Observer):
         seconds: float,
     ) -> None:
         assert isinstance(handle, _Open)
-        self.step_duration.record(
-            seconds, {"job": handle.job, "step": handle.name, "outcome": outcome}
-        )
+        if handle.metering:
+            self.step_duration.record(
+                seconds, {"job": handle.job, "step": handle.name, "outcome": outcome}
+            )
         span = handle.span
-        if span.is_recording():
+        if span is not None and span.is_recording():
             span.set_attribute("acidic.outcome", status or outcome)
         _end(handle, error)
 
     def lock_lost(self, job: str | None, key: str) -> None:
-        self.locks_lost.add(1, {"job": job or ""})
+        if self._metering():
+            self.locks_lost.add(1, {"job": job or ""})
 
     # -- workers and queues -----------------------------------------------------------
 
@@ -337,6 +382,8 @@ class OtelObserver(Observer):
     # -- HTTP idempotency records -----------------------------------------------------
 
     def http_started(self, method: str, path: str) -> object:
+        if not self._tracing():
+            return _Open(None, None, "")
         span = self.tracer.start_span(
             "acidic.http",
             attributes={"http.request.method": method, "url.path": path},
@@ -345,8 +392,11 @@ class OtelObserver(Observer):
 
     def http_ended(self, handle: object, decision: str, key: str, status: int | None) -> None:
         assert isinstance(handle, _Open)
-        self.http.add(1, {"decision": decision})
+        if self._metering():
+            self.http.add(1, {"decision": decision})
         span = handle.span
+        if span is None:
+            return
         if span.is_recording():
             span.update_name(f"acidic.http {decision}")
             span.set_attribute("acidic.key", key)
@@ -356,6 +406,44 @@ class OtelObserver(Observer):
             if decision == "unavailable":
                 span.set_status(Status(StatusCode.ERROR, "idempotency store unavailable"))
         span.end()
+
+
+def _proxy(
+    given: object | None, global_provider: object, reader: Callable[[], object]
+) -> object | None:
+    """The API's proxy provider that is global now, to tell later whether an SDK
+    replaced it; None when spans or measurements always go somewhere (a provider was
+    given, or an SDK's is global already, or the API's internals are not as known)."""
+    if given is not None or reader is _unknown:
+        return None
+    proxies = ("ProxyTracerProvider", "_ProxyMeterProvider")  # the API's placeholders
+    return global_provider if type(global_provider).__name__ in proxies else None
+
+
+def _unknown() -> object:
+    return object()
+
+
+def _global_reader(module: object, name: str, env: str) -> Callable[[], object]:
+    """Reads the provider an application set globally (None while none is), without
+    the public getter's look at ``os.environ`` (microseconds a call). A provider named
+    by the environment variable ``env`` counts as set. If the API keeps its global
+    elsewhere than this version does, :func:`_unknown` (always set) is returned."""
+    if not hasattr(module, name):
+        return _unknown
+    if env in os.environ:
+        return _unknown
+
+    def read() -> object:
+        return getattr(module, name)
+
+    return read
+
+
+_global_tracer_provider = _global_reader(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER")
+_global_meter_provider = _global_reader(
+    metrics_internal, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"
+)
 
 
 def _attach(span: Span) -> object | None:
@@ -368,6 +456,8 @@ def _attach(span: Span) -> object | None:
 
 def _end(handle: _Open, error: BaseException | None) -> None:
     span = handle.span
+    if span is None:
+        return
     if handle.token is not None:
         otel_context.detach(handle.token)  # type: ignore[arg-type]  # attach's token
     if error is not None and span.is_recording():
