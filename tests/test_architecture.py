@@ -149,7 +149,7 @@ def test_engine__knows_no_dialect() -> None:
 def test_engine__knows_no_telemetry_library() -> None:
     """The engine reports through its Observer port (``_observe``); only the adapter
     package ``_telemetry`` imports OpenTelemetry or prometheus_client."""
-    found = []
+    found: list[str] = []
     for path in SOURCES:
         if _relative(path).startswith("_telemetry/"):
             continue
