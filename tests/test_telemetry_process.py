@@ -4,6 +4,7 @@ JSON log lines, and acidic without OpenTelemetry installed."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.worker_app import (
+    ACIDIC,
+    ROOT,
+    URL_ENV,
     Drain,
     FailOnce,
     migrated,
@@ -291,3 +295,33 @@ def test_sdk_configured_after_the_app__is_used_from_then_on(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_dashboard_metrics_port__reports_the_queues(database_url: str, tmp_path: Path) -> None:
+    """``acidic dashboard --metrics-port``: a process that runs no worker reports the
+    depth of the App's queues."""
+    port, metrics_port = _free_port(), _free_port()
+    env = {**os.environ, URL_ENV: database_url, "PYTHONPATH": str(ROOT)}
+    with migrated(database_url) as app:
+        for n in range(3):
+            app.enqueue(Drain(n=n))
+        argv = [str(ACIDIC), "dashboard", "--app", "tests.support.worker_app:app"]
+        argv += ["--port", str(port), "--metrics-port", str(metrics_port)]
+        argv += ["--metrics-host", "127.0.0.1"]
+        with open(tmp_path / "dashboard.log", "wb") as log:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+
+            def depth() -> float | None:
+                if proc.poll() is not None:
+                    raise AssertionError((tmp_path / "dashboard.log").read_text())
+                try:
+                    scraped = _scrape(metrics_port)
+                except OSError:
+                    return None  # not listening yet
+                return _value(scraped, "acidic_queue_depth", queue="default")
+
+            assert wait_for(depth, "the dashboard's metrics", 60, 0.2) == 3
+        finally:
+            proc.terminate()
+            proc.wait(30)
