@@ -221,7 +221,7 @@ class OtelObserver(Observer):
     def run_started(self, row: RunRow, attempt: int, step: str) -> object:
         metering = self._metering()
         if not self._tracing():
-            return _Open(None, None, row.job, metering=metering)
+            return _Open(None, None, row.job, metering=True) if metering else _OFF
         executor = current_executor.get()
         attributes: dict[str, Any] = {
             "acidic.key": row.key,
@@ -275,6 +275,8 @@ class OtelObserver(Observer):
 
     def step_started(self, run: object, row: RunRow, step: str, attempt: int) -> object:
         assert isinstance(run, _Open)
+        if run is _OFF:
+            return _OFF
         if run.span is None:  # no SDK when the attempt started: none for its steps
             return _Open(None, None, row.job, step, run.metering)
         span = self.tracer.start_span(
@@ -406,6 +408,10 @@ class OtelObserver(Observer):
             if decision == "unavailable":
                 span.set_status(Status(StatusCode.ERROR, "idempotency store unavailable"))
         span.end()
+
+
+#: The handle of an attempt and its steps while no SDK is configured: nothing to do.
+_OFF = _Open(None, None, "", metering=False)
 
 
 def _proxy(
