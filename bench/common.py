@@ -23,11 +23,13 @@ import psycopg
 
 #: The server every PostgreSQL system uses; one database per system (made on demand).
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+#: ``$BENCH_DATABASE_SUFFIX`` keeps concurrent benchmark runs (a shared machine) apart.
+_SUFFIX = os.environ.get("BENCH_DATABASE_SUFFIX", "")
 DATABASES = {
-    "raw": "acidic_bench",
-    "acidic": "acidic_bench",
-    "dbos": "dbos_bench",
-    "procrastinate": "procrastinate_bench",
+    "raw": "acidic_bench" + _SUFFIX,
+    "acidic": "acidic_bench" + _SUFFIX,
+    "dbos": "dbos_bench" + _SUFFIX,
+    "procrastinate": "procrastinate_bench" + _SUFFIX,
 }
 SQLITE_DIR = Path(os.environ.get("BENCH_SQLITE_DIR", Path(tempfile.gettempdir()) / "acidic-bench"))
 RESULTS = Path(__file__).parent / "results"

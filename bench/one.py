@@ -42,6 +42,9 @@ def measure(system: str, mode: str, n: int, concurrency: int) -> Measurement:
 
 def main() -> None:
     system, mode, n, concurrency = sys.argv[1:5]
+    from .telemetry import set_up  # ``$BENCH_TELEMETRY``: see bench/telemetry.py
+
+    set_up()
     emit(measure(system, mode, int(n), int(concurrency)))
 
 

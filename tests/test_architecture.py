@@ -113,6 +113,14 @@ _FORBIDDEN = {
     "_worker/": ("acidic._cli", "acidic.http", "acidic.dashboard", "acidic._storage"),
     "http/": ("acidic._cli", "acidic._worker", "acidic.dashboard", "acidic._storage._"),
     "dashboard/": ("acidic._cli", "acidic._worker", "acidic.http", "acidic._storage"),
+    "_telemetry/": (
+        "acidic._cli",
+        "acidic._worker",
+        "acidic.http",
+        "acidic.dashboard",
+        "acidic._app",
+        "acidic._storage",
+    ),
 }
 
 
@@ -139,6 +147,23 @@ def test_engine__knows_no_dialect() -> None:
     assert not found, found
 
 
+def test_engine__knows_no_telemetry_library() -> None:
+    """The engine reports through its Observer port (``_observe``); only the adapter
+    package ``_telemetry`` imports OpenTelemetry or prometheus_client."""
+    found: list[str] = []
+    for path in SOURCES:
+        if _relative(path).startswith("_telemetry/"):
+            continue
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                bad = [
+                    n for n in names if n.split(".")[0] in ("opentelemetry", "prometheus_client")
+                ]
+                found.extend(f"{_relative(path)} line {node.lineno}: {b}" for b in bad)
+    assert not found, found
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=_relative)
 def test_modules__stay_readable(path: Path) -> None:
     lines = len(path.read_text().splitlines())
@@ -149,7 +174,8 @@ def test_import_acidic__loads_no_cli_dashboard_or_http_module() -> None:
     code = (
         "import sys, acidic\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('click', 'rich', 'starlette', 'jinja2', 'uvicorn') or m.startswith("
+        "('click', 'rich', 'starlette', 'jinja2', 'uvicorn', 'opentelemetry', "
+        "'prometheus_client') or m.startswith("
         "('acidic._cli', 'acidic.http', 'acidic.dashboard')))\n"
         "print(','.join(heavy))\n"
     )

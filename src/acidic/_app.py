@@ -30,6 +30,7 @@ from ._limits import Queue
 from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
+from ._telemetry import observer as telemetry_observer
 from ._worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
@@ -77,6 +78,11 @@ class App(FlowMethods):
     time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
     :class:`acidic.testing.Clock` to move time forward without sleeping.
 
+    ``telemetry``: with ``acidic[otel]`` installed, runs are reported as OpenTelemetry
+    spans and metrics (no-ops until the application configures an SDK; see
+    docs/observability.md). None (the default) turns it on unless
+    ``$ACIDIC_TELEMETRY`` is ``off``; False turns it off.
+
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
 
@@ -87,6 +93,7 @@ class App(FlowMethods):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] | Mapping[str, Queue] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
+        telemetry: bool | None = None,
     ) -> None:
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -129,6 +136,7 @@ class App(FlowMethods):
             default_queue=queue_names[0],
             jobs=self._jobs,
             queue_limits=queue_limits,
+            observer=telemetry_observer(telemetry),
         )
 
     # -- set-up -----------------------------------------------------------------------

@@ -463,9 +463,10 @@ def spawn_worker(
     app_ref: str = "tests.support.worker_app:app",
     extra_env: dict[str, str] | None = None,
     processes: int = 1,
+    extra_args: tuple[str, ...] = (),
 ) -> WorkerProcess:
     """Start ``acidic worker --app tests.support.worker_app:app`` (or ``app_ref``) on ``url``,
-    with ``extra_env`` added to its environment."""
+    with ``extra_env`` added to its environment and ``extra_args`` to its options."""
     env = dict(os.environ)
     for name in (LOCK_TIMEOUT_ENV, EXEC_LOG_ENV):
         env.pop(name, None)
@@ -493,6 +494,7 @@ def spawn_worker(
     ]
     if processes > 1:
         argv += ["--processes", str(processes)]
+    argv += extra_args
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv,

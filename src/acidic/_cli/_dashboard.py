@@ -14,6 +14,7 @@ from .._errors import AcidicError
 from .._imports import import_target
 from ._options import app_option, opened, traceback_option
 from ._root import CLIError, CLIUsageError, database_url_option
+from ._telemetry import metrics_options, start_metrics
 
 __all__ = ["dashboard", "is_loopback_host"]
 
@@ -72,6 +73,7 @@ def _load_callable(target: str) -> Callable[..., Any]:
     type=click.FloatRange(min=0),
     help="seconds between live updates of pages (0: none)",
 )
+@metrics_options
 @traceback_option
 def dashboard(
     database_url: str | None,
@@ -81,6 +83,8 @@ def dashboard(
     token: str | None,
     auth_path: str | None,
     refresh: float,
+    metrics_port: int | None,
+    metrics_host: str,
     show_traceback: bool,
 ) -> None:
     """Serve the web dashboard: overview, runs, and retry, resume and cancel buttons.
@@ -111,6 +115,8 @@ def dashboard(
     with opened(database_url, app_path, show_traceback) as app:
         app.manager.check_schema()  # fail now, not on the first page (same package)
         asgi = create_app(app, token=token, auth=auth, refresh=refresh)
+        # The queues' depth and age, and what the dashboard's actions do.
+        start_metrics(metrics_port, metrics_host, app)
         shown = f"[{host}]" if ":" in host else host
         how = " (log in with the token)" if token else ""
         click.echo(f"acidic dashboard: http://{shown}:{port}/{how}", err=True)

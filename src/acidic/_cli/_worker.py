@@ -20,7 +20,8 @@ from .._imports import TargetImportError, import_target
 from .._worker._supervisor import Supervisor, obey_supervisor
 from .._worker._worker import Worker
 from ._options import traceback_option
-from ._root import CLIError
+from ._root import CLIError, CLIUsageError
+from ._telemetry import json_logging, metrics_options, start_metrics
 
 __all__ = ["load_app", "worker"]
 
@@ -119,6 +120,14 @@ def _run_with_summary(runner: Worker, console: Console) -> int:
     help="worker processes, each with --concurrency executors, under one supervisor",
 )
 @click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with the run's key, job, step and attempt",
+)
+@metrics_options
 @traceback_option
 @click.option("--supervised", is_flag=True, hidden=True)
 def worker(
@@ -129,6 +138,9 @@ def worker(
     grace: float,
     processes: int,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
     show_traceback: bool,
     supervised: bool,
 ) -> None:
@@ -144,7 +156,14 @@ def worker(
     stopped gracefully.
     """
     console = Console(stderr=True)
-    if supervised or processes > 1:
+    if metrics_port is not None and processes > 1:
+        raise CLIUsageError(
+            "--metrics-port serves one process: with --processes N, run N workers, "
+            "each with its own --metrics-port"
+        )
+    if log_format == "json":
+        json_logging(log_level)
+    elif supervised or processes > 1:
         # Several processes write to one stream: plain lines, each with its pid.
         logging.basicConfig(
             level=log_level.upper(),
@@ -164,6 +183,7 @@ def worker(
             stream=sys.stderr,
         )
     app = load_app(app_path, show_traceback)
+    start_metrics(metrics_port, metrics_host)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     runner = app.worker(
         queues=chosen, concurrency=concurrency, poll_interval=poll_interval, grace=grace
@@ -176,13 +196,14 @@ def worker(
         argv = [sys.executable, "-m", "acidic", "worker", "--app", app_path]
         argv += ["--concurrency", str(concurrency), "--poll-interval", repr(poll_interval)]
         argv += ["--grace", repr(grace), "--log-level", log_level, "--supervised"]
+        argv += ["--log-format", log_format]
         if queues:
             argv += ["--queues", queues]
         sys.exit(Supervisor(argv, processes, grace).run())
     if supervised:
         obey_supervisor(runner.stop)
         code = runner.run(install_signal_handlers=False)
-    elif sys.stderr.isatty():
+    elif sys.stderr.isatty() and log_format == "text":
         code = _run_with_summary(runner, console)
     else:
         code = runner.run()

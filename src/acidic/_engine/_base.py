@@ -11,6 +11,7 @@ from .._encoding import default_key, encode_value
 from .._job import Job, JobDefinition
 from .._limits import Queue
 from .._storage import Store
+from ._observe import NO_OBSERVER, Observer
 
 __all__ = ["Clock", "ManagerBase", "utcnow"]
 
@@ -38,6 +39,7 @@ class ManagerBase:
         default_queue: str = "default",
         jobs: Mapping[str, type[Job]] | None = None,
         queue_limits: Mapping[str, Queue] | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.store = store
         self.lock_timeout = lock_timeout
@@ -49,6 +51,8 @@ class ManagerBase:
         self.queue_limits: Mapping[str, Queue] = {
             name: q for name, q in (queue_limits or {}).items() if q.limited
         }
+        #: Told what happens to runs (telemetry); the default does nothing.
+        self.observer = observer
 
     def check_schema(self) -> None:
         """Raise :class:`acidic.SchemaVersionError` unless acidic's tables are current."""

@@ -38,6 +38,7 @@ from .._storage._queries import Queries
 from . import _transitions as t
 from ._base import Clock, utcnow
 from ._checks import check_definition, check_same_call, concurrency_of, locked
+from ._observe import current_executor
 from ._operations import Operations
 from ._runner import Claim, Runner, error_json
 from ._transitions import Ended
@@ -220,6 +221,8 @@ class Manager(Operations):
             claimable=_CLAIMABLE,
         )
         if claimed is not None:
+            if row.lock_token is not None:  # claimable though locked: the lock was stale
+                self.observer.takeover(claimed)
             return Claim(claimed, token, retrying=self._retrying(claimed))
         fresh = store.find(key)
         if fresh is not None and fresh.status == RunStatus.SUCCEEDED:
@@ -268,7 +271,14 @@ class Manager(Operations):
             self.fail_claimed(row, exc)
             log.warning("run %s failed before any step: %s", row.key, exc)
             return None
-        return self.execute(job, definition, self.claimed(row), should_stop=should_stop)
+        # A run claimed from the queue: acidic's worker, unless another executor said so.
+        executor = current_executor.set(
+            "acidic" if current_executor.get() == "inline" else current_executor.get()
+        )
+        try:
+            return self.execute(job, definition, self.claimed(row), should_stop=should_stop)
+        finally:
+            current_executor.reset(executor)
 
     def fail_claimed(self, row: RunRow, exc: BaseException) -> None:
         """Fail a claimed run that cannot execute (changed job code, used-up budget).

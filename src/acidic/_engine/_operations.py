@@ -73,6 +73,37 @@ class Operations(ManagerBase):
         """Store a pending run for a worker (in ``connection``'s transaction when given)
         and wake the workers of its queue; an existing key returns its run, or raises
         :class:`acidic.ArgumentMismatchError` for other arguments."""
+        observer = self.observer
+        handle = observer.enqueue_started(name, queue)
+        try:
+            row = self._enqueue(
+                name,
+                job,
+                key,
+                run_at=run_at,
+                queue=queue,
+                priority=priority,
+                connection=connection,
+                parent_id=parent_id,
+            )
+        except BaseException as exc:
+            observer.enqueue_ended(handle, None, exc)
+            raise
+        observer.enqueue_ended(handle, row, None)
+        return row
+
+    def _enqueue(
+        self,
+        name: str,
+        job: Job,
+        key: str | None,
+        *,
+        run_at: dt.datetime | None,
+        queue: str,
+        priority: int,
+        connection: sa.Connection | None,
+        parent_id: int | None,
+    ) -> RunRow:
         definition = type(job).__acidic_definition__
         encoded = definition.encode_args(job)
         same_args = key is not None or type(job).unique_by is Job.unique_by
@@ -94,6 +125,8 @@ class Operations(ManagerBase):
             attempt_limit=type(job).max_attempts,
             parent_id=parent_id,
             **concurrency_of(job),
+            # The caller's trace context, which the run's spans continue.
+            traceparent=self.observer.traceparent(),
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)
@@ -125,6 +158,16 @@ class Operations(ManagerBase):
             return self.store.children(run_id, conn)
 
     def claim_due(
+        self, queue: str, jobs: Sequence[str], limit: int, *, owner: str | None = None
+    ) -> list[RunRow]:
+        """Claim up to ``limit`` due runs of ``queue`` (see :meth:`_claim_due`), and tell
+        the observer."""
+        rows = self._claim_due(queue, jobs, limit, owner=owner)
+        for row in rows:
+            self.observer.claimed(row)
+        return rows
+
+    def _claim_due(
         self, queue: str, jobs: Sequence[str], limit: int, *, owner: str | None = None
     ) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
-import traceback
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from .._errors import (
     UnknownRecoveryPointError,
 )
 from .._job import Job, JobDefinition, StepSpec, StepState
-from .._run import Run, RunError, RunStatus
+from .._run import Run, RunStatus
 from .._storage import EventRow, Fence, RunChange, RunRow
 from . import _transitions as t
+from ._failures import error_json, lost, outcome_of, rollback
 from ._family import children, refuse_missing, spawn
 from ._transitions import Decision, Ended, Transition
 
@@ -81,6 +81,8 @@ class _Execution:
     should_stop: Callable[[], bool]
     #: The transactional step's connection while it runs (children join its transaction).
     conn: sa.Connection | None = None
+    #: The run's status after a failed step (for the observer), once recorded.
+    failed_as: str | None = None
 
     def advance(self, decision: Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
         self.committed_ctx = ctx_json
@@ -128,6 +130,10 @@ class Runner:
         )
         state.children = lambda: self._children(run)
         job.__dict__["_acidic_state"] = state
+        # Telemetry hooks (see _observe): one attempt, then each step inside it.
+        observer = self.manager.observer
+        attempt_handle = observer.run_started(row, state.attempt, state.step)
+        outcome, error = "lock_lost", None
         try:
             while True:
                 spec = definition.steps_by_name.get(state.step)
@@ -135,17 +141,37 @@ class Runner:
                     raise UnknownRecoveryPointError(state.step)
                 step = self._transactional_step if spec.transactional else self._foreign_step
                 entered = current_step.set(spec.name)
+                step_handle = observer.step_started(attempt_handle, row, spec.name, state.attempt)
+                began = time.perf_counter()
                 try:
                     ended = step(run, spec)
+                except BaseException as exc:
+                    observer.step_ended(
+                        step_handle, "errored", run.failed_as, exc, time.perf_counter() - began
+                    )
+                    raise
                 finally:
                     current_step.reset(entered)
                 if ended is not None:
+                    outcome, error = ended.status.value, ended.error
+                observer.step_ended(
+                    step_handle,
+                    "succeeded" if error is None else "errored",
+                    outcome if ended is not None else None,
+                    error,
+                    time.perf_counter() - began,
+                )
+                if ended is not None:
                     return ended
                 state.retrying = False
+        except BaseException as exc:
+            outcome, error = outcome_of(exc, run.failed_as), exc
+            raise
         finally:
             job.__dict__.pop("_acidic_state", None)
             if row.parent_id is not None:
                 self._wake_parent(row)
+            observer.run_ended(attempt_handle, row, outcome, error)
 
     # -- steps ------------------------------------------------------------------------
 
@@ -185,13 +211,13 @@ class Runner:
                 if decision.awaits:
                     refuse_missing(spec, store.set_awaits(conn, run.claim.row.id, decision.awaits))
             except BaseException as exc:
-                _rollback(conn, tx)
+                rollback(conn, tx)
                 return self._failed(run, spec, exc, started, record_start=True)
             try:
                 if not store.write_progress(
                     conn, run.claim.fence, transition.change, transition.events
                 ):
-                    _rollback(conn, tx)
+                    rollback(conn, tx)
                     return self._refused(run, spec)
                 tx.commit()
             except sa.exc.SQLAlchemyError as exc:
@@ -199,7 +225,7 @@ class Runner:
                 # constraint, serialization failure). If the commit landed anyway (its
                 # acknowledgement was lost), the step is done: go on. Else nothing of the
                 # step is committed: report it like a step failure.
-                _rollback(conn, tx)
+                rollback(conn, tx)
                 if not self._landed(run, transition.events[-1]):
                     error = StorageError(
                         f"key {state.key!r}: committing step {spec.name} failed: {exc}"
@@ -352,7 +378,10 @@ class Runner:
             "duration_ms": round((self.manager.clock() - started).total_seconds() * 1000, 1),
             "outcome": outcome,
         }
-        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"acidic": fields})
+        # Each field is also an attribute of the record (JSON log formatters print them).
+        log.info(
+            " ".join(f"{k}={v}" for k, v in fields.items()), extra={**fields, "acidic": fields}
+        )
 
     def _wake_if_signalled(
         self, run: _Execution, ended: Ended | None, started: dt.datetime
@@ -375,7 +404,8 @@ class Runner:
         """A progress write was refused: the run was cancelled, or its lock lost."""
         claim = run.claim
         if not self.store.cancel_requested(claim.row.id, claim.token):
-            raise _lost(run.state, spec)
+            self.manager.observer.lock_lost(claim.row.job, claim.row.key)
+            raise lost(run.state, spec)
         self.store.release(claim.fence, t.cancelled_by_owner(self.manager.clock()))
         raise RunCancelledError(
             f"key {run.state.key!r} (job {claim.row.job}) was cancelled; step {spec.name} "
@@ -431,6 +461,7 @@ class Runner:
             # The step's exception is what the caller must see; the lock will go
             # stale and the run be taken over, so nothing is lost.
             exc.add_note(f"acidic could not record this failure: {db_exc!r}")
+        run.failed_as = status.value
         self._log(run, spec, started, None, f"errored:{type(exc).__name__}->{status}")
         if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
             return Ended(RunStatus.SCHEDULED, error=exc)
@@ -452,37 +483,3 @@ class Runner:
             exc.add_note(f"acidic could not record this interruption: {db_exc!r}")
         self._log(run, spec, started or self.manager.clock(), transition.ended)
         raise exc
-
-
-def error_json(exc: BaseException, step: str | None) -> str:
-    """The stored form of a run's error."""
-    error = RunError(
-        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
-        step=step,
-    )
-    # ASCII-escaped: a traceback may hold text the database cannot store raw.
-    return json.dumps(error.to_json())
-
-
-def _rollback(conn: sa.Connection, tx: sa.RootTransaction) -> None:
-    """Roll back the step's transaction, or whatever the step left open instead, and
-    give the connection back: on SQLite it may hold the write lock that recording the
-    failure needs next."""
-    if tx.is_active:
-        tx.rollback()
-        conn.close()
-    else:
-        # The step ended or broke the transaction itself (e.g. a refused commit):
-        # SQLAlchemy no longer tracks what the driver holds open, and the pool would
-        # not roll it back. Discard the connection; the server rolls back.
-        conn.invalidate()
-        conn.close()
-
-
-def _lost(state: StepState, spec: StepSpec) -> LockLostError:
-    return LockLostError(
-        f"key {state.key!r}: the lock went stale during step {spec.name} and another owner "
-        "took the run over; this step's work was rolled back and is not committed"
-    )

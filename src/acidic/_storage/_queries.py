@@ -345,6 +345,20 @@ class Queries:
         )
         return [(r[0], r[1], int(r[2])) for r in self._all("counting runs", stmt)]
 
+    def due(self, now: dt.datetime) -> list[tuple[str, int, dt.datetime]]:
+        """(queue, how many, earliest due time) of the pending and scheduled runs due
+        at ``now``, per queue that has any (telemetry's queue depth and age)."""
+        stmt = (
+            sa.select(runs.c.queue, sa.func.count(), sa.func.min(runs.c.run_at))
+            .where(
+                runs.c.queue.is_not(None),
+                runs.c.status.in_(WAITING),
+                runs.c.run_at <= now,
+            )
+            .group_by(runs.c.queue)
+        )
+        return [(r[0], int(r[1]), r[2]) for r in self._all("measuring queues", stmt)]
+
     def activity(self, edges: Sequence[dt.datetime]) -> Activity:
         """Runs that succeeded and step errors recorded in each slice between
         consecutive ``edges`` (a slice holds its start, not its end; the last one holds

@@ -46,6 +46,8 @@ class RunRow:
     #: A limited run's concurrency key and its job's maximum (``acidic.Limit``).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    #: The W3C traceparent of the code that enqueued the run (None without telemetry).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class NewRun:
     parent_id: int | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    traceparent: str | None = None
 
     def row(self, run_id: int) -> RunRow:
         """The row this insert stored, with the id the database gave it."""
@@ -122,6 +125,7 @@ class NewRun:
             parent_id=self.parent_id,
             concurrency_key=self.concurrency_key,
             concurrency_limit=self.concurrency_limit,
+            traceparent=self.traceparent,
         )
 
     def values(self) -> dict[str, Any]:
@@ -151,6 +155,7 @@ class NewRun:
             "parent_id": self.parent_id,
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
+            "traceparent": self.traceparent,
         }
 
 

@@ -119,6 +119,8 @@ runs = Table(
     # 0007: a limited run's concurrency key and its job's maximum.
     Column("concurrency_key", String(255), nullable=True),
     Column("concurrency_limit", Integer, nullable=True),
+    # 0008: the W3C traceparent of the code that enqueued the run (telemetry).
+    Column("traceparent", String(255), nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),

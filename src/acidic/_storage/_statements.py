@@ -37,6 +37,7 @@ RUN_COLUMNS = (
     runs.c.parent_id,
     runs.c.concurrency_key,
     runs.c.concurrency_limit,
+    runs.c.traceparent,
 )
 EVENT_COLUMNS = (
     history.c.step,

@@ -171,6 +171,10 @@ class Worker:
         for thread in threads:
             thread.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="acidic-executor")
+        # Telemetry: busy and idle executors are read from this worker while it runs.
+        observed = manager.observer.worker_started(
+            self.app, self.queues, self.concurrency, lambda: self.running
+        )
         try:
             self._dispatch(pool)
         finally:
@@ -185,6 +189,7 @@ class Worker:
                 self.registration.unregister()
             except Exception as exc:
                 log.warning("removing the worker from the registry failed: %s", exc)
+            manager.observer.worker_stopped(observed)
         if self._held:
             log.warning(
                 "grace period over with runs still executing", extra={"runs": len(self._held)}

@@ -94,6 +94,10 @@ class _RequestRecord(Job):
         )
 
 
+#: The telemetry name of a problem answered instead of running the handler, by status.
+_DECISIONS = {409: "conflict", 422: "mismatch", 503: "unavailable"}
+
+
 class _Heartbeat:
     """Renews the locks of the records whose handlers are running, from one thread."""
 
@@ -159,6 +163,19 @@ class Records:
 
     def begin(self, request: IdempotentRequest) -> Replay | Claimed | Problem:
         """Claim the request's record (run the handler), or say what to answer instead."""
+        observer = self._app.manager.observer
+        handle = observer.http_started(request.method, request.path)
+        outcome = self._begin(request)
+        if isinstance(outcome, Claimed):
+            observer.http_ended(handle, "record", request.record_key, None)
+        elif isinstance(outcome, Replay):
+            observer.http_ended(handle, "replay", request.record_key, outcome.response.status)
+        else:
+            decision = _DECISIONS.get(outcome.status, "conflict")
+            observer.http_ended(handle, decision, request.record_key, outcome.status)
+        return outcome
+
+    def _begin(self, request: IdempotentRequest) -> Replay | Claimed | Problem:
         record = _RequestRecord(
             method=request.method,
             path=request.path,
