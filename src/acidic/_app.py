@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 
@@ -28,6 +28,9 @@ from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
 from ._worker import Worker
+
+if TYPE_CHECKING:
+    from ._executors import Executor
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -65,6 +68,10 @@ class App:
     time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
     :class:`acidic.testing.Clock` to move time forward without sleeping.
 
+    ``executor`` hands enqueued runs to another queue instead of acidic's worker: an
+    :class:`acidic.celery.CeleryExecutor`, :class:`acidic.rq.RQExecutor` or
+    :class:`acidic.dramatiq.DramatiqExecutor` (see the executors guide).
+
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
 
@@ -75,6 +82,7 @@ class App:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -110,6 +118,9 @@ class App:
             default_queue=queue_names[0],
             jobs=self._jobs,
         )
+        self._executor = executor
+        if executor is not None:
+            executor.attach(self)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -123,6 +134,11 @@ class App:
         """The run manager this App drives: what acidic's adapters (worker, HTTP
         middleware, CLI, dashboard, integrations) call. Not needed for ordinary use."""
         return self._manager
+
+    @property
+    def executor(self) -> Executor | None:
+        """The queue runs are handed to (``App(executor=...)``); None: acidic's worker."""
+        return self._executor
 
     @property
     def jobs(self) -> Mapping[str, type[Job]]:
@@ -258,7 +274,16 @@ class App:
             queue=queue,
             priority=priority,
             connection=connection,
+            executor=None if self._executor is None else self._executor.name,
         )
+        if self._executor is not None and row.status in ("pending", "scheduled"):
+            # After the commit: a message must not wake a worker for an uncommitted row.
+            due = row.run_at or self._manager.clock()
+            delay = (due - self._manager.clock()).total_seconds()
+            if connection is None:
+                self._executor.publish(row.key, delay=delay)
+            else:
+                self._executor.publish_after_commit(row.key, connection, delay)
         return to_run(row, [], type(job))
 
     def resume(self, key: str, *, from_step: str | None = None) -> Run:
@@ -388,6 +413,8 @@ class App:
             attempt_limit=attempt_limit,
             doing=verb,
         )
+        if woken and self._executor is not None and row.executor == self._executor.name:
+            self._executor.publish(row.key)
         run = self._read(row.key)
         if not woken and action != "signal":
             raise RunStateError(row.key, verb, run.status.value, accepted(action))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .._app import App
 from .._encoding import loads
+from .._engine._views import executor_of
 from .._errors import AcidicError, InvalidArgumentError, SerializationError
 from .._job import Job
 from .._run import RunError, RunStatus
@@ -71,6 +72,7 @@ def _summary(row: SummaryRow) -> RunSummary:
         locked_at=row.locked_at,
         error=_error(row.error),
         id=row.id,
+        executor=executor_of(row.executor, row.queue),
     )
 
 

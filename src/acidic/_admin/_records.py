@@ -45,6 +45,8 @@ class RunSummary:
     error: RunError | None
     #: The row id: the cursor of pages and the order of runs (newest first).
     id: int = 0
+    #: Who executes it: "celery", "rq", "dramatiq", "acidic" or "inline".
+    executor: str = "inline"
 
     @property
     def updated_at(self) -> dt.datetime:
@@ -58,6 +60,7 @@ class RunSummary:
             "job": self.job,
             "status": self.status,
             "queue": self.queue,
+            "executor": self.executor,
             "priority": self.priority,
             "attempts": self.attempts,
             "max_attempts": self.max_attempts,

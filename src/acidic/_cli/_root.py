@@ -54,6 +54,7 @@ COMMANDS: dict[str, str] = {
     "demo": "acidic._cli._demo:demo",
     "migrate": "acidic._cli._root:migrate",
     "prune": "acidic._cli._ops:prune",
+    "relay": "acidic._cli._relay:relay",
     "runs": "acidic._cli._runs:runs",
     "stats": "acidic._cli._ops:stats",
     "worker": "acidic._cli._worker:worker",

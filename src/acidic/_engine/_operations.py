@@ -61,6 +61,7 @@ class Operations(ManagerBase):
         queue: str,
         priority: int,
         connection: sa.Connection | None,
+        executor: str | None = None,
     ) -> RunRow:
         """Store a pending run for a worker (in ``connection``'s transaction when given)
         and wake the workers of its queue; an existing key returns its run, or raises
@@ -84,6 +85,7 @@ class Operations(ManagerBase):
             priority=priority,
             run_at=(run_at or now).astimezone(dt.UTC),
             attempt_limit=type(job).max_attempts,
+            executor=executor,
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)

@@ -81,6 +81,7 @@ class SummaryRow(NamedTuple):
     locked_at: dt.datetime | None
     error: str | None
     id: int
+    executor: str | None = None
 
 
 class StepEvent(NamedTuple):
@@ -138,6 +139,7 @@ _SUMMARY_COLUMNS = (
     runs.c.locked_at,
     runs.c.error,
     runs.c.id,
+    runs.c.executor,
 )
 _DISTINCT = {"job": runs.c.job, "queue": runs.c.queue}
 #: What ``app.prune`` deletes once old enough.

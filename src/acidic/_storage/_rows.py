@@ -41,6 +41,8 @@ class RunRow:
     lock_expires_at: dt.datetime | None = None
     attempt_limit: int | None = None
     cancel_requested: bool = False
+    #: The queue that executes the run (``"celery"``, ...); None: acidic's own worker.
+    executor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class NewRun:
     priority: int = 0
     run_at: dt.datetime | None = None
     attempt_limit: int | None = None
+    executor: str | None = None
 
     def row(self, run_id: int) -> RunRow:
         """The row this insert stored, with the id the database gave it."""
@@ -111,6 +114,7 @@ class NewRun:
             lock_expires_at=self.lock_expires_at,
             attempt_limit=self.attempt_limit,
             cancel_requested=False,
+            executor=self.executor,
         )
 
     def values(self) -> dict[str, Any]:
@@ -137,6 +141,7 @@ class NewRun:
             "run_at": self.run_at,
             "attempt_limit": self.attempt_limit,
             "cancel_requested": False,
+            "executor": self.executor,
         }
 
 

@@ -101,10 +101,15 @@ runs = Table(
     Column("lock_expires_at", UTCDateTime(), nullable=True),
     Column("attempt_limit", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # 0004: who executes the run ("celery", "rq", "dramatiq"; NULL: acidic's own worker
+    # or inline) and when a relay last republished it to that queue.
+    Column("executor", String(16), nullable=True),
+    Column("published_at", UTCDateTime(), nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
     Index("acidic_runs_finished_idx", "finished_at"),
+    Index("acidic_runs_executor_idx", "executor", "status"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",

@@ -34,6 +34,7 @@ RUN_COLUMNS = (
     runs.c.lock_expires_at,
     runs.c.attempt_limit,
     runs.c.cancel_requested,
+    runs.c.executor,
 )
 EVENT_COLUMNS = (
     history.c.step,

@@ -24,6 +24,7 @@ from ._connected import IMPATIENT_BUSY_TIMEOUT
 from ._engines import SQLITE_BUSY_TIMEOUT
 from ._owner_writes import OwnerWrites
 from ._queue_writes import QueueWrites
+from ._relay_reads import RelayReads
 from ._rows import NewRun, RunRow
 from ._schema import runs
 from ._statements import BY_ID, run_row
@@ -31,7 +32,7 @@ from ._statements import BY_ID, run_row
 __all__ = ["Store"]
 
 
-class Store(OwnerWrites, QueueWrites):
+class Store(OwnerWrites, QueueWrites, RelayReads):
     """acidic's tables on one database (PostgreSQL, SQLite or MySQL/MariaDB)."""
 
     # -- claims -----------------------------------------------------------------------
