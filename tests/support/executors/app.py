@@ -27,6 +27,8 @@ LOCK = float(os.environ.get("ACIDIC_EXEC_LOCK", "5"))
 GRACE = float(os.environ.get("ACIDIC_EXEC_GRACE", "2"))
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+#: pika (Dramatiq) spells the default virtual host "/" as %2F.
+PIKA_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 meta = sa.MetaData()
 effects = sa.Table(
@@ -45,7 +47,15 @@ calls = sa.Table(
 )
 
 
-def build(kind: str, url: str, queue: str, *, lock: float = LOCK, grace: float = GRACE) -> Any:
+def build(
+    kind: str,
+    url: str,
+    queue: str,
+    *,
+    lock: float = LOCK,
+    grace: float = GRACE,
+    relay_every: float | None = None,
+) -> Any:
     """A namespace with the App (jobs registered), its executor and the queue's object
     (``celery_app``, ``broker`` or ``redis``) for ``kind``."""
     global _calls_engine
@@ -56,13 +66,17 @@ def build(kind: str, url: str, queue: str, *, lock: float = LOCK, grace: float =
 
         ns.celery_app = celery.Celery(f"acidic_tests_{queue}", broker=AMQP_URL)
         ns.celery_app.conf.worker_hijack_root_logger = False
-        ns.executor = CeleryExecutor(ns.celery_app, queue=queue, grace=grace)
+        ns.executor = CeleryExecutor(
+            ns.celery_app, queue=queue, grace=grace, relay_every=relay_every
+        )
     elif kind == "dramatiq":
         from acidic.dramatiq import DramatiqExecutor
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        ns.broker = RabbitmqBroker(url=AMQP_URL)
-        ns.executor = DramatiqExecutor(ns.broker, queue_name=queue, grace=grace)
+        ns.broker = RabbitmqBroker(url=PIKA_URL)
+        ns.executor = DramatiqExecutor(
+            ns.broker, queue_name=queue, grace=grace, relay_every=relay_every
+        )
     else:
         from redis import Redis
 
@@ -211,7 +225,8 @@ JOBS: dict[str, type[acidic.Job]] = {
 }
 
 if os.environ.get("ACIDIC_EXEC_URL"):  # a queue's worker imports this module
-    _built = build(KIND, URL, QUEUE)
+    _every = os.environ.get("ACIDIC_EXEC_RELAY_EVERY")
+    _built = build(KIND, URL, QUEUE, relay_every=float(_every) if _every else None)
     app = _built.app
     celery_app = _built.celery_app
     broker = _built.broker

@@ -89,8 +89,9 @@ class QueueWorld:
     def executor(self) -> Any:
         return self.built.executor
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         return child_env(
+            **extra,
             ACIDIC_EXEC_URL=self.url,
             ACIDIC_EXEC_KIND=self.kind,
             ACIDIC_EXEC_QUEUE=self.queue,
@@ -98,13 +99,15 @@ class QueueWorld:
             ACIDIC_EXEC_GRACE=str(self.grace),
         )
 
-    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self._n += 1
         with (self.logs / f"{name}-{self._n}.log").open("wb") as log:
             return subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=self.env(),
+                env=self.env(**(env or {})),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -152,8 +155,8 @@ class QueueWorld:
             self.queue,
         ]
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn(self.worker_argv(), f"{self.kind}-worker")
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        proc = self._spawn(self.worker_argv(), f"{self.kind}-worker", env)
         self.workers.append(proc)
         return proc
 
@@ -214,6 +217,10 @@ class QueueWorld:
                 proc.wait(10)
         if self.kind != "rq":
             self._delete_amqp_queues()
+        if self.built.broker is not None:
+            self.built.broker.close()
+        if self.built.redis is not None:
+            self.built.redis.close()
         self.app.close()
 
     def _delete_amqp_queues(self) -> None:
