@@ -63,9 +63,10 @@ def test_outcomes__map_onto_the_queue(world: QueueWorld) -> None:
     runs = world.wait_for([ride.key])
     assert runs[ride.key].result == "ann"
     assert world.effects(ride.key) == {"book": 1, "confirm": 1}
-    assert world.all_calls()[ride.key] == {f"{ride.key}:charge"} or len(
-        world.all_calls()[ride.key]
-    ) == 1
+    assert (
+        world.all_calls()[ride.key] == {f"{ride.key}:charge"}
+        or len(world.all_calls()[ride.key]) == 1
+    )
 
     # cancel at the next step boundary: the run started, then stops
     world.wait_for([slow.key], lambda r: r.status == "running" and r.recovery_point != "s1")
@@ -83,10 +84,9 @@ def test_outcomes__map_onto_the_queue(world: QueueWorld) -> None:
     assert runs[napper.key].result == "awake"
     # Sleep(1) parked it: the second step came at least a second after the first.
     events = {(e.step, e.event): e.time for e in runs[napper.key].history}
-    assert events["after", "started"] - events["before", "succeeded"] >= dt.timedelta(
-        seconds=0.9
-    )
-    assert runs[retrier.key].result == 2 and runs[retrier.key].attempts == 2
+    assert events["after", "started"] - events["before", "succeeded"] >= dt.timedelta(seconds=0.9)
+    assert runs[retrier.key].result == 2
+    assert runs[retrier.key].attempts == 2
     errored = [e for e in runs[retrier.key].history if e.event == "errored"]
     assert [e.time for e in runs[retrier.key].history if e.event == "started"][-1] - errored[
         0
@@ -100,8 +100,10 @@ def test_outcomes__map_onto_the_queue(world: QueueWorld) -> None:
     assert world.wait_for([resumed.key])[resumed.key].result == "late"
 
     failed = world.wait_for([failer.key], lambda r: r.status == "failed")[failer.key]
-    assert failed.attempts == 2 and failed.max_attempts == 2
-    assert failed.error is not None and "failing attempt 2" in failed.error.message
+    assert failed.attempts == 2
+    assert failed.max_attempts == 2
+    assert failed.error is not None
+    assert "failing attempt 2" in failed.error.message
 
 
 def test_resume__publishes_the_halted_run(world: QueueWorld) -> None:
@@ -114,9 +116,7 @@ def test_resume__publishes_the_halted_run(world: QueueWorld) -> None:
     again = app.enqueue(support.Waiter(), "w2")
     world.wait_for([again.key], lambda r: r.status == "halted")
     app.resume(again.key)  # runs the step again: no signal, halts again
-    world.wait_for(
-        [again.key], lambda r: r.status == "halted" and r.attempts >= 2, timeout=30
-    )
+    world.wait_for([again.key], lambda r: r.status == "halted" and r.attempts >= 2, timeout=30)
 
 
 def test_lost_messages__the_relay_republishes_them(world: QueueWorld) -> None:
@@ -191,7 +191,8 @@ def test_killed_worker__run_taken_over_after_its_lock(world: QueueWorld) -> None
     world.kill_workers()
     world.start_worker()
     done = world.wait_for([run.key], timeout=60)[run.key]
-    assert done.result == "k" and done.attempts >= 2
+    assert done.result == "k"
+    assert done.attempts >= 2
     assert world.effects(run.key) == {"book": 1, "confirm": 1}
 
 
@@ -206,7 +207,15 @@ def test_sqlite__refused_with_a_clear_error(tmp_path: Path) -> None:
 
 def test_relay_without_executor__refused(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "acidic", "relay", "--app", "tests.support.worker_app:app", "--once"],
+        [
+            sys.executable,
+            "-m",
+            "acidic",
+            "relay",
+            "--app",
+            "tests.support.worker_app:app",
+            "--once",
+        ],
         cwd=ROOT,
         env={
             **os.environ,

@@ -68,9 +68,7 @@ class DramatiqExecutor(Executor):
     ) -> None:
         super().__init__(grace=grace)
         if not isinstance(broker, dramatiq.Broker):
-            raise InvalidArgumentError(
-                f"DramatiqExecutor takes a dramatiq.Broker, not {broker!r}"
-            )
+            raise InvalidArgumentError(f"DramatiqExecutor takes a dramatiq.Broker, not {broker!r}")
         if not isinstance(queue_name, str) or not queue_name:
             raise InvalidArgumentError(f"queue_name must be a queue name, not {queue_name!r}")
         self.broker = broker
@@ -81,13 +79,12 @@ class DramatiqExecutor(Executor):
             return executor.execute(key, missing).outcome
 
         self.actor: Any = dramatiq.actor(
-            execute,
             broker=broker,
             actor_name=actor_name,
             queue_name=queue_name,
             max_retries=None,
             time_limit=TIME_LIMIT_MS,
-        )
+        )(execute)
         if relay_every is not None:
             broker.add_middleware(_Relay(self, float(relay_every)))
 
@@ -100,7 +97,7 @@ class DramatiqExecutor(Executor):
         return f"<acidic.dramatiq.DramatiqExecutor queue_name={self.queue_name!r}>"
 
 
-class _Relay(Middleware):  # type: ignore[misc]
+class _Relay(Middleware):
     """Relay passes in each worker process while it runs (Dramatiq has no scheduler)."""
 
     def __init__(self, executor: DramatiqExecutor, every: float) -> None:

@@ -58,10 +58,10 @@ def build(
 ) -> Any:
     """A namespace with the App (jobs registered), its executor and the queue's object
     (``celery_app``, ``broker`` or ``redis``) for ``kind``."""
-    global _calls_engine
     ns = _Built()
     if kind == "celery":
         import celery
+
         from acidic.celery import CeleryExecutor
 
         ns.celery_app = celery.Celery(f"acidic_tests_{queue}", broker=AMQP_URL)
@@ -70,8 +70,9 @@ def build(
             ns.celery_app, queue=queue, grace=grace, relay_every=relay_every
         )
     elif kind == "dramatiq":
-        from acidic.dramatiq import DramatiqExecutor
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        from acidic.dramatiq import DramatiqExecutor
 
         ns.broker = RabbitmqBroker(url=PIKA_URL)
         ns.executor = DramatiqExecutor(
@@ -87,7 +88,7 @@ def build(
     ns.app = acidic.App(url, lock_timeout=lock, executor=ns.executor)
     for name, cls in JOBS.items():
         ns.app.job(name=name)(cls)
-    _calls_engine = ns.app.engine
+    _calls_engine[:] = [ns.app.engine]
     return ns
 
 
@@ -99,7 +100,8 @@ class _Built:
     redis: Any = None
 
 
-_calls_engine: sa.Engine | None = None
+#: The engine the foreign step records its calls with (the last App built here).
+_calls_engine: list[sa.Engine] = []
 
 
 def _effect(job: acidic.Job, step: str, tx: sa.Connection) -> None:
@@ -120,8 +122,7 @@ class Ride(acidic.Job):
 
     @acidic.step(transactional=False)
     def charge(self) -> None:
-        assert _calls_engine is not None
-        with _calls_engine.begin() as conn:
+        with _calls_engine[-1].begin() as conn:
             conn.execute(calls.insert().values(run_key=self.key, step_key=self.step_key))
         time.sleep(self.pause)
 

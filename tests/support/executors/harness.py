@@ -65,6 +65,14 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    proc.wait(10)
+
+
 class QueueWorld:
     """A database, a unique queue, the test's App on them and the queue's workers."""
 
@@ -160,15 +168,17 @@ class QueueWorld:
         self.workers.append(proc)
         return proc
 
+    def kill_oldest_worker(self) -> None:
+        """SIGKILL the longest-running worker with its descendants."""
+        if self.workers:
+            proc = self.workers.pop(0)
+            _kill_tree(proc)
+
     def kill_workers(self) -> None:
         """SIGKILL every worker with all its descendants (a machine losing power; RQ's
         work horse runs in a session of its own)."""
         for proc in self.workers:
-            if proc.poll() is None:
-                for pid in [proc.pid, *descendants(proc.pid)]:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                proc.wait(10)
+            _kill_tree(proc)
         self.workers = []
 
     def start_relay(self, *extra: str) -> subprocess.Popen[bytes]:
@@ -195,7 +205,9 @@ class QueueWorld:
 
             queue = self.executor.queue
             queue.empty()
-            registry = ScheduledJobRegistry(queue=Queue(self.queue, connection=self.built.redis))
+            registry = ScheduledJobRegistry(  # type: ignore[no-untyped-call]
+                queue=Queue(self.queue, connection=self.built.redis)
+            )
             for job_id in registry.get_job_ids():
                 registry.remove(job_id, delete_job=True)
             return
