@@ -137,6 +137,21 @@ def test_lost_messages__the_relay_republishes_them(world: QueueWorld) -> None:
     assert all(world.effects(k) == {"book": 1, "confirm": 1} for k in keys)
 
 
+def test_periodic_relay__scheduled_by_the_queue_itself(world: QueueWorld) -> None:
+    """Lost messages come back without `acidic relay`: Celery beat runs the executor's
+    relay task, Dramatiq's workers run the relay middleware (RQ: `acidic relay` or
+    `rq cron`, see docs/executors.md)."""
+    if world.kind == "rq":
+        pytest.skip("RQ has no scheduler of its own for the relay but rq cron (documented)")
+    app = world.app
+    keys = [app.enqueue(support.Ride(rider=f"p{i}"), f"periodic-{i}").key for i in range(3)]
+    world.purge()
+    world.start_worker(ACIDIC_EXEC_RELAY_EVERY="0.5")
+    if world.kind == "celery":
+        world.start_beat(0.5)
+    world.wait_for(keys, timeout=60)
+
+
 def test_crash_between_commit_and_publish__the_relay_covers_it(
     world: QueueWorld, tmp_path: Path
 ) -> None:

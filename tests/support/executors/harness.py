@@ -181,6 +181,14 @@ class QueueWorld:
             _kill_tree(proc)
         self.workers = []
 
+    def start_beat(self, every: float) -> subprocess.Popen[bytes]:
+        """Celery beat, scheduling the executor's relay task every ``every`` seconds."""
+        argv = [str(BIN / "celery"), "-A", f"{MODULE}:celery_app", "beat"]
+        argv += ["-s", str(self.logs / "beat-schedule"), "--pidfile=", "-l", "info"]
+        proc = self._spawn(argv, "celery-beat", {"ACIDIC_EXEC_RELAY_EVERY": str(every)})
+        self.workers.append(proc)
+        return proc
+
     def start_relay(self, *extra: str) -> subprocess.Popen[bytes]:
         argv = [str(BIN / "acidic"), "relay", "--app", f"{MODULE}:app", "--interval", "0.5"]
         proc = self._spawn([*argv, *extra], "relay")
