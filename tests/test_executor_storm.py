@@ -17,7 +17,7 @@ from acidic._encoding import step_key
 from tests.support.executors import app as support
 from tests.support.executors.harness import KINDS, QueueWorld, broker_available
 
-pytestmark = [pytest.mark.storm, pytest.mark.slow]
+pytestmark = [pytest.mark.storm, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 RIDES = 300
 
@@ -62,7 +62,7 @@ def test_storm__every_ride_completes_exactly_once(world: QueueWorld) -> None:
     killer = threading.Thread(target=storm, name="storm", daemon=True)
     killer.start()
     try:
-        runs = world.wait_for(keys, timeout=600)
+        runs = world.wait_for(keys, timeout=1000)
     finally:
         stop.set()
         killer.join()

@@ -6,11 +6,14 @@ broker lost or a crash never published."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
+from tests.support.dashboard.helpers import free_port
 from tests.support.executors import app as support
 from tests.support.executors.harness import KINDS, QueueWorld, broker_available
 from tests.support.procs import ROOT
@@ -243,3 +247,40 @@ def test_relay_without_executor__refused(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert b"has no executor" in out.stderr
+
+
+@pytest.mark.parametrize("kind", ["rq"], indirect=True)
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_cli_and_dashboard__name_the_executor(world: QueueWorld, tmp_path: Path) -> None:
+    """`acidic runs show` (text and JSON) and the dashboard's run page name the executor
+    of a run handed to a queue (here still pending: no worker)."""
+    world.app.enqueue(support.Ride(rider="shown"), "shown")
+    base = [sys.executable, "-m", "acidic", "runs", "show", "shown", "--database-url", world.url]
+    text = subprocess.run(base, cwd=ROOT, capture_output=True, timeout=60, check=True)
+    assert re.search(rb"executor\s+rq", text.stdout), text.stdout
+    out = subprocess.run([*base, "--json"], cwd=ROOT, capture_output=True, timeout=60, check=True)
+    assert json.loads(out.stdout)["executor"] == "rq"
+
+    port = free_port()
+    argv = [sys.executable, "-m", "acidic", "dashboard", "--database-url", world.url]
+    with (tmp_path / "dashboard.log").open("wb") as log:
+        server = subprocess.Popen(
+            [*argv, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        page = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/run?key=shown") as reply:
+                    page = reply.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert re.search(r'<dd id="run-executor">rq</dd>', page), page[:2000]
+    finally:
+        server.terminate()
+        server.wait(15)
