@@ -103,8 +103,8 @@ def measure(kind: str, url: str, n: int, log_dir: Path) -> tuple[float, float]:
         ride = time.perf_counter() - start
         _wait(m.engine, "SELECT COUNT(*) FROM acidic_runs WHERE status = 'succeeded'", n + 1)
     finally:
-        worker.kill()
-        for pid in _descendants(worker.pid):
+        # The descendants first: once the worker is gone they belong to init.
+        for pid in [*_descendants(worker.pid), worker.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         worker.wait()

@@ -24,6 +24,8 @@ from tests.support.executors import app as support
 from tests.support.procs import ROOT, child_env
 
 KINDS = ("rq", "celery", "dramatiq")
+#: What each worker logs once it consumes its queue.
+READY = {"rq": b"Listening on", "celery": b"ready.", "dramatiq": b"ready for action"}
 MODULE = "tests.support.executors.app"
 BIN = Path(sys.executable).parent
 
@@ -92,6 +94,7 @@ class QueueWorld:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.relays: list[subprocess.Popen[bytes]] = []
         self._n = 0
+        self.log_of: dict[int, Path] = {}
 
     @property
     def executor(self) -> Any:
@@ -99,6 +102,7 @@ class QueueWorld:
 
     def env(self, **extra: str) -> dict[str, str]:
         return child_env(
+            PYTHONUNBUFFERED="1",
             **extra,
             ACIDIC_EXEC_URL=self.url,
             ACIDIC_EXEC_KIND=self.kind,
@@ -111,8 +115,9 @@ class QueueWorld:
         self, argv: list[str], name: str, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         self._n += 1
-        with (self.logs / f"{name}-{self._n}.log").open("wb") as log:
-            return subprocess.Popen(
+        path = self.logs / f"{name}-{self._n}.log"
+        with path.open("wb") as log:
+            proc = subprocess.Popen(
                 argv,
                 cwd=ROOT,
                 env=self.env(**(env or {})),
@@ -121,6 +126,8 @@ class QueueWorld:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # kill -9 of the group: the worker and its children
             )
+        self.log_of[proc.pid] = path
+        return proc
 
     def worker_argv(self) -> list[str]:
         if self.kind == "rq":
@@ -168,11 +175,18 @@ class QueueWorld:
         self.workers.append(proc)
         return proc
 
-    def kill_oldest_worker(self) -> None:
-        """SIGKILL the longest-running worker with its descendants."""
-        if self.workers:
-            proc = self.workers.pop(0)
-            _kill_tree(proc)
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+        """Wait until the worker ``proc`` logged that it consumes its queue."""
+        deadline = time.monotonic() + timeout
+        while READY[self.kind] not in self.log_of[proc.pid].read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"worker not ready:\n{self.logs_text()}")
+            time.sleep(0.05)
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker ``proc`` with its descendants."""
+        self.workers.remove(proc)
+        _kill_tree(proc)
 
     def kill_workers(self) -> None:
         """SIGKILL every worker with all its descendants (a machine losing power; RQ's
