@@ -157,11 +157,17 @@ def _after(manager: Manager, key: str) -> Delivery:
 def relay_pass(manager: Manager, executor: str, *, grace: float, limit: int = 500) -> list[str]:
     """The keys of ``executor``'s runs that are due but may have lost their wake-up:
     waiting runs due for more than ``grace`` seconds, running runs whose owner's lock
-    expired; each marked as republished now, so that a concurrent relay (or the next
-    pass within ``grace``) leaves it. The caller publishes them."""
+    expired. Each is left to this relay for as long as it has been due (at least
+    ``grace``): a concurrent relay does not publish it again, and a run stuck behind a
+    backlog is republished ever more rarely (after 1, 2, 4, ... times its wait). The
+    caller publishes them."""
     now = manager.clock()
     cutoff = now - dt.timedelta(seconds=grace)
     store = manager.store
+    keys = []
     with store.translated(f"relaying runs of {executor}"):
-        candidates = store.relay_candidates(executor, now, cutoff, limit)
-        return [key for run_id, key in candidates if store.mark_published(run_id, now, cutoff)]
+        for run_id, key, due in store.relay_candidates(executor, now, cutoff, limit):
+            waited = max(now - due, dt.timedelta(seconds=grace)) if due else now - cutoff
+            if store.mark_relayed(run_id, now, now + waited):
+                keys.append(key)
+    return keys

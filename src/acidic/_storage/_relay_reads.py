@@ -20,16 +20,16 @@ class RelayReads(Connected):
 
     def relay_candidates(
         self, executor: str, now: dt.datetime, cutoff: dt.datetime, limit: int
-    ) -> list[tuple[int, str]]:
-        """(id, key) of up to ``limit`` runs of ``executor`` that should have been
-        delivered by ``cutoff`` and were not republished since: waiting runs due at or
-        before ``cutoff``, running runs whose owner's lock expired."""
-        not_recent = sa.or_(runs.c.published_at.is_(None), runs.c.published_at <= cutoff)
+    ) -> list[tuple[int, str, dt.datetime]]:
+        """(id, key, since when it is due) of up to ``limit`` runs of ``executor`` that
+        a relay may republish now: waiting runs due at or before ``cutoff``, running runs
+        whose owner's lock expired."""
+        due = sa.case((runs.c.status == "running", runs.c.lock_expires_at), else_=runs.c.run_at)
         stmt = (
-            sa.select(runs.c.id, runs.c.idempotency_key)
+            sa.select(runs.c.id, runs.c.idempotency_key, due)
             .where(
                 runs.c.executor == executor,
-                not_recent,
+                sa.or_(runs.c.relay_after.is_(None), runs.c.relay_after <= now),
                 sa.or_(
                     sa.and_(runs.c.status.in_(_WAITING), runs.c.run_at <= cutoff),
                     sa.and_(runs.c.status == "running", runs.c.lock_expires_at <= now),
@@ -41,18 +41,18 @@ class RelayReads(Connected):
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
             conn.rollback()
-        return [(int(r[0]), str(r[1])) for r in rows]
+        return [(int(r[0]), str(r[1]), r[2]) for r in rows]
 
-    def mark_published(self, run_id: int, now: dt.datetime, cutoff: dt.datetime) -> bool:
-        """Mark the run republished now, unless another relay did since ``cutoff``:
-        True for the one relay that is to publish it."""
+    def mark_relayed(self, run_id: int, now: dt.datetime, until: dt.datetime) -> bool:
+        """Leave the run to this relay until ``until``, unless another relay took it
+        since ``now``: True for the one relay that is to publish it."""
         stmt = (
             runs.update()
             .where(
                 runs.c.id == run_id,
-                sa.or_(runs.c.published_at.is_(None), runs.c.published_at <= cutoff),
+                sa.or_(runs.c.relay_after.is_(None), runs.c.relay_after <= now),
             )
-            .values(published_at=now)
+            .values(relay_after=until)
         )
         with self.transaction() as conn:
             return conn.execute(stmt).rowcount == 1

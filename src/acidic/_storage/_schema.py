@@ -102,9 +102,9 @@ runs = Table(
     Column("attempt_limit", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     # 0004: who executes the run ("celery", "rq", "dramatiq"; NULL: acidic's own worker
-    # or inline) and when a relay last republished it to that queue.
+    # or inline) and when a relay may republish it to that queue next.
     Column("executor", String(16), nullable=True),
-    Column("published_at", UTCDateTime(), nullable=True),
+    Column("relay_after", UTCDateTime(), nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
