@@ -33,9 +33,8 @@ def world(
 ) -> Iterator[QueueWorld]:
     kind = str(request.param)
     broker_available(kind)
-    # grace 30 s: a relay republishes a queued run only once it waited that long (a
-    # backlog of 300 must not be published again and again).
-    w = QueueWorld(kind, database_url, tmp_path, lock=2.0, grace=30.0)
+    # A backlog of 300 is republished after 5, 10, 20, 40 s (the relay's backoff).
+    w = QueueWorld(kind, database_url, tmp_path, lock=2.0, grace=5.0)
     try:
         yield w
     finally:

@@ -22,7 +22,14 @@ from .._run import RunStatus
 from .._storage import RunRow
 from ._manager import Manager
 
-__all__ = ["EARLY_TOLERANCE", "MISSING_TRIES", "Delivery", "deliver", "relay_pass"]
+__all__ = [
+    "EARLY_TOLERANCE",
+    "MISSING_TRIES",
+    "RELAY_BACKOFF_LIMIT",
+    "Delivery",
+    "deliver",
+    "relay_pass",
+]
 
 log = logging.getLogger("acidic.executor")
 
@@ -33,6 +40,8 @@ EARLY_TOLERANCE = 5.0
 #: How many times a message whose key has no run yet is delivered again (the enqueuing
 #: transaction may still be committing) before it is dropped.
 MISSING_TRIES = 8
+#: The longest a relay leaves a waiting run it republished, in multiples of its grace.
+RELAY_BACKOFF_LIMIT = 10
 #: The statuses a message may claim (a halted or failed run waits for an operator).
 _DELIVERABLE = (RunStatus.PENDING.value, RunStatus.SCHEDULED.value, RunStatus.RUNNING.value)
 #: Seconds past a lock's expiry at which a message for a locked run is delivered again.
@@ -157,17 +166,19 @@ def _after(manager: Manager, key: str) -> Delivery:
 def relay_pass(manager: Manager, executor: str, *, grace: float, limit: int = 500) -> list[str]:
     """The keys of ``executor``'s runs that are due but may have lost their wake-up:
     waiting runs due for more than ``grace`` seconds, running runs whose owner's lock
-    expired. Each is left to this relay for as long as it has been due (at least
-    ``grace``): a concurrent relay does not publish it again, and a run stuck behind a
-    backlog is republished ever more rarely (after 1, 2, 4, ... times its wait). The
-    caller publishes them."""
+    expired. Each is marked so that a concurrent relay does not publish it again: a
+    running run (nobody executes it) for ``grace``; a waiting run (perhaps only queued
+    behind a backlog) for as long as it has been due, between ``grace`` and
+    :data:`RELAY_BACKOFF_LIMIT` times ``grace``, so that a backlog is republished ever
+    more rarely rather than at every pass. The caller publishes them."""
     now = manager.clock()
-    cutoff = now - dt.timedelta(seconds=grace)
+    step = dt.timedelta(seconds=grace)
+    cutoff = now - step
     store = manager.store
     keys = []
     with store.translated(f"relaying runs of {executor}"):
-        for run_id, key, due in store.relay_candidates(executor, now, cutoff, limit):
-            waited = max(now - due, dt.timedelta(seconds=grace)) if due else now - cutoff
-            if store.mark_relayed(run_id, now, now + waited):
+        for run_id, key, due, running in store.relay_candidates(executor, now, cutoff, limit):
+            wait = step if running else min(max(now - due, step), step * RELAY_BACKOFF_LIMIT)
+            if store.mark_relayed(run_id, now, now + wait):
                 keys.append(key)
     return keys

@@ -20,13 +20,13 @@ class RelayReads(Connected):
 
     def relay_candidates(
         self, executor: str, now: dt.datetime, cutoff: dt.datetime, limit: int
-    ) -> list[tuple[int, str, dt.datetime]]:
-        """(id, key, since when it is due) of up to ``limit`` runs of ``executor`` that
-        a relay may republish now: waiting runs due at or before ``cutoff``, running runs
-        whose owner's lock expired."""
+    ) -> list[tuple[int, str, dt.datetime, bool]]:
+        """(id, key, since when it is due, whether it is running) of up to ``limit``
+        runs of ``executor`` that a relay may republish now: waiting runs due at or
+        before ``cutoff``, running runs whose owner's lock expired."""
         due = sa.case((runs.c.status == "running", runs.c.lock_expires_at), else_=runs.c.run_at)
         stmt = (
-            sa.select(runs.c.id, runs.c.idempotency_key, due)
+            sa.select(runs.c.id, runs.c.idempotency_key, due, runs.c.status)
             .where(
                 runs.c.executor == executor,
                 sa.or_(runs.c.relay_after.is_(None), runs.c.relay_after <= now),
@@ -41,7 +41,7 @@ class RelayReads(Connected):
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
             conn.rollback()
-        return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+        return [(int(r[0]), str(r[1]), r[2], r[3] == "running") for r in rows]
 
     def mark_relayed(self, run_id: int, now: dt.datetime, until: dt.datetime) -> bool:
         """Leave the run to this relay until ``until``, unless another relay took it

@@ -151,6 +151,9 @@ class QueueWorld:
                 "worker",
                 "-Q",
                 self.queue,
+                # A node name of its own: two workers of one host share no pidbox queue.
+                "-n",
+                f"w{uuid.uuid4().hex[:8]}@%h",
                 "-c",
                 "2",
                 "--without-gossip",
