@@ -29,9 +29,10 @@ from tests.support.procs import ROOT
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=("postgresql", "mysql"))
+@pytest.fixture(params=("postgresql", pytest.param("mysql", marks=pytest.mark.storm)))
 def backend(request: pytest.FixtureRequest) -> str:
-    """PostgreSQL and MariaDB (SQLite is refused: the queues' workers fork)."""
+    """PostgreSQL, and MariaDB in CI's second phase (the tests run the queues' real
+    workers: seconds each). SQLite is refused: the queues' workers fork."""
     return str(request.param)
 
 
