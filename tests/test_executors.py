@@ -285,3 +285,36 @@ def test_cli_and_dashboard__name_the_executor(world: QueueWorld, tmp_path: Path)
     finally:
         server.terminate()
         server.wait(15)
+
+
+@pytest.mark.parametrize("kind", ["rq"], indirect=True)
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_deliveries__unknown_job_dropped_missing_row_looked_at_again(world: QueueWorld) -> None:
+    """What a queue's task does with odd messages, called as the RQ job function is: a
+    run of a job this worker's App does not register is left to the relay (no message
+    bounced every few seconds); a key with no row yet (the enqueuing commit still on its
+    way) comes back shortly, a bounded number of times."""
+    from redis import Redis
+
+    from acidic.rq import RQExecutor, execute
+
+    world.app.enqueue(support.Ride(rider="x"), "unknown-job")
+    queue = world.executor.queue
+
+    def messages() -> int:  # waiting now, or delayed (RQ's scheduled jobs)
+        return int(queue.count) + int(queue.scheduled_job_registry.count)
+
+    before = messages()
+    other = RQExecutor(Redis.from_url(support.REDIS_URL), queue=world.queue, name="other")
+    bare = acidic.App(world.url, executor=other)  # registers no job
+    try:
+        assert execute("other", "unknown-job") == "unknown job"
+        assert messages() == before
+        assert execute("other", "no-such-key") == "missing"
+        assert messages() == before + 1  # looked at again shortly
+        assert execute("other", "no-such-key", 7) == "missing"
+        assert messages() == before + 1  # the last try: dropped
+        assert bare.get("unknown-job").status == "pending"  # type: ignore[union-attr]
+    finally:
+        bare.close()
+        other.redis.close()

@@ -17,7 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from .._errors import AcidicError, LockLostError, RunCancelledError
+from .._errors import LockLostError, RunCancelledError
 from .._run import RunStatus
 from .._storage import RunRow
 from ._manager import Manager
@@ -75,6 +75,16 @@ def deliver(
         waiting = _waiting(manager, row)
         if waiting is not None:
             return waiting
+        if row.job not in manager.jobs:
+            # A worker deployed without the job (a rolling deploy): not a reason to bounce
+            # the message every few seconds; the relay republishes the run later.
+            log.error(
+                "run %r is of job %r, which is not registered with the App this worker "
+                "imported: its message is dropped (the relay republishes it)",
+                key,
+                row.job,
+            )
+            return Delivery("unknown job")
         claimed = _claim(manager, row)
         if claimed is not None:
             _execute(manager, claimed, heartbeat)
@@ -101,13 +111,7 @@ def _waiting(manager: Manager, row: RunRow) -> Delivery | None:
 
 
 def _claim(manager: Manager, row: RunRow) -> RunRow | None:
-    cls = manager.jobs.get(row.job)
-    if cls is None:
-        raise AcidicError(
-            f"run {row.key!r} is of job {row.job!r}, which is not registered with the App "
-            "this worker imported: register it (@app.job) in the module the worker loads"
-        )
-    timeout = manager.lock_timeout_for(cls.__acidic_definition__)
+    timeout = manager.lock_timeout_of(row.job)
     return manager.store.claim_seen(
         row,
         token=uuid.uuid4().hex,
