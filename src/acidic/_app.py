@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 
@@ -32,6 +32,9 @@ from ._run import Run, RunStatus
 from ._storage import RunRow, Store
 from ._telemetry import observer as telemetry_observer
 from ._worker import Worker
+
+if TYPE_CHECKING:
+    from ._executors import Executor
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -82,6 +85,9 @@ class App(FlowMethods):
     spans and metrics (no-ops until the application configures an SDK; see
     docs/observability.md). None (the default) turns it on unless
     ``$ACIDIC_TELEMETRY`` is ``off``; False turns it off.
+    ``executor`` hands enqueued runs to another queue instead of acidic's worker: an
+    :class:`acidic.celery.CeleryExecutor`, :class:`acidic.rq.RQExecutor` or
+    :class:`acidic.dramatiq.DramatiqExecutor` (see the executors guide).
 
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
@@ -94,6 +100,7 @@ class App(FlowMethods):
         queues: Sequence[str] | Mapping[str, Queue] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
         telemetry: bool | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -138,6 +145,9 @@ class App(FlowMethods):
             queue_limits=queue_limits,
             observer=telemetry_observer(telemetry),
         )
+        self._executor = executor
+        if executor is not None:
+            executor.attach(self)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -151,6 +161,11 @@ class App(FlowMethods):
         """The run manager this App drives: what acidic's adapters (worker, HTTP
         middleware, CLI, dashboard, integrations) call. Not needed for ordinary use."""
         return self._manager
+
+    @property
+    def executor(self) -> Executor | None:
+        """The queue runs are handed to (``App(executor=...)``); None: acidic's worker."""
+        return self._executor
 
     @property
     def jobs(self) -> Mapping[str, type[Job]]:
@@ -286,7 +301,16 @@ class App(FlowMethods):
             queue=queue,
             priority=priority,
             connection=connection,
+            executor=None if self._executor is None else self._executor.name,
         )
+        if self._executor is not None and row.status in ("pending", "scheduled"):
+            # After the commit: a message must not wake a worker for an uncommitted row.
+            due = row.run_at or self._manager.clock()
+            delay = (due - self._manager.clock()).total_seconds()
+            if connection is None:
+                self._executor.publish(row.key, delay=delay)
+            else:
+                self._executor.publish_after_commit(row.key, connection, delay)
         return to_run(row, [], type(job))
 
     def resume(self, key: str, *, from_step: str | None = None) -> Run:
@@ -426,6 +450,8 @@ class App(FlowMethods):
             attempt_limit=attempt_limit,
             doing=verb,
         )
+        if woken and self._executor is not None and row.executor == self._executor.name:
+            self._executor.publish(row.key)
         run = self._read(row.key)
         if not woken and action != "signal":
             raise RunStateError(row.key, verb, run.status.value, accepted(action))

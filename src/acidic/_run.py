@@ -121,6 +121,10 @@ class Run:
     lock_expires_at: dt.datetime | None = None
     #: The attempt count at which an error fails an enqueued run; None for inline runs.
     max_attempts: int | None = None
+    #: Who executes the run: ``"celery"``, ``"rq"`` or ``"dramatiq"`` (a queue's
+    #: executor, see :doc:`executors`), ``"acidic"`` (acidic's own worker) or
+    #: ``"inline"`` (started by ``app.run`` and not parked since).
+    executor: str = "inline"
 
     @property
     def succeeded(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .._app import App
 from .._encoding import loads
+from .._engine._views import executor_of
 from .._errors import AcidicError, InvalidArgumentError, SerializationError
 from .._job import Job
 from .._run import RunError, RunStatus
@@ -76,6 +77,7 @@ def _summary(row: SummaryRow) -> RunSummary:
         id=row.id,
         lock_expires_at=row.lock_expires_at,
         owner=row.owner,
+        executor=executor_of(row.executor, row.queue),
     )
 
 

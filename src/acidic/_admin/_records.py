@@ -63,6 +63,8 @@ class RunSummary:
     due: bool = False
     #: Why it waits, or is stuck, and until when (None for a plain finished run).
     reason: str | None = None
+    #: Who executes it: "celery", "rq", "dramatiq", "acidic" or "inline".
+    executor: str = "inline"
 
     @property
     def updated_at(self) -> dt.datetime:
@@ -76,6 +78,7 @@ class RunSummary:
             "job": self.job,
             "status": self.status,
             "queue": self.queue,
+            "executor": self.executor,
             "priority": self.priority,
             "attempts": self.attempts,
             "max_attempts": self.max_attempts,

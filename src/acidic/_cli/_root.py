@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "acidic._cli._root:migrate",
     "prune": "acidic._cli._ops:prune",
     "queues": "acidic._cli._fleet:queues",
+    "relay": "acidic._cli._relay:relay",
     "runs": "acidic._cli._runs:runs",
     "schedules": "acidic._cli._schedules:schedules",
     "stats": "acidic._cli._ops:stats",

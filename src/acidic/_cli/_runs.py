@@ -195,6 +195,7 @@ def _print_detail(out: Console, d: RunDetail) -> None:
     head.add_row("job", Text(s.job))
     head.add_row("status", status_text(s.status))
     head.add_row("queue", Text(s.queue or "(inline: started by app.run)"))
+    head.add_row("executor", Text(s.executor))
     head.add_row("next step", Text(s.recovery_point or "-"))
     limit = f" of {s.max_attempts}" if s.max_attempts else ""
     head.add_row("attempts", f"{s.attempts}{limit}")

@@ -69,6 +69,7 @@ class Operations(ManagerBase):
         priority: int,
         connection: sa.Connection | None,
         parent_id: int | None = None,
+        executor: str | None = None,
     ) -> RunRow:
         """Store a pending run for a worker (in ``connection``'s transaction when given)
         and wake the workers of its queue; an existing key returns its run, or raises
@@ -85,6 +86,7 @@ class Operations(ManagerBase):
                 priority=priority,
                 connection=connection,
                 parent_id=parent_id,
+                executor=executor,
             )
         except BaseException as exc:
             observer.enqueue_ended(handle, None, exc)
@@ -103,6 +105,7 @@ class Operations(ManagerBase):
         priority: int,
         connection: sa.Connection | None,
         parent_id: int | None,
+        executor: str | None,
     ) -> RunRow:
         definition = type(job).__acidic_definition__
         encoded = definition.encode_args(job)
@@ -127,6 +130,7 @@ class Operations(ManagerBase):
             **concurrency_of(job),
             # The caller's trace context, which the run's spans continue.
             traceparent=self.observer.traceparent(),
+            executor=executor,
         )
         with store.translated(f"enqueueing key {key!r}"):
             row = store.enqueue(new, connection)

@@ -12,7 +12,7 @@ from .._job import Job
 from .._run import Run, RunError, RunStatus, StepEvent
 from .._storage import EventRow, RunRow
 
-__all__ = ["to_run"]
+__all__ = ["executor_of", "to_run"]
 
 
 def to_run(row: RunRow, events: list[EventRow], job_cls: type[Job] | None) -> Run:
@@ -53,7 +53,16 @@ def to_run(row: RunRow, events: list[EventRow], job_cls: type[Job] | None) -> Ru
         run_at=row.run_at,
         lock_expires_at=row.lock_expires_at,
         max_attempts=row.attempt_limit,
+        executor=executor_of(row.executor, row.queue),
     )
+
+
+def executor_of(executor: str | None, queue: str | None) -> str:
+    """The executor a run is shown with: its queue's (stored), else acidic's own worker
+    for a run with a queue, else ``"inline"``."""
+    if executor is not None:
+        return executor
+    return "inline" if queue is None else "acidic"
 
 
 def _event_error(text: str) -> RunError:

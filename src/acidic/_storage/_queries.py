@@ -94,6 +94,7 @@ class SummaryRow(NamedTuple):
     id: int
     lock_expires_at: dt.datetime | None = None
     owner: str | None = None
+    executor: str | None = None
 
 
 class StepEvent(NamedTuple):
@@ -153,6 +154,7 @@ _SUMMARY_COLUMNS = (
     runs.c.id,
     runs.c.lock_expires_at,
     runs.c.owner,
+    runs.c.executor,
 )
 _DISTINCT = {"job": runs.c.job, "queue": runs.c.queue}
 #: What ``app.prune`` deletes once old enough.

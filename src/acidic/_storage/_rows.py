@@ -48,6 +48,8 @@ class RunRow:
     concurrency_limit: int | None = None
     #: The W3C traceparent of the code that enqueued the run (None without telemetry).
     traceparent: str | None = None
+    #: The queue that executes the run (``"celery"``, ...); None: acidic's own worker.
+    executor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class NewRun:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     traceparent: str | None = None
+    executor: str | None = None
 
     def row(self, run_id: int) -> RunRow:
         """The row this insert stored, with the id the database gave it."""
@@ -126,6 +129,7 @@ class NewRun:
             concurrency_key=self.concurrency_key,
             concurrency_limit=self.concurrency_limit,
             traceparent=self.traceparent,
+            executor=self.executor,
         )
 
     def values(self) -> dict[str, Any]:
@@ -156,6 +160,7 @@ class NewRun:
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
             "traceparent": self.traceparent,
+            "executor": self.executor,
         }
 
 

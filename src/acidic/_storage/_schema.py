@@ -121,6 +121,10 @@ runs = Table(
     Column("concurrency_limit", Integer, nullable=True),
     # 0008: the W3C traceparent of the code that enqueued the run (telemetry).
     Column("traceparent", String(255), nullable=True),
+    # 0009: who executes the run ("celery", "rq", "dramatiq"; NULL: acidic's own worker
+    # or inline) and when a relay may republish it to that queue next.
+    Column("executor", String(16), nullable=True),
+    Column("relay_after", UTCDateTime(), nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
@@ -128,6 +132,7 @@ runs = Table(
     Index("acidic_runs_owner_idx", "owner"),
     Index("acidic_runs_parent_idx", "parent_id"),
     Index("acidic_runs_concurrency_idx", "concurrency_key", "status"),
+    Index("acidic_runs_executor_idx", "executor", "status"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",

@@ -38,6 +38,7 @@ RUN_COLUMNS = (
     runs.c.concurrency_key,
     runs.c.concurrency_limit,
     runs.c.traceparent,
+    runs.c.executor,
 )
 EVENT_COLUMNS = (
     history.c.step,

@@ -26,6 +26,7 @@ from ._engines import SQLITE_BUSY_TIMEOUT
 from ._family import Family
 from ._owner_writes import OwnerWrites
 from ._queue_writes import QueueWrites
+from ._relay_reads import RelayReads
 from ._rows import NewRun, RunRow
 from ._schema import runs
 from ._statements import BY_ID, run_row
@@ -33,7 +34,7 @@ from ._statements import BY_ID, run_row
 __all__ = ["Store"]
 
 
-class Store(OwnerWrites, QueueWrites, Family):
+class Store(OwnerWrites, QueueWrites, Family, RelayReads):
     """acidic's tables on one database (PostgreSQL, SQLite or MySQL/MariaDB)."""
 
     # -- claims -----------------------------------------------------------------------

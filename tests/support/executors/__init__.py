@@ -1,0 +1,1 @@
+"""The App the executor tests hand to real Celery, RQ and Dramatiq workers."""
