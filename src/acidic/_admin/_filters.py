@@ -86,6 +86,9 @@ class RunFilter:
     key_prefix: str | None = None
     #: Keys containing this text (compared exactly, case included).
     key_contains: str | None = None
+    #: Runs whose key, arguments (as stored JSON) or error (type, message, traceback)
+    #: contain this text (compared exactly, case included).
+    text: str | None = None
     #: Runs created, claimed or finished at or after this time.
     since: dt.datetime | None = None
 
@@ -93,7 +96,7 @@ class RunFilter:
         _names("statuses", self.statuses)
         _names("jobs", self.jobs)
         _names("queues", self.queues, none_ok=True)
-        for field in ("key_prefix", "key_contains"):
+        for field in ("key_prefix", "key_contains", "text"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
                 raise InvalidArgumentError(f"RunFilter {field} must be a str, not {value!r}")
@@ -116,6 +119,7 @@ class RunFilter:
             or self.queues
             or self.key_prefix
             or self.key_contains
+            or self.text
             or self.since
         )
 
@@ -131,6 +135,7 @@ class RunFilter:
             queues=self.queues,
             key_prefix=self.key_prefix,
             key_contains=self.key_contains,
+            text=self.text,
             since=self.since,
         )
 
@@ -147,6 +152,8 @@ class RunFilter:
             parts.append(f"key starting with {self.key_prefix!r}")
         if self.key_contains:
             parts.append(f"key containing {self.key_contains!r}")
+        if self.text:
+            parts.append(f"key, arguments or error containing {self.text!r}")
         if self.since:
             parts.append(f"active since {self.since.isoformat(timespec='seconds')}")
         return ", ".join(parts) or "all runs"

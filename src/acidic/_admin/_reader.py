@@ -20,6 +20,7 @@ from .._run import RunError, RunStatus
 from .._storage._queries import StepEvent, SummaryRow
 from ._filters import RunFilter, check_int
 from ._format import to_jsonable
+from ._insights import JobStats, Schedule, due_edges, job_stats, parse_cursor, schedule
 from ._records import (
     REDACTED,
     Bucket,
@@ -250,6 +251,33 @@ class Admin:
             )
         now = now or dt.datetime.now(dt.UTC)
         return self.queries.prunable(now - older_than)
+
+    # -- job statistics and the schedule ----------------------------------------------
+
+    def job_stats(
+        self, window: dt.timedelta = dt.timedelta(hours=24), *, now: dt.datetime | None = None
+    ) -> list[JobStats]:
+        """Each job's runs over ``window``: ended by status, open by status, p50/p95
+        duration and failure rate (see :mod:`._insights`)."""
+        return job_stats(self.queries, _window("the window", window), now=now)
+
+    def schedule(
+        self, *, limit: int = 50, cursor: str | None = None, now: dt.datetime | None = None
+    ) -> Schedule:
+        """Runs waiting for their due time, soonest first, ``limit`` a page after
+        ``cursor`` (a schedule's ``next_cursor``), with counts per coming period."""
+        check_int("limit", limit, 1, MAX_PAGE)
+        after = None
+        if cursor is not None:
+            after = parse_cursor(cursor) if isinstance(cursor, str) else None
+            if after is None:
+                raise InvalidArgumentError(
+                    f"invalid cursor {cursor!r}: use the next_cursor of a schedule"
+                )
+        now = now or dt.datetime.now(dt.UTC)
+        rows = [_summary(r) for r in self.queries.waiting(after=after, limit=limit + 1)]
+        counts = self.queries.waiting_counts(due_edges(now))
+        return schedule(rows, counts, now=now, limit=limit)
 
     # -- stats ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .._run import RunStatus
-from ._schema import history, runs, signals
+from ._schema import WAITING, history, runs, signals
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -57,6 +57,10 @@ class Selection(Protocol):
 
     @property
     def key_contains(self) -> str | None: ...
+
+    #: Key, arguments or error containing this text.
+    @property
+    def text(self) -> str | None: ...
 
     #: Runs created, claimed or finished at or after this time.
     @property
@@ -187,6 +191,16 @@ class Queries:
             conditions.append(
                 self.store.dialect.contains(runs.c.idempotency_key, selection.key_contains)
             )
+        if selection.text:
+            contains = self.store.dialect.contains
+            conditions.append(
+                sa.or_(
+                    contains(runs.c.idempotency_key, selection.text),
+                    contains(runs.c.args, selection.text),
+                    # NULL (no error) is not "does not contain": say false outright.
+                    sa.and_(runs.c.error.is_not(None), contains(runs.c.error, selection.text)),
+                )
+            )
         if selection.since is not None:
             conditions.append(
                 sa.func.coalesce(runs.c.finished_at, runs.c.last_run_at, runs.c.created_at)
@@ -313,3 +327,100 @@ class Queries:
         counts = [int(c) for c in self._all("computing stats", stmt)[0]]
         counts[-2] += counts[-1]  # an event exactly at the end belongs to the last slice
         return counts[:-1]
+
+    # -- bulk actions, statistics, schedule (the dashboard) ---------------------------
+
+    def bounds(self, selection: Selection) -> tuple[int, int]:
+        """How many runs are selected, and the highest id among them (0 when none): a
+        bulk action confirmed for that many runs stops at that id."""
+        stmt = (
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(runs.c.id), 0))
+            .select_from(runs)
+            .where(*self._where(selection))
+        )
+        count, top = self._all("counting runs", stmt)[0]
+        return int(count), int(top)
+
+    def batch(
+        self, selection: Selection, *, after_id: int, upto_id: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(id, key) of at most ``limit`` selected runs with ``after_id < id <= upto_id``,
+        in id order: one batch of a bulk action."""
+        stmt = (
+            sa.select(runs.c.id, runs.c.idempotency_key)
+            .where(*self._where(selection), runs.c.id > after_id, runs.c.id <= upto_id)
+            .order_by(runs.c.id)
+            .limit(limit)
+        )
+        return [(int(r[0]), r[1]) for r in self._all("selecting runs", stmt)]
+
+    def ended_by_job(self, start: dt.datetime, end: dt.datetime) -> list[tuple[str, str, int]]:
+        """(job, status, how many) of the runs that finished from ``start`` to ``end``."""
+        stmt = (
+            sa.select(runs.c.job, runs.c.status, sa.func.count())
+            .where(runs.c.finished_at >= start, runs.c.finished_at <= end)
+            .group_by(runs.c.job, runs.c.status)
+        )
+        return [(r[0], r[1], int(r[2])) for r in self._all("computing job stats", stmt)]
+
+    def open_by_job(self, statuses: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(job, status, how many) of the runs now in one of ``statuses``."""
+        stmt = (
+            sa.select(runs.c.job, runs.c.status, sa.func.count())
+            .where(runs.c.status.in_(statuses))
+            .group_by(runs.c.job, runs.c.status)
+        )
+        return [(r[0], r[1], int(r[2])) for r in self._all("computing job stats", stmt)]
+
+    def durations(
+        self, start: dt.datetime, end: dt.datetime, *, limit: int
+    ) -> list[tuple[str, dt.datetime, dt.datetime]]:
+        """(job, last claimed, finished) of the latest ``limit`` runs that succeeded or
+        failed from ``start`` to ``end`` (their last attempt's span)."""
+        stmt = (
+            sa.select(runs.c.job, runs.c.last_run_at, runs.c.finished_at)
+            .where(
+                runs.c.finished_at >= start,
+                runs.c.finished_at <= end,
+                runs.c.status.in_((RunStatus.SUCCEEDED.value, RunStatus.FAILED.value)),
+                runs.c.last_run_at.is_not(None),
+            )
+            .order_by(runs.c.finished_at.desc())
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2]) for r in self._all("computing job stats", stmt)]
+
+    def waiting(self, *, after: tuple[dt.datetime, int] | None, limit: int) -> list[SummaryRow]:
+        """Runs waiting for their due time (``pending`` or ``scheduled``), soonest
+        first, after the (run_at, id) ``after``."""
+        conditions: list[sa.ColumnElement[bool]] = [
+            runs.c.status.in_(WAITING),
+            runs.c.run_at.is_not(None),
+        ]
+        if after is not None:
+            at, run_id = after
+            conditions.append(
+                sa.or_(runs.c.run_at > at, sa.and_(runs.c.run_at == at, runs.c.id > run_id))
+            )
+        stmt = (
+            sa.select(*_SUMMARY_COLUMNS)
+            .where(*conditions)
+            .order_by(runs.c.run_at, runs.c.id)
+            .limit(limit)
+        )
+        return [SummaryRow._make(r) for r in self._all("listing scheduled runs", stmt)]
+
+    def waiting_counts(self, edges: Sequence[dt.datetime]) -> list[int]:
+        """How many waiting runs fall due before ``edges[0]``, between consecutive
+        edges, and after the last one."""
+        due = runs.c.run_at
+        cases = [sa.case((due < edges[0], 1), else_=0)]
+        cases += [
+            sa.case((sa.and_(due >= lo, due < hi), 1), else_=0)
+            for lo, hi in itertools.pairwise(edges)
+        ]
+        cases.append(sa.case((due >= edges[-1], 1), else_=0))
+        stmt = sa.select(*(sa.func.coalesce(sa.func.sum(c), 0) for c in cases)).where(
+            runs.c.status.in_(WAITING), due.is_not(None)
+        )
+        return [int(c) for c in self._all("counting scheduled runs", stmt)[0]]
