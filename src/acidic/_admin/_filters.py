@@ -89,6 +89,10 @@ class RunFilter:
     #: Runs whose key, arguments (as stored JSON) or error (type, message, traceback)
     #: contain this text (compared exactly, case included).
     text: str | None = None
+    #: With ``text``: search the arguments of these jobs only (None: of every job). The
+    #: dashboard leaves out jobs that redact fields, so that a search cannot be used to
+    #: test guesses of a hidden value.
+    text_args_jobs: tuple[str, ...] | None = None
     #: Runs created, claimed or finished at or after this time.
     since: dt.datetime | None = None
 
@@ -96,6 +100,8 @@ class RunFilter:
         _names("statuses", self.statuses)
         _names("jobs", self.jobs)
         _names("queues", self.queues, none_ok=True)
+        if self.text_args_jobs is not None:
+            _names("text_args_jobs", self.text_args_jobs)
         for field in ("key_prefix", "key_contains", "text"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
@@ -136,6 +142,7 @@ class RunFilter:
             key_prefix=self.key_prefix,
             key_contains=self.key_contains,
             text=self.text,
+            text_args_jobs=self.text_args_jobs,
             since=self.since,
         )
 

@@ -62,6 +62,10 @@ class Selection(Protocol):
     @property
     def text(self) -> str | None: ...
 
+    #: With ``text``: the jobs whose arguments are searched (None: every job's).
+    @property
+    def text_args_jobs(self) -> tuple[str, ...] | None: ...
+
     #: Runs created, claimed or finished at or after this time.
     @property
     def since(self) -> dt.datetime | None: ...
@@ -193,10 +197,13 @@ class Queries:
             )
         if selection.text:
             contains = self.store.dialect.contains
+            in_args = contains(runs.c.args, selection.text)
+            if selection.text_args_jobs is not None:
+                in_args = sa.and_(runs.c.job.in_(selection.text_args_jobs), in_args)
             conditions.append(
                 sa.or_(
                     contains(runs.c.idempotency_key, selection.text),
-                    contains(runs.c.args, selection.text),
+                    in_args,
                     # NULL (no error) is not "does not contain": say false outright.
                     sa.and_(runs.c.error.is_not(None), contains(runs.c.error, selection.text)),
                 )
@@ -355,13 +362,31 @@ class Queries:
         return [(int(r[0]), r[1]) for r in self._all("selecting runs", stmt)]
 
     def ended_by_job(self, start: dt.datetime, end: dt.datetime) -> list[tuple[str, str, int]]:
-        """(job, status, how many) of the runs that finished from ``start`` to ``end``."""
-        stmt = (
+        """(job, status, how many) of the runs that ended from ``start`` to ``end``:
+        succeeded or cancelled then (``finished_at``), or failed in an attempt claimed
+        then (a failed run keeps no end time: it may be retried)."""
+        finished = (
             sa.select(runs.c.job, runs.c.status, sa.func.count())
-            .where(runs.c.finished_at >= start, runs.c.finished_at <= end)
+            .where(
+                runs.c.finished_at >= start,
+                runs.c.finished_at <= end,
+                runs.c.status.in_((RunStatus.SUCCEEDED.value, RunStatus.CANCELLED.value)),
+            )
             .group_by(runs.c.job, runs.c.status)
         )
-        return [(r[0], r[1], int(r[2])) for r in self._all("computing job stats", stmt)]
+        failed = (
+            sa.select(runs.c.job, sa.func.count())
+            .where(
+                runs.c.status == RunStatus.FAILED.value,
+                runs.c.last_run_at >= start,
+                runs.c.last_run_at <= end,
+            )
+            .group_by(runs.c.job)
+        )
+        with self._reading("computing job stats") as conn:
+            rows = [(r[0], r[1], int(r[2])) for r in conn.execute(finished)]
+            rows += [(r[0], RunStatus.FAILED.value, int(r[1])) for r in conn.execute(failed)]
+        return rows
 
     def open_by_job(self, statuses: Sequence[str]) -> list[tuple[str, str, int]]:
         """(job, status, how many) of the runs now in one of ``statuses``."""
@@ -375,14 +400,14 @@ class Queries:
     def durations(
         self, start: dt.datetime, end: dt.datetime, *, limit: int
     ) -> list[tuple[str, dt.datetime, dt.datetime]]:
-        """(job, last claimed, finished) of the latest ``limit`` runs that succeeded or
-        failed from ``start`` to ``end`` (their last attempt's span)."""
+        """(job, last claimed, finished) of the latest ``limit`` runs that succeeded
+        from ``start`` to ``end`` (their last attempt's span)."""
         stmt = (
             sa.select(runs.c.job, runs.c.last_run_at, runs.c.finished_at)
             .where(
                 runs.c.finished_at >= start,
                 runs.c.finished_at <= end,
-                runs.c.status.in_((RunStatus.SUCCEEDED.value, RunStatus.FAILED.value)),
+                runs.c.status == RunStatus.SUCCEEDED.value,
                 runs.c.last_run_at.is_not(None),
             )
             .order_by(runs.c.finished_at.desc())

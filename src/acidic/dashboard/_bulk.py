@@ -56,7 +56,7 @@ class BulkPages:
                 request, "Unknown action", f"The bulk actions are {', '.join(OPERATIONS)}.", 400
             )
         try:
-            bulk = BulkAction(self.d.app, action, run_filter(params))
+            bulk = BulkAction(self.d.app, action, run_filter(params, args_jobs=self.d.searchable()))
             plan: BulkPlan = await run_in_threadpool(bulk.plan)
         except StorageError:
             raise
@@ -86,7 +86,7 @@ class BulkPages:
         params = filter_params(fields)
         after, upto = _int(fields.get("after", "")), _int(fields.get("upto", ""))
         try:
-            bulk = BulkAction(self.d.app, action, run_filter(params))
+            bulk = BulkAction(self.d.app, action, run_filter(params, args_jobs=self.d.searchable()))
             step: BulkStep = await run_in_threadpool(
                 bulk.step, after=after, upto=upto, budget=STEP_BUDGET
             )

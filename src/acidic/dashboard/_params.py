@@ -24,9 +24,15 @@ def filter_params(values: Mapping[str, str]) -> dict[str, str]:
     return params
 
 
-def run_filter(params: Mapping[str, str], now: dt.datetime | None = None) -> RunFilter:
+def run_filter(
+    params: Mapping[str, str],
+    *,
+    args_jobs: tuple[str, ...] | None,
+    now: dt.datetime | None = None,
+) -> RunFilter:
     """The :class:`RunFilter` the parameters ask for (raises
-    :class:`acidic.InvalidArgumentError` for an unknown status)."""
+    :class:`acidic.InvalidArgumentError` for an unknown status). The search looks in
+    the arguments of ``args_jobs`` only (None: every job's)."""
     status, job, queue = params["status"], params["job"], params["queue"]
     since = params["since"]
     now = now or dt.datetime.now(dt.UTC)
@@ -35,6 +41,7 @@ def run_filter(params: Mapping[str, str], now: dt.datetime | None = None) -> Run
         jobs=(job,) if job else (),
         queues=((None if queue == "-" else queue),) if queue else (),
         text=params["q"] or None,
+        text_args_jobs=args_jobs,
         since=now - SINCE[since] if since in SINCE else None,
     )
 

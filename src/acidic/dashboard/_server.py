@@ -144,6 +144,13 @@ class Dashboard:
         context = {"title": title, "message": message, "nav": status not in (401, 403)}
         return self.page(request, "message.html", context, status)
 
+    def searchable(self) -> tuple[str, ...]:
+        """The jobs whose arguments a search looks in: those registered with the App
+        that redact nothing (a search must not confirm a guess of a hidden value)."""
+        return tuple(
+            sorted(name for name, cls in self.app.jobs.items() if not getattr(cls, "redact", ()))
+        )
+
     def base(self, request: Request) -> str:
         """The path the dashboard is mounted at."""
         return base_path(request)
@@ -197,7 +204,7 @@ class Dashboard:
         cursor = request.query_params.get("cursor") or None
         error = None
         try:
-            flt = run_filter(params)
+            flt = run_filter(params, args_jobs=self.searchable())
             page = await run_in_threadpool(
                 self.admin.list_runs, flt, limit=PAGE_SIZE, cursor=cursor
             )
