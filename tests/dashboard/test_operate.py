@@ -8,11 +8,10 @@ import datetime as dt
 import re
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 import acidic
-from acidic._admin import BulkAction, RunFilter
+from acidic._admin import Admin, BulkAction, RunFilter
 from tests.support.dashboard import ops_app
 from tests.support.dashboard.client import Client, keys_in
 from tests.support.dashboard.helpers import copy_run, status_of
@@ -23,7 +22,7 @@ BULK = {"X-Acidic-Bulk": "1"}
 
 def _statuses(app: acidic.App, prefix: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for run in acidic._admin.Admin(app).list_runs(RunFilter(key_prefix=prefix), limit=1000).runs:
+    for run in Admin(app).list_runs(RunFilter(key_prefix=prefix), limit=1000).runs:
         counts[run.status] = counts.get(run.status, 0) + 1
     return counts
 
@@ -46,7 +45,8 @@ def test_bulk_retry__confirmation_states_the_count_and_steps_finish_in_batches(
     assert re.search(r'Retry <strong id="bulk-count">250</strong> run\(s\)\?', confirm.body)
     upto = re.search(r'name="upto" value="(\d+)"', confirm.body)
     token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', confirm.body)
-    assert upto and token
+    assert upto
+    assert token
     # Stored after the confirmation: not part of the action.
     copy_run(app, "flaky-0", ["batch-late"])
 

@@ -48,7 +48,8 @@
       function step() {
         var data = new URLSearchParams(new FormData(form));
         data.set("after", after);
-        fetch(form.action, {
+        // form.action would be the input named "action", not the URL.
+        fetch(form.getAttribute("action"), {
           method: "POST",
           body: data,
           headers: { "X-Acidic-Bulk": "1" },
