@@ -35,7 +35,7 @@ __all__ = [
 #: Statuses of runs that ended.
 ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 #: Most runs whose durations the percentiles are computed from (the latest ones).
-DURATION_SAMPLE = 50_000
+DURATION_SAMPLE = 10_000
 #: The periods the schedule counts waiting runs in, after "overdue".
 DUE_PERIODS = (
     ("next minute", dt.timedelta(minutes=1)),
