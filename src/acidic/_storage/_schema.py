@@ -138,6 +138,9 @@ Index(
     runs.c.id,
 ).ddl_if(dialect="mysql")
 
+#: 0004: runs by status in id order (the dashboard's lists and counts by status).
+Index("acidic_runs_status_idx", runs.c.status, runs.c.id)
+
 history = Table(
     "acidic_history",
     metadata,
@@ -158,6 +161,15 @@ history = Table(
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",
 )
+
+#: 0004: step errors by time (the overview's error chart); partial where possible.
+Index(
+    "acidic_history_errored_idx",
+    history.c.at,
+    postgresql_where=history.c.event == literal_column("'errored'"),
+    sqlite_where=history.c.event == literal_column("'errored'"),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
+Index("acidic_history_errored_idx", history.c.event, history.c.at).ddl_if(dialect="mysql")
 
 signals = Table(
     "acidic_signals",

@@ -214,12 +214,19 @@ class Dashboard:
         except AcidicError as exc:
             error, flt, total = str(exc), RunFilter(), 0
             page = await run_in_threadpool(self.admin.list_runs, flt, limit=PAGE_SIZE)
-        if self.live(request):
-            jobs: list[str] = []
-            queues: list[str] = []
-        else:
+        # The App's jobs and queues: reading the distinct values of a big table would
+        # take longer than the rest of the page (the stored ones when it has no jobs).
+        jobs = sorted(self.app.jobs)
+        queues = list(self.app.queues)
+        if not self.live(request) and not jobs:
             jobs = await run_in_threadpool(self.admin.distinct, "job")
             queues = await run_in_threadpool(self.admin.distinct, "queue")
+        jobs += [params["job"]] if params["job"] and params["job"] not in jobs else []
+        queues += (
+            [params["queue"]]
+            if params["queue"] not in ("", "-") and params["queue"] not in queues
+            else []
+        )
         next_query = query_of(params, cursor=page.next_cursor) if page.next_cursor else None
         # The bulk actions that apply to some of the statuses the filter selects.
         bulk = [
