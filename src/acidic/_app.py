@@ -39,6 +39,12 @@ DEFAULT_DATABASE_URL = "sqlite:///acidic.sqlite3"
 DEFAULT_LOCK_TIMEOUT = 90.0
 
 
+def _queue_name(name: object) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        raise InvalidArgumentError(f"a queue name is a str of 1 to 100 characters, not {name!r}")
+    return name
+
+
 def _shown(database: str | sa.URL | sa.Engine) -> str:
     """The database URL as it may be printed: its password hidden."""
     if isinstance(database, sa.Engine):
@@ -325,6 +331,16 @@ class App:
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(str(exc)) from None
         return self._manager.prune(seconds)
+
+    def pause_queue(self, name: str) -> bool:
+        """Stop workers claiming from queue ``name`` (within a second: at their next
+        claim); enqueueing to it still works and running runs go on. False if it was
+        paused already. The pause is stored, so it holds for every worker and App."""
+        return self._manager.fleet.pause(_queue_name(name), self._manager.clock())
+
+    def resume_queue(self, name: str) -> bool:
+        """Let workers claim from queue ``name`` again; False if it was not paused."""
+        return self._manager.fleet.resume(_queue_name(name))
 
     def worker(
         self,

@@ -30,6 +30,10 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     #: Stopped by :meth:`acidic.App.cancel`; it never runs again.
     CANCELLED = "cancelled"
+    #: A step of an inline run was interrupted by ``KeyboardInterrupt`` (Ctrl-C) or
+    #: ``SystemExit``: released, not a failure; the next ``app.run``, ``app.resume`` or
+    #: ``app.retry`` of the key continues it at its recovery point.
+    INTERRUPTED = "interrupted"
 
     @property
     def finished(self) -> bool:

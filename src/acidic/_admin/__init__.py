@@ -18,18 +18,21 @@ through the manager's read-only queries (``app.manager.queries``, SQL in
 from ._acting import OPERATIONS, perform
 from ._bulk import BulkAction, BulkPlan, BulkStep, Skipped
 from ._filters import RunFilter, parse_duration, parse_since
+from ._fleet import FleetView, UnknownJob
 from ._format import fmt_duration, fmt_time, to_jsonable
 from ._insights import JobStats, Schedule
 from ._reader import MAX_BUCKETS, MAX_PAGE, Admin, timeline
 from ._records import (
     REDACTED,
     Bucket,
+    QueueInfo,
     RunDetail,
     RunPage,
     RunSummary,
     SignalInfo,
     Stats,
     StepSpan,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -42,7 +45,9 @@ __all__ = [
     "BulkAction",
     "BulkPlan",
     "BulkStep",
+    "FleetView",
     "JobStats",
+    "QueueInfo",
     "RunDetail",
     "RunFilter",
     "RunPage",
@@ -52,6 +57,8 @@ __all__ = [
     "Skipped",
     "Stats",
     "StepSpan",
+    "UnknownJob",
+    "WorkerInfo",
     "fmt_duration",
     "fmt_time",
     "parse_duration",

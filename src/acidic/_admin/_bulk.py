@@ -93,7 +93,8 @@ class BulkAction:
 
     def step(self, *, after: int, upto: int, budget: float = 2.0) -> BulkStep:
         """Act on the selected runs with ``after < id <= upto``, batch by batch, until
-        none is left (``finished``) or ``budget`` seconds have passed."""
+        none is left (``finished``) or ``budget`` seconds have passed (checked before
+        each run, so a step stays near its budget however slow the database is)."""
         check_int("after", after, 0, 2**63 - 1)
         check_int("upto", upto, 0, 2**63 - 1)
         result = BulkStep(after=after)
@@ -102,11 +103,13 @@ class BulkAction:
             return result
         deadline = time.monotonic() + budget
         queries = self.app.manager.queries
-        while time.monotonic() < deadline:
+        while True:
             rows = queries.batch(
                 self.selection, after_id=result.after, upto_id=upto, limit=self.batch
             )
             for run_id, key in rows:
+                if time.monotonic() >= deadline and (result.done or result.skipped):
+                    return result  # the budget is spent: the next step starts here
                 try:
                     perform(self.app, self.action, key)
                 except (RunStateError, UnknownKeyError) as exc:
@@ -117,5 +120,4 @@ class BulkAction:
                 result.after = run_id
             if len(rows) < self.batch:
                 result.finished = True
-                break
-        return result
+                return result

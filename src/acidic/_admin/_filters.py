@@ -6,6 +6,7 @@ TypeError), naming the argument.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -95,6 +96,12 @@ class RunFilter:
     text_args_jobs: tuple[str, ...] | None = None
     #: Runs created, claimed or finished at or after this time.
     since: dt.datetime | None = None
+    #: Only waiting runs already due.
+    due: bool = False
+    #: Only running runs whose owner stopped heartbeating or whose lock expired.
+    orphaned: bool = False
+    #: Only due runs of a job that no live worker knows on their queue.
+    unknown_job: bool = False
 
     def __post_init__(self) -> None:
         _names("statuses", self.statuses)
@@ -110,6 +117,11 @@ class RunFilter:
         if unknown:
             known = ", ".join(s.value for s in RunStatus)
             raise InvalidArgumentError(f"unknown status {unknown[0]!r}; the statuses are {known}")
+        for flag in ("due", "orphaned", "unknown_job"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidArgumentError(
+                    f"RunFilter {flag} must be a bool, not {getattr(self, flag)!r}"
+                )
         if self.since is not None:
             if not isinstance(self.since, dt.datetime):
                 raise InvalidArgumentError(f"since must be a datetime, not {self.since!r}")
@@ -127,6 +139,9 @@ class RunFilter:
             or self.key_contains
             or self.text
             or self.since
+            or self.due
+            or self.orphaned
+            or self.unknown_job
         )
 
     def narrowed(self, statuses: Sequence[str]) -> RunFilter | None:
@@ -135,16 +150,7 @@ class RunFilter:
         chosen = tuple(s for s in (self.statuses or tuple(statuses)) if s in statuses)
         if not chosen:
             return None
-        return RunFilter(
-            statuses=chosen,
-            jobs=self.jobs,
-            queues=self.queues,
-            key_prefix=self.key_prefix,
-            key_contains=self.key_contains,
-            text=self.text,
-            text_args_jobs=self.text_args_jobs,
-            since=self.since,
-        )
+        return dataclasses.replace(self, statuses=chosen)
 
     def describe(self) -> str:
         """The filter in words, for confirmations and messages."""
@@ -163,4 +169,10 @@ class RunFilter:
             parts.append(f"key, arguments or error containing {self.text!r}")
         if self.since:
             parts.append(f"active since {self.since.isoformat(timespec='seconds')}")
+        if self.due:
+            parts.append("due")
+        if self.orphaned:
+            parts.append("orphaned")
+        if self.unknown_job:
+            parts.append("job unknown to every live worker")
         return ", ".join(parts) or "all runs"

@@ -17,19 +17,22 @@ from .._encoding import loads
 from .._errors import AcidicError, InvalidArgumentError, SerializationError
 from .._job import Job
 from .._run import RunError, RunStatus
-from .._storage._queries import StepEvent, SummaryRow
+from .._storage._queries import FleetScope, StepEvent, SummaryRow
 from ._filters import RunFilter, check_int
+from ._fleet import FleetView, UnknownJob, list_queues, list_workers, needs_view, unknown_jobs
 from ._format import to_jsonable
 from ._insights import JobStats, Schedule, due_edges, job_stats, parse_cursor, schedule
 from ._records import (
     REDACTED,
     Bucket,
+    QueueInfo,
     RunDetail,
     RunPage,
     RunSummary,
     SignalInfo,
     Stats,
     StepSpan,
+    WorkerInfo,
 )
 
 __all__ = ["MAX_BUCKETS", "MAX_PAGE", "Admin", "timeline"]
@@ -72,6 +75,8 @@ def _summary(row: SummaryRow) -> RunSummary:
         locked_at=row.locked_at,
         error=_error(row.error),
         id=row.id,
+        lock_expires_at=row.lock_expires_at,
+        owner=row.owner,
     )
 
 
@@ -150,6 +155,50 @@ class Admin:
         self.app = app
         self.hide_unregistered = hide_unregistered
         self.queries = app.manager.queries
+        self.fleet = app.manager.fleet
+
+    # -- the fleet ----------------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        return self.app.manager.clock()
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every registered worker with the keys of the runs it holds: live ones first,
+        then gone ones (missed heartbeats) until they are pruned."""
+        return list_workers(self.fleet, self._now())
+
+    def queues(self) -> list[QueueInfo]:
+        """The App's queues and any other queue with runs or a pause: depth, due,
+        running, the age of the oldest due run, paused."""
+        return list_queues(self.fleet, self.app.queues, self._now())
+
+    def pause_queue(self, name: str) -> bool:
+        """:meth:`acidic.App.pause_queue`: False if it was paused already."""
+        return self.app.pause_queue(name)
+
+    def resume_queue(self, name: str) -> bool:
+        """:meth:`acidic.App.resume_queue`: False if it was not paused."""
+        return self.app.resume_queue(name)
+
+    def unknown_jobs(self) -> list[UnknownJob]:
+        """Due runs, by queue and job, that no live worker knows."""
+        return unknown_jobs(self.fleet, FleetView.read(self.fleet, self._now()))
+
+    def _scope(self, flt: RunFilter) -> FleetScope | None:
+        if not (flt.due or flt.orphaned or flt.unknown_job):
+            return None
+        now = self._now()
+        pairs: tuple[tuple[str, str], ...] = ()
+        if flt.unknown_job:
+            view = FleetView.read(self.fleet, now)
+            pairs = tuple((u.queue, u.job) for u in unknown_jobs(self.fleet, view))
+        return FleetScope(now, pairs)
+
+    def _annotated(self, summaries: list[RunSummary]) -> list[RunSummary]:
+        if not needs_view(summaries):
+            return [FleetView(self._now(), {}, {}).annotate(s) for s in summaries]
+        view = FleetView.read(self.fleet, self._now())
+        return [view.annotate(s) for s in summaries]
 
     # -- runs -------------------------------------------------------------------------
 
@@ -170,23 +219,23 @@ class Admin:
                     f"invalid cursor {cursor!r}: use the next_cursor of a page"
                 )
             before = int(cursor)
-        rows = [_summary(r) for r in self.queries.page(flt, limit=limit + 1, before_id=before)]
-        more = len(rows) > limit
-        rows = rows[:limit]
+        found = self.queries.page(flt, limit=limit + 1, before_id=before, scope=self._scope(flt))
+        more = len(found) > limit
+        rows = self._annotated([_summary(r) for r in found[:limit]])
         return RunPage(rows, str(rows[-1].id) if more and rows else None)
 
     def count_runs(self, flt: RunFilter = ALL_RUNS) -> int:
         """How many runs match ``flt``."""
-        return self.queries.count(flt)
+        return self.queries.count(flt, self._scope(flt))
 
     def keys(self, flt: RunFilter) -> list[str]:
         """The keys of every run matching ``flt``, oldest first (for bulk actions)."""
-        return self.queries.keys(flt)
+        return self.queries.keys(flt, self._scope(flt))
 
     def summary(self, key: str) -> RunSummary | None:
         """One run's summary, or None."""
         row = self.queries.summary(key)
-        return None if row is None else _summary(row)
+        return None if row is None else self._annotated([_summary(row)])[0]
 
     def job_class(self, job: str) -> type[Job] | None:
         """The class registered for ``job`` with the App, if any."""
@@ -204,7 +253,7 @@ class Admin:
         stored = self.queries.run(key)
         if stored is None:
             return None
-        summary = _summary(stored.summary)
+        summary = self._annotated([_summary(stored.summary)])[0]
         cls = self.job_class(summary.job)
         names: tuple[str, ...] = tuple(getattr(cls, "redact", ())) if cls is not None else ()
         args: dict[str, Any] | None = _redacted(

@@ -13,12 +13,14 @@ from ._format import iso
 __all__ = [
     "REDACTED",
     "Bucket",
+    "QueueInfo",
     "RunDetail",
     "RunPage",
     "RunSummary",
     "SignalInfo",
     "Stats",
     "StepSpan",
+    "WorkerInfo",
 ]
 
 #: What a redacted argument or context value is shown as.
@@ -45,6 +47,22 @@ class RunSummary:
     error: RunError | None
     #: The row id: the cursor of pages and the order of runs (newest first).
     id: int = 0
+    #: When the lock of a running run goes stale (then anyone may take the run over).
+    lock_expires_at: dt.datetime | None = None
+    #: The id of the worker holding a running run (None: inline, or not running).
+    owner: str | None = None
+    #: The owner's last heartbeat (its registry row), when it is registered.
+    owner_heartbeat_at: dt.datetime | None = None
+    #: Running, but its owner stopped heartbeating (gone) or its lock expired.
+    orphaned: bool = False
+    #: When an orphaned run will be (or may be) taken over: its lock expiry.
+    takeover_at: dt.datetime | None = None
+    #: What is wrong with it, e.g. "no live worker knows job 'x' on queue 'default'".
+    warning: str | None = None
+    #: Waiting (pending or scheduled) and due now.
+    due: bool = False
+    #: Why it waits, or is stuck, and until when (None for a plain finished run).
+    reason: str | None = None
 
     @property
     def updated_at(self) -> dt.datetime:
@@ -68,6 +86,86 @@ class RunSummary:
             "run_at": iso(self.run_at),
             "locked_at": iso(self.locked_at),
             "error": None if self.error is None else self.error.to_json(),
+            "lock_expires_at": iso(self.lock_expires_at),
+            "owner": self.owner,
+            "owner_heartbeat_at": iso(self.owner_heartbeat_at),
+            "orphaned": self.orphaned,
+            "takeover_at": iso(self.takeover_at),
+            "warning": self.warning,
+            "due": self.due,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A registered worker process and the runs it holds."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    version: str
+    jobs: list[str]
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    #: When it counts as gone if it sends no heartbeat before.
+    gone_at: dt.datetime
+    #: False once it missed its heartbeats (killed, cut off, frozen).
+    live: bool
+    #: Keys of the running runs it holds.
+    runs: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "version": self.version,
+            "jobs": self.jobs,
+            "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+            "gone_at": iso(self.gone_at),
+            "live": self.live,
+            "runs": self.runs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue now: its waiting, due and running runs, and whether it is paused."""
+
+    name: str
+    #: Waiting runs (pending or scheduled), due or not.
+    depth: int
+    #: Waiting runs already due.
+    due: int
+    running: int
+    #: Seconds the oldest due run has been due: the latency a new run sees now.
+    oldest_due_age_s: float | None
+    paused: bool
+    paused_at: dt.datetime | None
+    #: Declared by the App (it may also be known only from stored runs or a pause).
+    declared: bool
+    #: Live workers serving it.
+    workers: int
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {
+            "name": self.name,
+            "depth": self.depth,
+            "due": self.due,
+            "running": self.running,
+            "oldest_due_age_s": self.oldest_due_age_s,
+            "paused": self.paused,
+            "paused_at": iso(self.paused_at),
+            "declared": self.declared,
+            "workers": self.workers,
         }
 
 

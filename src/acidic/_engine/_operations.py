@@ -5,6 +5,7 @@ runner (the HTTP layer's records)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from .._errors import AcidicError
 from .._job import Job
 from .._run import RunStatus
 from .._storage import EventRow, Fence, NewRun, RunRow
+from .._storage._fleet import Fleet
 from . import _transitions as t
 from ._base import ManagerBase
 from ._checks import check_same_call
@@ -95,12 +97,21 @@ class Operations(ManagerBase):
         check_same_call(existing, name, encoded if same_args else None)
         return existing
 
-    def claim_due(self, queue: str, jobs: Sequence[str], limit: int) -> list[RunRow]:
+    def claim_due(
+        self, queue: str, jobs: Sequence[str], limit: int, *, owner: str | None = None
+    ) -> list[RunRow]:
         """Claim up to ``limit`` due runs of ``queue`` (runs whose owner's lock expired
-        first, then by priority, due time and enqueue order); each gets a token."""
+        first, then by priority, due time and enqueue order); each gets a token.
+        ``owner``: the claiming worker's registry id, recorded on the runs. Nothing is
+        claimed from a paused queue."""
         return self.store.claim_due(
-            queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of
+            queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of, owner=owner
         )
+
+    @functools.cached_property
+    def fleet(self) -> Fleet:
+        """The worker registry, paused queues and the reads about queues."""
+        return Fleet(self.store)
 
     def next_due(self, queues: Sequence[str], jobs: Sequence[str]) -> dt.datetime | None:
         """When the earliest waiting run of ``queues`` falls due (or a lock expires)."""

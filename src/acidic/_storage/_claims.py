@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._fleet import not_paused
 from ._rendered import Rendered
 from ._rows import RunRow
 from ._schema import WAITING, runs
@@ -46,6 +47,7 @@ class Claimer(Protocol):
         *,
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
+        owner: str | None = None,
     ) -> list[RunRow]: ...
 
 
@@ -65,6 +67,7 @@ class StepwiseClaimer:
         *,
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
+        owner: str | None = None,
     ) -> list[RunRow]:
         """Claim up to ``limit`` runs of ``queue`` that a worker should execute now: runs
         whose owner's lock expired first (a crashed owner's runs must not wait behind a
@@ -107,6 +110,7 @@ class StepwiseClaimer:
                             "c_token": uuid.uuid4().hex,
                             "c_now": now,
                             "c_expires": now + dt.timedelta(seconds=lock_timeout(job)),
+                            "c_owner": owner,
                         },
                     )
                     claimed.append(run_id)
@@ -143,9 +147,11 @@ class StepwiseClaimer:
         with bound parameters, so that a claim does not pay for building them."""
         if self._built is None:
             now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
+            queue = sa.bindparam("c_queue", type_=runs.c.queue.type)
             base = sa.select(runs.c.id, runs.c.job).where(
-                runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
+                runs.c.queue == queue,
                 runs.c.job.in_(sa.bindparam("c_jobs", expanding=True)),
+                not_paused(queue),
             )
             limit = sa.bindparam("c_limit", type_=sa.Integer)
             stale = (
@@ -176,6 +182,7 @@ class StepwiseClaimer:
                     lock_token=sa.bindparam("c_token", type_=runs.c.lock_token.type),
                     locked_at=now,
                     lock_expires_at=sa.bindparam("c_expires", type_=runs.c.lock_expires_at.type),
+                    owner=sa.bindparam("c_owner", type_=runs.c.owner.type),
                     last_run_at=now,
                     run_at=None,
                     attempts=runs.c.attempts + 1,
@@ -210,13 +217,14 @@ class OneStatementClaimer:
         *,
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
+        owner: str | None = None,
     ) -> list[RunRow]:
         """See :class:`Claimer`: one statement in autocommit, the rows picked with SKIP
         LOCKED in a CTE, updated and returned; one round trip instead of a transaction of
         several."""
         stmt = self._statement(tuple(jobs), limit)
         now = clock()
-        params: dict[str, Any] = {"c_queue": queue, "c_now": now}
+        params: dict[str, Any] = {"c_queue": queue, "c_now": now, "c_owner": owner}
         for i, job in enumerate(jobs):
             params[f"c_job{i}"] = job
             params[f"c_expires{i}"] = now + dt.timedelta(seconds=lock_timeout(job))
@@ -236,9 +244,11 @@ class OneStatementClaimer:
             return cached
         now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
         job_params = [sa.bindparam(f"c_job{i}", type_=runs.c.job.type) for i in range(len(jobs))]
+        queue = sa.bindparam("c_queue", type_=runs.c.queue.type)
         mine = (
-            runs.c.queue == sa.bindparam("c_queue", type_=runs.c.queue.type),
+            runs.c.queue == queue,
             sa.or_(*(runs.c.job == job for job in job_params)),
+            not_paused(queue),
         )
         # Two candidate lists, each walked in its index's order and stopped at the
         # limit: runs whose owner's lock expired (a crashed owner's runs must not wait
@@ -286,6 +296,7 @@ class OneStatementClaimer:
                 lock_token=sa.func.replace(sa.cast(sa.func.gen_random_uuid(), sa.String), "-", ""),
                 locked_at=now,
                 lock_expires_at=expires,
+                owner=sa.bindparam("c_owner", type_=runs.c.owner.type),
                 last_run_at=now,
                 run_at=None,
                 attempts=runs.c.attempts + 1,

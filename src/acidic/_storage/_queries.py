@@ -23,13 +23,14 @@ from sqlalchemy.engine import Connection
 
 from .._run import RunStatus
 from ._report_queries import ReportQueries
-from ._schema import history, runs, signals
+from ._schema import WAITING, history, runs, signals, workers
 
 if TYPE_CHECKING:
     from ._store import Store
 
 __all__ = [
     "Activity",
+    "FleetScope",
     "Queries",
     "Selection",
     "SignalRow",
@@ -72,6 +73,16 @@ class Selection(Protocol):
     def since(self) -> dt.datetime | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FleetScope:
+    """What the fleet filters of a selection (``due``, ``orphaned``, ``unknown_job``)
+    are judged against: the time, and the (queue, job) pairs of due runs that no live
+    worker knows (found by :mod:`acidic._admin` from the registry)."""
+
+    now: dt.datetime
+    unknown: tuple[tuple[str, str], ...] = ()
+
+
 class SummaryRow(NamedTuple):
     """A run's columns that a list shows (its error still JSON text)."""
 
@@ -90,6 +101,8 @@ class SummaryRow(NamedTuple):
     locked_at: dt.datetime | None
     error: str | None
     id: int
+    lock_expires_at: dt.datetime | None = None
+    owner: str | None = None
 
 
 class StepEvent(NamedTuple):
@@ -147,6 +160,8 @@ _SUMMARY_COLUMNS = (
     runs.c.locked_at,
     runs.c.error,
     runs.c.id,
+    runs.c.lock_expires_at,
+    runs.c.owner,
 )
 _DISTINCT = {"job": runs.c.job, "queue": runs.c.queue}
 #: What ``app.prune`` deletes once old enough.
@@ -182,8 +197,10 @@ class Queries(ReportQueries):
     def _summaries(self, doing: str, stmt: sa.Executable) -> list[SummaryRow]:
         return [SummaryRow._make(r) for r in self._all(doing, stmt)]
 
-    def _where(self, selection: Selection) -> list[sa.ColumnElement[bool]]:
-        conditions: list[sa.ColumnElement[bool]] = []
+    def _where(
+        self, selection: Selection, scope: FleetScope | None = None
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = self._fleet_where(selection, scope)
         if selection.statuses:
             conditions.append(runs.c.status.in_(selection.statuses))
         if selection.jobs:
@@ -223,13 +240,51 @@ class Queries(ReportQueries):
             )
         return conditions
 
+    @staticmethod
+    def _fleet_where(
+        selection: Selection, scope: FleetScope | None
+    ) -> list[sa.ColumnElement[bool]]:
+        """The conditions of the fleet filters (read with getattr: a selection may not
+        have them)."""
+        due, orphaned, unknown = (
+            bool(getattr(selection, name, False)) for name in ("due", "orphaned", "unknown_job")
+        )
+        if not (due or orphaned or unknown):
+            return []
+        now = scope.now if scope is not None else dt.datetime.now(dt.UTC)
+        conditions: list[sa.ColumnElement[bool]] = []
+        if due or unknown:
+            conditions += [runs.c.status.in_(WAITING), runs.c.run_at <= now]
+        if unknown:
+            pairs = scope.unknown if scope is not None else ()
+            conditions.append(
+                sa.or_(*(sa.and_(runs.c.queue == q, runs.c.job == j) for q, j in pairs))
+                if pairs
+                else sa.false()
+            )
+        if orphaned:
+            live_owner = sa.exists().where(workers.c.id == runs.c.owner, workers.c.gone_at > now)
+            conditions += [
+                runs.c.status == sa.literal_column("'running'"),
+                sa.or_(
+                    runs.c.lock_expires_at <= now,
+                    sa.and_(runs.c.owner.is_not(None), ~live_owner),
+                ),
+            ]
+        return conditions
+
     # -- runs -------------------------------------------------------------------------
 
     def page(
-        self, selection: Selection, *, limit: int, before_id: int | None = None
+        self,
+        selection: Selection,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        scope: FleetScope | None = None,
     ) -> list[SummaryRow]:
         """At most ``limit`` selected runs, newest first, older than ``before_id``."""
-        conditions = self._where(selection)
+        conditions = self._where(selection, scope)
         if before_id is not None:
             conditions.append(runs.c.id < before_id)
         stmt = (
@@ -237,14 +292,18 @@ class Queries(ReportQueries):
         )
         return [SummaryRow._make(r) for r in self._all("listing runs", stmt)]
 
-    def count(self, selection: Selection) -> int:
+    def count(self, selection: Selection, scope: FleetScope | None = None) -> int:
         """How many runs are selected."""
-        stmt = sa.select(sa.func.count()).select_from(runs).where(*self._where(selection))
+        stmt = sa.select(sa.func.count()).select_from(runs).where(*self._where(selection, scope))
         return int(self._all("counting runs", stmt)[0][0])
 
-    def keys(self, selection: Selection) -> list[str]:
+    def keys(self, selection: Selection, scope: FleetScope | None = None) -> list[str]:
         """The keys of the selected runs, oldest first."""
-        stmt = sa.select(runs.c.idempotency_key).where(*self._where(selection)).order_by(runs.c.id)
+        stmt = (
+            sa.select(runs.c.idempotency_key)
+            .where(*self._where(selection, scope))
+            .order_by(runs.c.id)
+        )
         return [r[0] for r in self._all("selecting runs", stmt)]
 
     def summary(self, key: str) -> SummaryRow | None:

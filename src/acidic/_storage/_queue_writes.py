@@ -78,9 +78,13 @@ class QueueWrites(Connected):
         *,
         clock: Callable[[], dt.datetime],
         lock_timeout: Callable[[str], float],
+        owner: str | None = None,
     ) -> list[RunRow]:
-        """Claim due runs for a worker (see :mod:`._claims`)."""
-        return self._claimer.claim_due(queue, jobs, limit, clock=clock, lock_timeout=lock_timeout)
+        """Claim due runs for a worker (see :mod:`._claims`); ``owner``: the worker's
+        registry id, written to the claimed runs by the same statement."""
+        return self._claimer.claim_due(
+            queue, jobs, limit, clock=clock, lock_timeout=lock_timeout, owner=owner
+        )
 
     def notifications(
         self, queues: Sequence[str], stopped: Callable[[], bool]

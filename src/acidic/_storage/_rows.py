@@ -161,7 +161,8 @@ KEEP: Final = Keep()
 @dataclass(frozen=True, slots=True)
 class RunChange:
     """What a transition writes to a run: each field set is written, each field left at
-    :data:`KEEP` is not. ``release`` clears the lock (owner token, its times);
+    :data:`KEEP` is not. ``release`` clears the lock (owner token, its times, the owning
+    worker);
     ``renew_until`` renews it (``locked_at`` = ``renewed_at``, expiry = ``renew_until``)."""
 
     status: str | Keep = KEEP
@@ -191,6 +192,7 @@ class RunChange:
             values["lock_token"] = None
             values["locked_at"] = None
             values["lock_expires_at"] = None
+            values["owner"] = None
         else:
             if self.renewed_at is not KEEP:
                 values["locked_at"] = self.renewed_at

@@ -33,7 +33,15 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["history", "metadata", "runs", "schema_version", "signals"]
+__all__ = [
+    "history",
+    "metadata",
+    "paused_queues",
+    "runs",
+    "schema_version",
+    "signals",
+    "workers",
+]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -101,10 +109,13 @@ runs = Table(
     Column("lock_expires_at", UTCDateTime(), nullable=True),
     Column("attempt_limit", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # 0004: the worker (acidic_workers.id) holding a running run; NULL otherwise.
+    Column("owner", String(255), nullable=True),
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
     Index("acidic_runs_finished_idx", "finished_at"),
+    Index("acidic_runs_owner_idx", "owner"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",
@@ -138,8 +149,22 @@ Index(
     runs.c.id,
 ).ddl_if(dialect="mysql")
 
-#: 0004: runs by status in id order (the dashboard's lists and counts by status).
-Index("acidic_runs_status_idx", runs.c.status, runs.c.id)
+#: 0004: the running runs of a queue (acidic queues; orphaned runs by lock expiry);
+#: PostgreSQL and SQLite only, partial.
+Index(
+    "acidic_runs_running_idx",
+    runs.c.queue,
+    runs.c.lock_expires_at,
+    postgresql_where=runs.c.status == literal_column("'running'"),
+    sqlite_where=runs.c.status == literal_column("'running'"),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
+# MariaDB and MySQL: acidic_runs_claim_idx (queue, status, ...) serves these reads; a
+# second index led by the status made MariaDB walk it for claims (and sort).
+
+#: 0005: runs by status in id order (the dashboard's lists and counts by status);
+#: PostgreSQL only, whose planner weighs it by statistics (on MariaDB a second index led by
+#: the status was walked by claims; SQLite plans without statistics).
+Index("acidic_runs_status_idx", runs.c.status, runs.c.id).ddl_if(dialect="postgresql")
 
 history = Table(
     "acidic_history",
@@ -162,14 +187,14 @@ history = Table(
     mysql_engine="InnoDB",
 )
 
-#: 0004: step errors by time (the overview's error chart); partial where possible.
+#: 0005: step errors by time (the overview's error chart); PostgreSQL and SQLite only,
+#: partial (on MariaDB a full index would cost every history write).
 Index(
     "acidic_history_errored_idx",
     history.c.at,
     postgresql_where=history.c.event == literal_column("'errored'"),
     sqlite_where=history.c.event == literal_column("'errored'"),
 ).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
-Index("acidic_history_errored_idx", history.c.event, history.c.at).ddl_if(dialect="mysql")
 
 signals = Table(
     "acidic_signals",
@@ -185,6 +210,38 @@ signals = Table(
     Column("payload", JsonText, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Index("acidic_signals_run_idx", "run_id", "name", "id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0004: the worker registry. ``queues`` and ``jobs`` are JSON lists; a worker is live
+#: until ``gone_at`` (renewed with ``heartbeat_at`` at each of its heartbeats).
+workers = Table(
+    "acidic_workers",
+    metadata,
+    Column("id", String(255), primary_key=True, autoincrement=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", JsonText, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("jobs", JsonText, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("gone_at", UTCDateTime(), nullable=False),
+    Index("acidic_workers_gone_idx", "gone_at"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_nopad_bin",
+    mysql_engine="InnoDB",
+)
+
+#: 0004: queues that workers do not claim from.
+paused_queues = Table(
+    "acidic_paused_queues",
+    metadata,
+    Column("name", String(100), primary_key=True, autoincrement=False),
+    Column("paused_at", UTCDateTime(), nullable=False),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",

@@ -91,6 +91,7 @@ class Store(OwnerWrites, QueueWrites):
                         lock_token=token,
                         locked_at=now,
                         lock_expires_at=expires,
+                        owner=None,  # taken by key: no worker holds it
                         run_at=None,
                         last_run_at=now,
                         status="running",

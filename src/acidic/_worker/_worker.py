@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from ._registry import REGISTRY_MAX_INTERVAL, Registration
 
 if TYPE_CHECKING:
     from .._app import App
@@ -106,6 +107,15 @@ class Worker:
         #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
+        #: This process in the worker registry (``acidic workers``); its id is the
+        #: ``owner`` of the runs it claims.
+        self.registration = Registration(
+            manager,
+            queues=self.queues,
+            jobs=list(app.jobs),
+            concurrency=concurrency,
+            heartbeat=self.heartbeat,
+        )
 
     # -- control ----------------------------------------------------------------------
 
@@ -120,6 +130,11 @@ class Worker:
             self._install_signal_handlers()
         manager = self.manager
         manager.check_schema()
+        self.registration.jobs = list(self.app.jobs)
+        try:
+            self.registration.register()
+        except Exception as exc:  # the heartbeat registers it once the database answers
+            log.warning("registering the worker failed: %s", exc)
         log.info(
             "worker started",
             extra={
@@ -148,6 +163,10 @@ class Worker:
             while (self._held or self._busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._stopped.set()
+            try:
+                self.registration.unregister()
+            except Exception as exc:
+                log.warning("removing the worker from the registry failed: %s", exc)
         if self._held:
             log.warning(
                 "grace period over with runs still executing", extra={"runs": len(self._held)}
@@ -262,7 +281,9 @@ class Worker:
             for queue in order:
                 if claimed >= free:
                     break
-                rows = self.manager.claim_due(queue, jobs, min(share, free - claimed))
+                rows = self.manager.claim_due(
+                    queue, jobs, min(share, free - claimed), owner=self.registration.id
+                )
                 for row in rows:
                     self._hold(row, new_slot=True)
                     pool.submit(self._execute_and_continue, row)
@@ -288,7 +309,7 @@ class Worker:
             order = self._queue_order()
         for queue in order:
             try:
-                rows = self.manager.claim_due(queue, jobs, 1)
+                rows = self.manager.claim_due(queue, jobs, 1, owner=self.registration.id)
             except Exception as exc:
                 log.debug("executor claim failed: %r", exc)
                 return None
@@ -401,7 +422,14 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         manager = self.manager
-        while not self._stopped.wait(self.heartbeat):
+        # Locks are renewed every `heartbeat`; the registry row at least every
+        # REGISTRY_MAX_INTERVAL, so the thread may wake more often than it renews.
+        renewed = time.monotonic()
+        while not self._stopped.wait(min(self.heartbeat, REGISTRY_MAX_INTERVAL)):
+            self._beat_registry()
+            if time.monotonic() - renewed < self.heartbeat * 0.99:
+                continue
+            renewed = time.monotonic()
             with self._lock:
                 held = list(self._held.values())
             if not held:
@@ -415,6 +443,15 @@ class Worker:
                 lost &= {h.run_id for h in self._held.values()}
             for run_id in lost:
                 log.info("run id %s: lock no longer held (ended or taken over)", run_id)
+
+    def _beat_registry(self) -> None:
+        """The registry row, and (idle) the warnings about runs no live worker knows."""
+        try:
+            self.registration.beat()
+            if not self._held and not self._busy and not self._stopping.is_set():
+                self.registration.check_unknown()
+        except Exception as exc:
+            log.debug("registry heartbeat failed: %s", exc)
 
     def _listen_loop(self) -> None:
         failures = 0

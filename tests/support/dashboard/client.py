@@ -51,7 +51,7 @@ class Client:
             self.base + path, data=data, headers={**self.headers, **(headers or {})}
         )
         try:
-            with self.opener.open(request, timeout=10) as response:
+            with self.opener.open(request, timeout=60) as response:
                 return Reply(response.status, response.read().decode(), None)
         except urllib.error.HTTPError as exc:
             return Reply(exc.code, exc.read().decode(), exc.headers.get("location"))

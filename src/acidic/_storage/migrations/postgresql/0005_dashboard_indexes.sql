@@ -1,4 +1,4 @@
--- acidic 0004: the reads of the dashboard and `acidic runs` on a big table.
+-- acidic 0005: the reads of the dashboard and `acidic runs` on a big table.
 -- Runs by status in id order: the runs list filtered by status (newest first), the count of
 -- a bulk action's runs and its batches, the runs of a rare status (halted, running) without
 -- reading the others. Step errors by time: the overview's error chart, without reading
