@@ -203,7 +203,9 @@ def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
         seen = set()
         with app.engine.connect() as conn:
             for took, label, (statement, params) in sorted(slow, key=lambda s: -s[0]):
-                if (label, statement) in seen:
+                if (label, statement) in seen or not statement.lstrip().upper().startswith(
+                    "SELECT"
+                ):
                     continue
                 seen.add((label, statement))
                 print(f"\n--- {label}: {took * 1000:.0f} ms\n{statement}\n{params}")
@@ -222,6 +224,10 @@ def main() -> None:
     args = parser.parse_args()
     seed(args.runs, args.reseed)
     results = measure(args.runs, args.repeat, args.explain)
+    report(args, results)
+
+
+def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     print(f"\ndashboard pages, {args.runs} runs stored, median of {args.repeat} (server time)")
     print(f"{'page':40} {'median':>10} {'worst':>10}")
     for r in results:

@@ -5,7 +5,9 @@ shown while the database is down (a private PostgreSQL cluster, stopped and star
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,9 +15,16 @@ from typing import TYPE_CHECKING
 import pytest
 
 import acidic
-from acidic._admin import Admin, RunFilter
+from acidic._admin import Admin, RunFilter, fmt_time
 from tests.support.dashboard import ops_app
-from tests.support.dashboard.helpers import CHROMIUM, copy_run, dashboard, seed
+from tests.support.dashboard.helpers import (
+    CHROMIUM,
+    copy_run,
+    dashboard,
+    seed,
+    wait_status,
+    worker,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
@@ -173,3 +182,40 @@ def test_database_down__styled_503_then_back_by_itself(
         # Both pages recover without anyone reloading them.
         expect(other.locator("tr[data-key='flaky-0']")).to_be_visible(timeout=20_000)
         expect(page.locator("#offline")).to_be_hidden(timeout=10_000)
+
+
+def test_run_page__a_killed_workers_run_shows_orphaned_with_its_takeover_time(
+    served: str, app: acidic.App, url: str, page: Page
+) -> None:
+    with worker(url) as first:
+        app.enqueue(ops_app.Slow(n=1), key="slow-1")
+        wait_status(app, "slow-1", "running")
+        page.goto(served + "/run?key=slow-1")
+        expect(page.locator("#run-owner")).to_contain_text(f":{first.pid}:")
+        expect(page.locator("#run-lock-expiry")).not_to_have_text("-")
+        expect(page.locator("#orphaned")).to_have_count(0)
+        page.goto(served + "/workers")
+        row = page.locator(f"tr[data-worker*=':{first.pid}:']")
+        expect(row.locator(".held")).to_contain_text("slow-1")
+
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        page.goto(served + "/run?key=slow-1")
+        orphaned = page.locator("#orphaned")
+        expect(orphaned).to_be_visible(timeout=20_000)
+        expect(orphaned).to_contain_text(f":{first.pid}:")
+        summary = Admin(app).summary("slow-1")
+        assert summary is not None
+        assert summary.status == "running"
+        assert summary.orphaned
+        assert summary.takeover_at is not None
+        expect(page.locator("#takeover-at")).to_have_text(fmt_time(summary.takeover_at))
+        page.goto(served + "/workers")
+        expect(row.locator(".badge")).to_have_text("gone", timeout=20_000)
+
+    # Another worker takes it over once the lock expires; the page follows by itself.
+    page.goto(served + "/run?key=slow-1")
+    with worker(url):
+        expect(page.locator("#run-status")).to_have_text("succeeded", timeout=40_000)
+    expect(page.locator("#result")).to_contain_text('"attempt": 2')
+    expect(page.locator("#orphaned")).to_have_count(0)

@@ -51,6 +51,7 @@ from .._errors import (
 from .._run import RunStatus
 from ._bulk import BulkPages
 from ._charts import SINCE, WINDOWS, chart, slice_label
+from ._fleet import FleetPages
 from ._pages import InsightPages
 from ._params import filter_params, query_of, run_filter
 from ._security import CSRF_COOKIE, SESSION_COOKIE, Access, AuthCallback, SecurityHeaders, base_path
@@ -424,6 +425,7 @@ def create_app(
     )
     bulk = BulkPages(dashboard)
     insights = InsightPages(dashboard)
+    fleet = FleetPages(dashboard)
     routes = [
         Route("/", dashboard.overview, methods=["GET"], name="overview"),
         Route("/runs", dashboard.runs, methods=["GET"], name="runs"),
@@ -431,6 +433,9 @@ def create_app(
         Route("/runs/bulk", bulk.act, methods=["POST"], name="bulk"),
         Route("/jobs", insights.jobs, methods=["GET"], name="jobs"),
         Route("/scheduled", insights.scheduled, methods=["GET"], name="scheduled"),
+        Route("/workers", fleet.workers, methods=["GET"], name="workers"),
+        Route("/queues", fleet.queues, methods=["GET"], name="queues"),
+        Route("/queues/{action}", fleet.act, methods=["POST"], name="queue-act"),
         Route("/run", dashboard.run, methods=["GET"], name="run"),
         Route("/run/{action}", dashboard.act, methods=["POST"], name="act"),
         Route("/login", dashboard.login, methods=["GET", "POST"], name="login"),
