@@ -3,8 +3,8 @@
 Seeds a fresh SQLite database with runs of :mod:`tests.support.dashboard.ops_app` (spread
 over the last hour, so the charts have something to show), starts the real
 ``acidic dashboard`` and ``acidic worker``, and photographs the overview, the runs
-list, two run pages, the jobs statistics, the schedule and a bulk retry's confirmation
-with headless Chromium.
+list, two run pages, the jobs statistics, the schedule, a bulk retry's confirmation, the
+workers and the queues with headless Chromium.
 
 Everything that executes jobs (the seeding and the worker) runs in a neutral folder,
 ``/tmp/acidic-demo``: the database is there, the jobs are a copy of ``ops_app`` named
@@ -173,6 +173,8 @@ def main() -> None:
                 ("jobs.png", "/jobs?window=1h"),
                 ("scheduled.png", "/scheduled"),
                 ("bulk-retry.png", "/runs/bulk?action=retry&status=failed"),
+                ("workers.png", "/workers"),
+                ("queues.png", "/queues"),
             ]
             for name, path in shots:
                 page.goto(base + path)
