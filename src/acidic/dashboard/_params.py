@@ -1,6 +1,8 @@
 """The runs filter as the dashboard's forms and links carry it: query parameters
 ``status``, ``job``, ``queue`` (``-`` for inline runs), ``q`` (search in keys,
-arguments and errors) and ``since`` (``1h``, ``24h``, ``7d``)."""
+arguments and errors), ``since`` (``1h``, ``24h``, ``7d``) and ``only`` (``due``,
+``orphaned``, ``unknown_job``: runs due now, running runs whose owner is gone, due runs no
+live worker knows)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from collections.abc import Mapping
 from .._admin import RunFilter
 from ._charts import SINCE
 
-__all__ = ["FILTER_FIELDS", "filter_params", "query_of", "run_filter"]
+__all__ = ["FILTER_FIELDS", "ONLY", "filter_params", "query_of", "run_filter"]
 
 #: The parameters that make up a runs filter.
-FILTER_FIELDS = ("status", "job", "queue", "q", "since")
+FILTER_FIELDS = ("status", "job", "queue", "q", "since", "only")
+#: The values of ``only``, with their labels.
+ONLY = {"due": "due now", "orphaned": "orphaned", "unknown_job": "no live worker knows the job"}
 
 
 def filter_params(values: Mapping[str, str]) -> dict[str, str]:
@@ -42,6 +46,9 @@ def run_filter(
         queues=((None if queue == "-" else queue),) if queue else (),
         text=params["q"] or None,
         text_args_jobs=args_jobs,
+        due=params["only"] == "due",
+        orphaned=params["only"] == "orphaned",
+        unknown_job=params["only"] == "unknown_job",
         since=now - SINCE[since] if since in SINCE else None,
     )
 

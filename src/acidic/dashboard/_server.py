@@ -53,7 +53,7 @@ from ._bulk import BulkPages
 from ._charts import SINCE, WINDOWS, chart, slice_label
 from ._fleet import FleetPages
 from ._pages import InsightPages
-from ._params import filter_params, query_of, run_filter
+from ._params import ONLY, filter_params, query_of, run_filter
 from ._security import CSRF_COOKIE, SESSION_COOKIE, Access, AuthCallback, SecurityHeaders, base_path
 
 __all__ = ["AuthCallback", "create_app"]
@@ -243,6 +243,7 @@ class Dashboard:
             "jobs": jobs,
             "queues": queues,
             "since_options": list(SINCE),
+            "only_options": ONLY,
             "next_query": next_query,
             "error": error,
             "first_page": cursor is None,
