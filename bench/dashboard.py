@@ -147,6 +147,25 @@ def pages(runs: int) -> list[tuple[str, str]]:
     ]
 
 
+def _served_app() -> Any:
+    """An App registering the seeded jobs (job0 ... job9), as ``acidic dashboard --app``
+    serves one: the runs page's job and queue lists come from it."""
+    import acidic
+
+    class Seeded(acidic.Job):
+        user_id: int
+        plan: str
+
+        @acidic.step
+        def book(self, tx: sa.Connection) -> None:
+            pass
+
+    app = acidic.App(_url(), queues=["q0", "q1", "q2"])
+    for i in range(JOBS):
+        app.job(name=f"job{i}")(type(f"Seeded{i}", (Seeded,), {"__module__": __name__}))
+    return app
+
+
 def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
     import warnings
 
@@ -157,7 +176,7 @@ def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
     import acidic
     from acidic.dashboard import create_app
 
-    app = acidic.App(_url())
+    app = _served_app()
     slow: list[tuple[float, str, Any]] = []
     current = {"page": ""}
 

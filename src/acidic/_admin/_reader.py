@@ -224,9 +224,12 @@ class Admin:
         rows = self._annotated([_summary(r) for r in found[:limit]])
         return RunPage(rows, str(rows[-1].id) if more and rows else None)
 
-    def count_runs(self, flt: RunFilter = ALL_RUNS) -> int:
-        """How many runs match ``flt``."""
-        return self.queries.count(flt, self._scope(flt))
+    def count_runs(self, flt: RunFilter = ALL_RUNS, *, at_most: int | None = None) -> int:
+        """How many runs match ``flt``; with ``at_most``, counting stops there (the
+        result is then at most ``at_most + 1``: "more than ``at_most``")."""
+        if at_most is not None:
+            check_int("at_most", at_most, 1, 2**31 - 1)
+        return self.queries.count(flt, self._scope(flt), at_most)
 
     def keys(self, flt: RunFilter) -> list[str]:
         """The keys of every run matching ``flt``, oldest first (for bulk actions)."""

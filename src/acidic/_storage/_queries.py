@@ -292,9 +292,17 @@ class Queries(ReportQueries):
         )
         return [SummaryRow._make(r) for r in self._all("listing runs", stmt)]
 
-    def count(self, selection: Selection, scope: FleetScope | None = None) -> int:
-        """How many runs are selected."""
-        stmt = sa.select(sa.func.count()).select_from(runs).where(*self._where(selection, scope))
+    def count(
+        self, selection: Selection, scope: FleetScope | None = None, at_most: int | None = None
+    ) -> int:
+        """How many runs are selected (counting stops past ``at_most``, when given: a
+        page that shows "10,000+" need not read a million rows)."""
+        where = self._where(selection, scope)
+        if at_most is None:
+            stmt = sa.select(sa.func.count()).select_from(runs).where(*where)
+        else:
+            first = sa.select(runs.c.id).where(*where).limit(at_most + 1).subquery()
+            stmt = sa.select(sa.func.count()).select_from(first)
         return int(self._all("counting runs", stmt)[0][0])
 
     def keys(self, selection: Selection, scope: FleetScope | None = None) -> list[str]:
