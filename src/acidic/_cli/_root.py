@@ -54,9 +54,11 @@ COMMANDS: dict[str, str] = {
     "demo": "acidic._cli._demo:demo",
     "migrate": "acidic._cli._root:migrate",
     "prune": "acidic._cli._ops:prune",
+    "queues": "acidic._cli._fleet:queues",
     "runs": "acidic._cli._runs:runs",
     "stats": "acidic._cli._ops:stats",
     "worker": "acidic._cli._worker:worker",
+    "workers": "acidic._cli._fleet:workers",
 }
 
 

@@ -6,6 +6,7 @@ through the App. Output is a rich table on a terminal and JSON with ``--json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -55,6 +56,18 @@ def runs() -> None:
     help="most runs to show",
 )
 @click.option("--cursor", metavar="CURSOR", help="show the page after this one (printed below)")
+@click.option("--due", is_flag=True, help="only waiting runs that are due now")
+@click.option(
+    "--orphaned",
+    is_flag=True,
+    help="only running runs whose worker stopped heartbeating or whose lock expired",
+)
+@click.option(
+    "--unknown-job",
+    "unknown_job",
+    is_flag=True,
+    help="only due runs of a job that no live worker knows on their queue",
+)
 @json_option
 def list_runs(
     database_url: str | None,
@@ -66,6 +79,9 @@ def list_runs(
     since: str | None,
     limit: int,
     cursor: str | None,
+    due: bool,
+    orphaned: bool,
+    unknown_job: bool,
     as_json: bool,
 ) -> None:
     """List runs, newest first.
@@ -74,8 +90,15 @@ def list_runs(
     Examples:
       acidic runs list --status failed --since 1h
       acidic runs list --job billing.charge --queue default --json
+      acidic runs list --orphaned
+      acidic runs list --unknown-job
     """
-    flt = make_filter(statuses, jobs, queues, key_prefix, since)
+    flt = dataclasses.replace(
+        make_filter(statuses, jobs, queues, key_prefix, since),
+        due=due,
+        orphaned=orphaned,
+        unknown_job=unknown_job,
+    )
     if cursor is not None and not cursor.isdigit():
         raise click.BadParameter(
             f"{cursor!r} is not a cursor printed by acidic runs list", param_hint="--cursor"
@@ -110,21 +133,34 @@ def _runs_table(rows: list[RunSummary]) -> Table:
     table.add_column("queue")
     table.add_column("attempts", justify="right")
     table.add_column("next step", overflow="fold")
+    table.add_column("due (UTC)", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
-    table.add_column("error", overflow="fold")
+    table.add_column("error / warning", overflow="fold")
     for r in rows:
         attempts = f"{r.attempts}/{r.max_attempts}" if r.max_attempts else str(r.attempts)
         error = f"{r.error.type.rsplit('.', 1)[-1]}: {r.error.message}" if r.error else ""
+        status = status_text(r.status)
+        if r.orphaned:
+            status.append(" (orphaned)", style="bold red")
+        note = Text(error if len(error) <= 60 else error[:59] + "…")
+        if r.warning and not r.orphaned:
+            note = Text(r.warning, style="yellow")
+        elif r.orphaned:
+            note = Text(f"takeover at {fmt_time(r.takeover_at)}", style="yellow")
+        due = Text("-")
+        if r.run_at is not None:
+            due = Text(fmt_time(r.run_at) + (" (due)" if r.due else ""))
         table.add_row(
             Text(r.key),
             Text(r.job),
-            status_text(r.status),
+            status,
             Text(r.queue or "(inline)"),
             attempts,
             Text(r.recovery_point or "-"),
+            due,
             fmt_time(r.updated_at),
             # Short: the whole error is in `acidic runs show`.
-            Text(error if len(error) <= 60 else error[:59] + "…"),
+            note,
         )
     return table
 
@@ -168,10 +204,32 @@ def _print_detail(out: Console, d: RunDetail) -> None:
     head.add_row("finished", fmt_time(s.finished_at))
     if s.run_at is not None:
         head.add_row("due", fmt_time(s.run_at))
-    if s.locked_at is not None:
-        head.add_row("locked", fmt_time(s.locked_at))
+    _fleet_rows(head, s)
     head.add_row("steps", Text(" → ".join(d.steps)))
     out.print(Panel(head, title="run", title_align="left", expand=False))
+    _print_rest(out, d)
+
+
+def _fleet_rows(head: Table, s: RunSummary) -> None:
+    """The lock, its owner and why the run waits or is stuck."""
+    if s.locked_at is not None:
+        head.add_row("locked (heartbeat)", fmt_time(s.locked_at))
+    if s.lock_expires_at is not None:
+        head.add_row("lock expires", fmt_time(s.lock_expires_at))
+    if s.status == RunStatus.RUNNING:
+        head.add_row("owner", Text(s.owner or "(inline: app.run)"))
+        if s.owner_heartbeat_at is not None:
+            head.add_row("owner heartbeat", fmt_time(s.owner_heartbeat_at))
+    if s.orphaned:
+        head.add_row("orphaned", Text(f"yes: taken over at {fmt_time(s.takeover_at)}", "red"))
+    if s.reason:
+        head.add_row("why", Text(s.reason))
+    if s.warning and s.warning != s.reason:
+        head.add_row("warning", Text(s.warning, style="yellow"))
+
+
+def _print_rest(out: Console, d: RunDetail) -> None:
+    s = d.summary
 
     if d.hidden_reason:
         out.print(Text(d.hidden_reason, style="yellow"))

@@ -108,6 +108,15 @@ class Operations(ManagerBase):
             queue, jobs, limit, clock=self.clock, lock_timeout=self.lock_timeout_of, owner=owner
         )
 
+    def describe_failure(self, exc: BaseException) -> str:
+        """An exception in one line for a log: a driver error as the store describes it
+        (``cannot connect to URL: connection refused ...``), else its type and message."""
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, sa.exc.DBAPIError):
+            cause = cause.__cause__
+        text = self.store.describe(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
+        return " ".join(text.split())
+
     @functools.cached_property
     def fleet(self) -> Fleet:
         """The worker registry, paused queues and the reads about queues."""

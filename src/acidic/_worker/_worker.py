@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .._engine import Ended, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from ._backoff import Backoff
 from ._registry import REGISTRY_MAX_INTERVAL, Registration
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ class Worker:
     # -- dispatching ------------------------------------------------------------------
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
-        failures = 0
+        backoff = Backoff()
         while True:
             self._obey_signals()
             if self._stopping.is_set():
@@ -245,7 +246,8 @@ class Worker:
             if free > 0:
                 try:
                     claimed = self._claim(free, pool)
-                    failures = 0
+                    if backoff.succeeded():
+                        log.info("claiming works again")
                 except Exception as exc:
                     if self.manager.is_contention(exc):
                         # A deadlock between claimers (seen on MariaDB): plain contention.
@@ -254,9 +256,15 @@ class Worker:
                         continue
                     # Anything else (the database restarting, the network): keep the worker
                     # alive and try again, backing off.
-                    failures += 1
-                    delay = min(0.1 * 2 ** (failures - 1), 5.0)
-                    log.exception("claiming failed; retrying in %.1f s", delay)
+                    # One line per failure (the traceback at DEBUG), the delay growing
+                    # across reconnects (see Backoff).
+                    delay = backoff.failed()
+                    log.warning(
+                        "claiming failed: %s; retrying in %.1f s",
+                        self.manager.describe_failure(exc),
+                        delay,
+                    )
+                    log.debug("claiming failed", exc_info=True)
                     self._pause(self._stopping, delay)
                     continue
             if claimed and self._busy < self.concurrency:
@@ -436,8 +444,9 @@ class Worker:
                 continue
             try:
                 lost = manager.renew_locks([(h.run_id, h.token, h.lock_timeout) for h in held])
-            except Exception:
-                log.exception("heartbeat failed")
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", self.manager.describe_failure(exc))
+                log.debug("heartbeat failed", exc_info=True)
                 continue
             with self._lock:  # a run that just ended released its lock: not lost
                 lost &= {h.run_id for h in self._held.values()}
@@ -454,7 +463,7 @@ class Worker:
             log.debug("registry heartbeat failed: %s", exc)
 
     def _listen_loop(self) -> None:
-        failures = 0
+        backoff = Backoff()
         while not self._stopped.is_set():
             try:
                 notes = self.manager.notifications(self.queues, self._stopped.is_set)
@@ -462,9 +471,15 @@ class Worker:
                     with self._lock:
                         self._notified.add(queue)
                     self._wake.set()
-                    failures = 0
-            except Exception:
-                failures += 1
-                delay = min(0.1 * 2 ** (failures - 1), 5.0)
-                log.warning("notification connection lost; reconnecting in %.1f s", delay)
+                    backoff.succeeded()
+            except Exception as exc:
+                delay = backoff.failed()
+                # The first loss of a streak is worth a line; the dispatcher's claims
+                # (which poll meanwhile) report the outage itself.
+                log.log(
+                    logging.WARNING if backoff.failures == 1 else logging.DEBUG,
+                    "notification connection lost (%s); reconnecting in %.1f s",
+                    self.manager.describe_failure(exc),
+                    delay,
+                )
                 self._stopped.wait(delay)
