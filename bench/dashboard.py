@@ -21,12 +21,20 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
+import acidic
+from acidic.dashboard import create_app
+
 from .common import PG_SERVER
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's test client warns about its httpx use
+    from starlette.testclient import TestClient
 
 DATABASE = "acidic_bench_dashboard"
 #: Seconds beyond which a page fails the goal.
@@ -99,8 +107,6 @@ WHERE r.status <> 'pending' AND (e.event <> 'errored' OR r.status = 'failed')
 
 
 def seed(runs: int, reseed: bool) -> None:
-    import acidic
-
     _ensure_database()
     with acidic.App(_url()) as app:
         app.migrate()
@@ -150,7 +156,6 @@ def pages(runs: int) -> list[tuple[str, str]]:
 def _served_app() -> Any:
     """An App registering the seeded jobs (job0 ... job9), as ``acidic dashboard --app``
     serves one: the runs page's job and queue lists come from it."""
-    import acidic
 
     class Seeded(acidic.Job):
         user_id: int
@@ -167,15 +172,6 @@ def _served_app() -> Any:
 
 
 def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient
-
-    import acidic
-    from acidic.dashboard import create_app
-
     app = _served_app()
     slow: list[tuple[float, str, Any]] = []
     current = {"page": ""}
@@ -190,7 +186,7 @@ def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
         if took > 0.020:
             slow.append((took, current["page"], (statement, params)))
 
-    token = "bench-dashboard-token"
+    token = "bench-dashboard-token"  # noqa: S105 - a throw-away token of this process
     client = TestClient(
         create_app(app, refresh=0, token=token),
         base_url="http://127.0.0.1",

@@ -101,8 +101,8 @@ def test_workers__a_live_worker_its_runs_and_a_job_no_worker_knows(
     workers = admin.send("/workers").body
     assert "no live worker knows job &#39;Stranger&#39; on queue &#39;default&#39;" in workers
     assert 'href="/ops/runs?job=Stranger&amp;queue=default">1 run(s)</a>' in workers
-    listed = admin.send("/runs?only=unknown_job").body
-    assert re.findall(r'data-key="([^"]+)"', listed) == ["stranger-1"]
+    flagged_runs = admin.send("/runs?only=unknown_job").body
+    assert re.findall(r'data-key="([^"]+)"', flagged_runs) == ["stranger-1"]
     run = admin.send("/run?key=stranger-1").body
     assert 'id="run-warning"' in run
     assert "no live worker knows job &#39;Stranger&#39;" in run
