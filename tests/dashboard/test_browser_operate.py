@@ -188,8 +188,9 @@ def test_run_page__a_killed_workers_run_shows_orphaned_with_its_takeover_time(
     served: str, app: acidic.App, url: str, page: Page
 ) -> None:
     with worker(url) as first:
-        app.enqueue(ops_app.Slow(n=1), key="slow-1")
-        wait_status(app, "slow-1", "running")
+        # Ahead of the runs the bulk test retried, which wait in the same queue.
+        app.enqueue(ops_app.Slow(n=1), key="slow-1", priority=100)
+        wait_status(app, "slow-1", "running", timeout=60)
         page.goto(served + "/run?key=slow-1")
         expect(page.locator("#run-owner")).to_contain_text(f":{first.pid}:")
         expect(page.locator("#run-lock-expiry")).not_to_have_text("-")
