@@ -12,7 +12,7 @@ import acidic
 from acidic._admin import Admin
 from tests.support.dashboard import ops_app
 from tests.support.dashboard.client import Client
-from tests.support.dashboard.helpers import wait_for, wait_status, worker
+from tests.support.dashboard.helpers import status_of, wait_for, wait_status, worker
 
 ADMIN = {"X-User": "admin"}
 
@@ -106,3 +106,10 @@ def test_workers__a_live_worker_its_runs_and_a_job_no_worker_knows(
     run = admin.send("/run?key=stranger-1").body
     assert 'id="run-warning"' in run
     assert "no live worker knows job &#39;Stranger&#39;" in run
+
+    # A bulk action on that filter: cancel every run no live worker can run.
+    confirm = admin.send("/runs/bulk?action=cancel&only=unknown_job")
+    assert re.search(r'Cancel <strong id="bulk-count">1</strong>', confirm.body)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', confirm.body))
+    assert "1 of 1 run(s) cancelled" in admin.send("/runs/bulk", fields).body
+    assert status_of(app, "stranger-1") == "cancelled"

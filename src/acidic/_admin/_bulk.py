@@ -21,6 +21,7 @@ from .._engine._actions import accepted
 from .._errors import InvalidArgumentError, RunStateError, UnknownKeyError
 from ._acting import OPERATIONS, perform
 from ._filters import RunFilter, check_int
+from ._reader import Admin
 
 __all__ = ["BATCH", "BulkAction", "BulkPlan", "BulkStep", "Skipped"]
 
@@ -83,12 +84,14 @@ class BulkAction:
         self.action = action
         self.batch = check_int("batch", batch, 1, 10_000)
         self.selection = flt.narrowed(accepted(action))
+        self.admin = Admin(app)
 
     def plan(self) -> BulkPlan:
         """How many runs the action would act on now, and the last id among them."""
         if self.selection is None:
             return BulkPlan(self.action, None, 0, 0)
-        count, upto = self.app.manager.queries.bounds(self.selection)
+        scope = self.admin.scope(self.selection)
+        count, upto = self.app.manager.queries.bounds(self.selection, scope)
         return BulkPlan(self.action, self.selection, count, upto)
 
     def step(self, *, after: int, upto: int, budget: float = 2.0) -> BulkStep:
@@ -103,9 +106,11 @@ class BulkAction:
             return result
         deadline = time.monotonic() + budget
         queries = self.app.manager.queries
+        # The fleet filters (orphaned, no live worker knows the job) as of this step.
+        scope = self.admin.scope(self.selection)
         while True:
             rows = queries.batch(
-                self.selection, after_id=result.after, upto_id=upto, limit=self.batch
+                self.selection, after_id=result.after, upto_id=upto, limit=self.batch, scope=scope
             )
             for run_id, key in rows:
                 if time.monotonic() >= deadline and (result.done or result.skipped):

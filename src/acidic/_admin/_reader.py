@@ -184,6 +184,11 @@ class Admin:
         """Due runs, by queue and job, that no live worker knows."""
         return unknown_jobs(self.fleet, FleetView.read(self.fleet, self._now()))
 
+    def scope(self, flt: RunFilter) -> FleetScope | None:
+        """What the fleet filters of ``flt`` (due, orphaned, unknown job) compare with
+        now: the time and the (queue, job) pairs no live worker knows; None without them."""
+        return self._scope(flt)
+
     def _scope(self, flt: RunFilter) -> FleetScope | None:
         if not (flt.due or flt.orphaned or flt.unknown_job):
             return None

@@ -17,7 +17,7 @@ from .._run import RunStatus
 from ._schema import WAITING, runs
 
 if TYPE_CHECKING:
-    from ._queries import Selection, SummaryRow
+    from ._queries import FleetScope, Selection, SummaryRow
 
 __all__ = ["ReportQueries"]
 
@@ -25,7 +25,9 @@ __all__ = ["ReportQueries"]
 class ReportQueries:
     """Reads for bulk actions, statistics and the schedule (see the module)."""
 
-    def _where(self, selection: Selection) -> list[sa.ColumnElement[bool]]:
+    def _where(
+        self, selection: Selection, scope: FleetScope | None = None
+    ) -> list[sa.ColumnElement[bool]]:
         raise NotImplementedError
 
     def _reading(self, doing: str) -> contextlib.AbstractContextManager[Connection]:
@@ -40,25 +42,31 @@ class ReportQueries:
     def _summaries(self, doing: str, stmt: sa.Executable) -> list[SummaryRow]:
         raise NotImplementedError
 
-    def bounds(self, selection: Selection) -> tuple[int, int]:
+    def bounds(self, selection: Selection, scope: FleetScope | None = None) -> tuple[int, int]:
         """How many runs are selected, and the highest id among them (0 when none): a
         bulk action confirmed for that many runs stops at that id."""
         stmt = (
             sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(runs.c.id), 0))
             .select_from(runs)
-            .where(*self._where(selection))
+            .where(*self._where(selection, scope))
         )
         count, top = self._all("counting runs", stmt)[0]
         return int(count), int(top)
 
     def batch(
-        self, selection: Selection, *, after_id: int, upto_id: int, limit: int
+        self,
+        selection: Selection,
+        *,
+        after_id: int,
+        upto_id: int,
+        limit: int,
+        scope: FleetScope | None = None,
     ) -> list[tuple[int, str]]:
         """(id, key) of at most ``limit`` selected runs with ``after_id < id <= upto_id``,
         in id order: one batch of a bulk action."""
         stmt = (
             sa.select(runs.c.id, runs.c.idempotency_key)
-            .where(*self._where(selection), runs.c.id > after_id, runs.c.id <= upto_id)
+            .where(*self._where(selection, scope), runs.c.id > after_id, runs.c.id <= upto_id)
             .order_by(runs.c.id)
             .limit(limit)
         )
