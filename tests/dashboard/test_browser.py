@@ -241,6 +241,9 @@ def test_token__login_required_wrong_token_refused_right_one_accepted(
     with dashboard(url, "--token", "s3cret-token-123") as base:
         page.goto(base + "/runs?status=failed")
         expect(page).to_have_url(re.compile(r"/login\?next="))
+        # A logged-out visitor sees no navigation, no search and no log-out button.
+        assert page.locator("header nav, header form.search, header form.logout").count() == 0
+        assert page.locator("link[rel=icon]").get_attribute("href") == "/static/favicon.svg"
         page.fill("input[name=token]", "wrong-token-000")
         page.click(".login button")
         expect(page.locator(".banner.error")).to_contain_text("not valid")
@@ -253,12 +256,11 @@ def test_token__login_required_wrong_token_refused_right_one_accepted(
         try:
             api = other.request
             assert api.get(base + "/", max_redirects=0).status == 303
-            assert (
-                api.get(
-                    base + "/", headers={"Authorization": "Bearer nope"}, max_redirects=0
-                ).status
-                == 303
-            )
+            # A script with a wrong token gets 401, not the login page meant for people.
+            wrong = api.get(base + "/", headers={"Authorization": "Bearer nope"}, max_redirects=0)
+            assert wrong.status == 401
+            assert wrong.headers["www-authenticate"].startswith("Bearer")
+            assert "login" not in wrong.text().lower()
             bearer = api.get(base + "/", headers={"Authorization": "Bearer s3cret-token-123"})
             assert bearer.status == 200
             link = other.new_page()

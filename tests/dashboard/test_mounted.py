@@ -4,99 +4,17 @@ database, spoken to over HTTP."""
 
 from __future__ import annotations
 
-import http.cookiejar
-import os
 import re
-import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 import acidic
 from tests.support.dashboard import ops_app
-from tests.support.dashboard.helpers import ROOT, free_port, seed, status_of, wait_for
+from tests.support.dashboard.client import Client
+from tests.support.dashboard.helpers import status_of
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-
-
-@dataclass
-class Reply:
-    status: int
-    body: str
-    location: str | None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-class Client:
-    """A browser-like client: keeps cookies, does not follow redirects."""
-
-    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
-        self.base = base
-        self.headers = headers or {}
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect()
-        )
-
-    def send(self, path: str, form: dict[str, str] | None = None) -> Reply:
-        data = None if form is None else urllib.parse.urlencode(form).encode()
-        request = urllib.request.Request(self.base + path, data=data, headers=self.headers)
-        try:
-            with self.opener.open(request, timeout=10) as response:
-                return Reply(response.status, response.read().decode(), None)
-        except urllib.error.HTTPError as exc:
-            return Reply(exc.code, exc.read().decode(), exc.headers.get("location"))
-
-
-@pytest.fixture
-def mounted(database_url: str) -> Iterator[tuple[str, acidic.App]]:
-    """``tests.support.dashboard.host_app`` served by uvicorn in a child process."""
-    app = ops_app.make_app(database_url)
-    app.migrate()
-    seed(app)
-    port = free_port()
-    env = {**os.environ, "ACIDIC_DATABASE_URL": database_url}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.support.dashboard.host_app:host",
-            "--port",
-            str(port),
-            "--log-level",
-            "error",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool | None:
-        assert proc.poll() is None, f"uvicorn exited {proc.returncode}"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return None
-
-    try:
-        wait_for("uvicorn to listen", up)
-        yield f"{base}/ops", app
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        app.close()
 
 
 def test_mounted__auth_callback_pages_and_a_csrf_checked_retry(

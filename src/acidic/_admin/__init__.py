@@ -10,13 +10,17 @@ through the manager's read-only queries (``app.manager.queries``, SQL in
 - :mod:`._records`: what :class:`Admin` returns (summaries, details, stats);
 - :mod:`._format`: times, durations and stored values for display (CLI and dashboard);
 - :mod:`._reader`: :class:`Admin`;
-- :mod:`._acting`: :func:`perform`, the operator actions through the App.
+- :mod:`._acting`: :func:`perform`, the operator actions through the App;
+- :mod:`._bulk`: :class:`BulkAction`, an action on every run a filter selects, in batches;
+- :mod:`._insights`: per-job statistics and the schedule of waiting runs.
 """
 
 from ._acting import OPERATIONS, perform
+from ._bulk import BulkAction, BulkPlan, BulkStep, Skipped
 from ._filters import RunFilter, parse_duration, parse_since
 from ._fleet import FleetView, UnknownJob
 from ._format import fmt_duration, fmt_time, to_jsonable
+from ._insights import JobStats, Schedule
 from ._reader import MAX_BUCKETS, MAX_PAGE, Admin, timeline
 from ._records import (
     REDACTED,
@@ -38,13 +42,19 @@ __all__ = [
     "REDACTED",
     "Admin",
     "Bucket",
+    "BulkAction",
+    "BulkPlan",
+    "BulkStep",
     "FleetView",
+    "JobStats",
     "QueueInfo",
     "RunDetail",
     "RunFilter",
     "RunPage",
     "RunSummary",
+    "Schedule",
     "SignalInfo",
+    "Skipped",
     "Stats",
     "StepSpan",
     "UnknownJob",

@@ -87,6 +87,13 @@ class RunFilter:
     key_prefix: str | None = None
     #: Keys containing this text (compared exactly, case included).
     key_contains: str | None = None
+    #: Runs whose key, arguments (as stored JSON) or error (type, message, traceback)
+    #: contain this text (compared exactly, case included).
+    text: str | None = None
+    #: With ``text``: search the arguments of these jobs only (None: of every job). The
+    #: dashboard leaves out jobs that redact fields, so that a search cannot be used to
+    #: test guesses of a hidden value.
+    text_args_jobs: tuple[str, ...] | None = None
     #: Runs created, claimed or finished at or after this time.
     since: dt.datetime | None = None
     #: Only waiting runs already due.
@@ -100,7 +107,9 @@ class RunFilter:
         _names("statuses", self.statuses)
         _names("jobs", self.jobs)
         _names("queues", self.queues, none_ok=True)
-        for field in ("key_prefix", "key_contains"):
+        if self.text_args_jobs is not None:
+            _names("text_args_jobs", self.text_args_jobs)
+        for field in ("key_prefix", "key_contains", "text"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
                 raise InvalidArgumentError(f"RunFilter {field} must be a str, not {value!r}")
@@ -128,6 +137,7 @@ class RunFilter:
             or self.queues
             or self.key_prefix
             or self.key_contains
+            or self.text
             or self.since
             or self.due
             or self.orphaned
@@ -155,6 +165,8 @@ class RunFilter:
             parts.append(f"key starting with {self.key_prefix!r}")
         if self.key_contains:
             parts.append(f"key containing {self.key_contains!r}")
+        if self.text:
+            parts.append(f"key, arguments or error containing {self.text!r}")
         if self.since:
             parts.append(f"active since {self.since.isoformat(timespec='seconds')}")
         if self.due:

@@ -22,6 +22,7 @@ from .._storage._queries import FleetScope, StepEvent, SummaryRow
 from ._filters import RunFilter, check_int
 from ._fleet import FleetView, UnknownJob, list_queues, list_workers, needs_view, unknown_jobs
 from ._format import to_jsonable
+from ._insights import JobStats, Schedule, due_edges, job_stats, parse_cursor, schedule
 from ._records import (
     REDACTED,
     Bucket,
@@ -185,6 +186,11 @@ class Admin:
         """Due runs, by queue and job, that no live worker knows."""
         return unknown_jobs(self.fleet, FleetView.read(self.fleet, self._now()))
 
+    def scope(self, flt: RunFilter) -> FleetScope | None:
+        """What the fleet filters of ``flt`` (due, orphaned, unknown job) compare with
+        now: the time and the (queue, job) pairs no live worker knows; None without them."""
+        return self._scope(flt)
+
     def _scope(self, flt: RunFilter) -> FleetScope | None:
         if not (flt.due or flt.orphaned or flt.unknown_job):
             return None
@@ -225,9 +231,12 @@ class Admin:
         rows = self._annotated([_summary(r) for r in found[:limit]])
         return RunPage(rows, str(rows[-1].id) if more and rows else None)
 
-    def count_runs(self, flt: RunFilter = ALL_RUNS) -> int:
-        """How many runs match ``flt``."""
-        return self.queries.count(flt, self._scope(flt))
+    def count_runs(self, flt: RunFilter = ALL_RUNS, *, at_most: int | None = None) -> int:
+        """How many runs match ``flt``; with ``at_most``, counting stops there (the
+        result is then at most ``at_most + 1``: "more than ``at_most``")."""
+        if at_most is not None:
+            check_int("at_most", at_most, 1, 2**31 - 1)
+        return self.queries.count(flt, self._scope(flt), at_most)
 
     def keys(self, flt: RunFilter) -> list[str]:
         """The keys of every run matching ``flt``, oldest first (for bulk actions)."""
@@ -301,6 +310,33 @@ class Admin:
             )
         now = now or dt.datetime.now(dt.UTC)
         return self.queries.prunable(now - older_than)
+
+    # -- job statistics and the schedule ----------------------------------------------
+
+    def job_stats(
+        self, window: dt.timedelta = dt.timedelta(hours=24), *, now: dt.datetime | None = None
+    ) -> list[JobStats]:
+        """Each job's runs over ``window``: ended by status, open by status, p50/p95
+        duration and failure rate (see :mod:`._insights`)."""
+        return job_stats(self.queries, _window("the window", window), now=now)
+
+    def schedule(
+        self, *, limit: int = 50, cursor: str | None = None, now: dt.datetime | None = None
+    ) -> Schedule:
+        """Runs waiting for their due time, soonest first, ``limit`` a page after
+        ``cursor`` (a schedule's ``next_cursor``), with counts per coming period."""
+        check_int("limit", limit, 1, MAX_PAGE)
+        after = None
+        if cursor is not None:
+            after = parse_cursor(cursor) if isinstance(cursor, str) else None
+            if after is None:
+                raise InvalidArgumentError(
+                    f"invalid cursor {cursor!r}: use the next_cursor of a schedule"
+                )
+        now = now or dt.datetime.now(dt.UTC)
+        rows = [_summary(r) for r in self.queries.waiting(after=after, limit=limit + 1)]
+        counts = self.queries.waiting_counts(due_edges(now))
+        return schedule(rows, counts, now=now, limit=limit)
 
     # -- stats ------------------------------------------------------------------------
 

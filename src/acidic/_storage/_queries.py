@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .._run import RunStatus
+from ._report_queries import ReportQueries
 from ._schema import WAITING, history, runs, signals, workers
 
 if TYPE_CHECKING:
@@ -58,6 +59,14 @@ class Selection(Protocol):
 
     @property
     def key_contains(self) -> str | None: ...
+
+    #: Key, arguments or error containing this text.
+    @property
+    def text(self) -> str | None: ...
+
+    #: With ``text``: the jobs whose arguments are searched (None: every job's).
+    @property
+    def text_args_jobs(self) -> tuple[str, ...] | None: ...
 
     #: Runs created, claimed or finished at or after this time.
     @property
@@ -161,7 +170,7 @@ _DISTINCT = {"job": runs.c.job, "queue": runs.c.queue}
 _PRUNABLE = (RunStatus.SUCCEEDED.value, RunStatus.CANCELLED.value)
 
 
-class Queries:
+class Queries(ReportQueries):
     """The read-only queries of one :class:`Store`; every method checks the schema
     first and reports a database failure as :class:`acidic.StorageError`."""
 
@@ -176,12 +185,19 @@ class Queries:
             self.store.translated(doing),
             self.store.engine.connect().execution_options(acidic_read_only=True) as conn,
         ):
+            self.store.dialect.prepare_report(conn)
             yield conn
             conn.rollback()
 
     def _all(self, doing: str, stmt: sa.Executable) -> list[Any]:
         with self._reading(doing) as conn:
             return list(conn.execute(stmt).all())
+
+    def _columns(self) -> tuple[sa.ColumnElement[Any], ...]:
+        return _SUMMARY_COLUMNS
+
+    def _summaries(self, doing: str, stmt: sa.Executable) -> list[SummaryRow]:
+        return [SummaryRow._make(r) for r in self._all(doing, stmt)]
 
     def _where(
         self, selection: Selection, scope: FleetScope | None = None
@@ -205,6 +221,19 @@ class Queries:
         if selection.key_contains:
             conditions.append(
                 self.store.dialect.contains(runs.c.idempotency_key, selection.key_contains)
+            )
+        if selection.text:
+            contains = self.store.dialect.contains
+            in_args = contains(runs.c.args, selection.text)
+            if selection.text_args_jobs is not None:
+                in_args = sa.and_(runs.c.job.in_(selection.text_args_jobs), in_args)
+            conditions.append(
+                sa.or_(
+                    contains(runs.c.idempotency_key, selection.text),
+                    in_args,
+                    # NULL (no error) is not "does not contain": say false outright.
+                    sa.and_(runs.c.error.is_not(None), contains(runs.c.error, selection.text)),
+                )
             )
         if selection.since is not None:
             conditions.append(
@@ -265,9 +294,17 @@ class Queries:
         )
         return [SummaryRow._make(r) for r in self._all("listing runs", stmt)]
 
-    def count(self, selection: Selection, scope: FleetScope | None = None) -> int:
-        """How many runs are selected."""
-        stmt = sa.select(sa.func.count()).select_from(runs).where(*self._where(selection, scope))
+    def count(
+        self, selection: Selection, scope: FleetScope | None = None, at_most: int | None = None
+    ) -> int:
+        """How many runs are selected (counting stops past ``at_most``, when given: a
+        page that shows "10,000+" need not read a million rows)."""
+        where = self._where(selection, scope)
+        if at_most is None:
+            stmt = sa.select(sa.func.count()).select_from(runs).where(*where)
+        else:
+            first = sa.select(runs.c.id).where(*where).limit(at_most + 1).subquery()
+            stmt = sa.select(sa.func.count()).select_from(first)
         return int(self._all("counting runs", stmt)[0][0])
 
     def keys(self, selection: Selection, scope: FleetScope | None = None) -> list[str]:
@@ -366,7 +403,9 @@ class Queries:
         consecutive ``edges`` (a slice holds its start, not its end; the last one holds
         both)."""
         done = self._sliced(edges, runs.c.finished_at, runs.c.status == RunStatus.SUCCEEDED.value)
-        errors = self._sliced(edges, history.c.at, history.c.event == "errored")
+        # Literal: a partial index (0004) is used only for a value known when planning.
+        errored = history.c.event == sa.literal_column("'errored'")
+        errors = self._sliced(edges, history.c.at, errored)
         return Activity(done, errors)
 
     def _sliced(

@@ -178,6 +178,11 @@ Index(
 # MariaDB and MySQL: acidic_runs_claim_idx (queue, status, ...) serves these reads; a
 # second index led by the status made MariaDB walk it for claims (and sort).
 
+#: 0010: runs by status in id order (the dashboard's lists and counts by status);
+#: PostgreSQL only, whose planner weighs it by statistics (on MariaDB a second index led by
+#: the status was walked by claims; SQLite plans without statistics).
+Index("acidic_runs_status_idx", runs.c.status, runs.c.id).ddl_if(dialect="postgresql")
+
 history = Table(
     "acidic_history",
     metadata,
@@ -198,6 +203,15 @@ history = Table(
     mysql_collate="utf8mb4_nopad_bin",
     mysql_engine="InnoDB",
 )
+
+#: 0010: step errors by time (the overview's error chart); PostgreSQL and SQLite only,
+#: partial (on MariaDB a full index would cost every history write).
+Index(
+    "acidic_history_errored_idx",
+    history.c.at,
+    postgresql_where=history.c.event == literal_column("'errored'"),
+    sqlite_where=history.c.event == literal_column("'errored'"),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
 
 signals = Table(
     "acidic_signals",

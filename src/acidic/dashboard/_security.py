@@ -142,8 +142,15 @@ class Access:
 
     def _token_guard(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
-        if header.startswith("Bearer ") and self.token_matches(header[7:]):
-            return None
+        if header.startswith("Bearer "):
+            if self.token_matches(header[7:]):
+                return None
+            # A script, not a person: a login page would not help it.
+            return PlainTextResponse(
+                "invalid bearer token",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         session = request.cookies.get(SESSION_COOKIE, "")
         if session and secrets.compare_digest(session, self.session_value()):
             return None
@@ -159,7 +166,9 @@ class Access:
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             target = f"{base_path(request)}/login?next={urllib.parse.quote(here, safe='')}"
             return RedirectResponse(target, status_code=303)
-        return PlainTextResponse("authentication required", status_code=401)
+        return PlainTextResponse(
+            "authentication required", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
 
     async def form(self, request: Request) -> dict[str, str] | Response:
         """The POSTed form, once its CSRF token and origin are checked."""

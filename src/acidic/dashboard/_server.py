@@ -38,27 +38,40 @@ from .._admin import (
     to_jsonable,
 )
 from .._app import App
-from .._engine._actions import ACTIONS
+from .._engine._actions import ACTIONS, accepted
 from .._errors import (
     AcidicError,
     InvalidArgumentError,
     InvalidKeyError,
     RunStateError,
+    StorageError,
     UnknownKeyError,
     UnknownRecoveryPointError,
 )
 from .._run import RunStatus
+from ._bulk import BulkPages
 from ._charts import SINCE, WINDOWS, chart, slice_label
+from ._fleet import FleetPages
+from ._pages import InsightPages
+from ._params import ONLY, filter_params, query_of, run_filter
 from ._security import CSRF_COOKIE, SESSION_COOKIE, Access, AuthCallback, SecurityHeaders, base_path
 
 __all__ = ["AuthCallback", "create_app"]
 
 PAGE_SIZE = 50
+#: The runs page counts matching runs up to this, then says "more than".
+COUNT_LIMIT = 10_000
 NOTICES = {
     "retried": "Retry requested: the run is pending and a worker will pick it up.",
     "resumed": "Resumed: the run is pending and a worker will pick it up.",
     "cancelled": "Cancelled.",
     "cancel-requested": "Cancel requested: the run stops at its next step boundary.",
+}
+#: The files under /static/, with their media types.
+STATIC_TYPES = {
+    "dashboard.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
 }
 #: Statuses whose page refreshes itself: the run may change without anyone acting.
 LIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SCHEDULED})
@@ -100,7 +113,7 @@ class Dashboard:
             name: resources.files("acidic.dashboard")
             .joinpath("static", name)
             .read_text(encoding="utf-8")
-            for name in ("dashboard.css", "dashboard.js")
+            for name in STATIC_TYPES
         }
 
     # -- rendering --------------------------------------------------------------------
@@ -119,6 +132,8 @@ class Dashboard:
             "refresh_ms": self.refresh_ms,
             "logged_in": self.access.token is not None and self.access.auth is None,
             "path": request.url.path,
+            # Navigation only for someone who may use the dashboard.
+            "nav": True,
             **context,
         }
         html = self.env.get_template(template).render(values)
@@ -128,8 +143,29 @@ class Dashboard:
         return response
 
     def message(self, request: Request, title: str, message: str, status: int) -> Response:
-        """A page that only says ``message``."""
-        return self.page(request, "message.html", {"title": title, "message": message}, status)
+        """A page that only says ``message`` (without navigation when it refuses access)."""
+        context = {"title": title, "message": message, "nav": status not in (401, 403)}
+        return self.page(request, "message.html", context, status)
+
+    def searchable(self) -> tuple[str, ...]:
+        """The jobs whose arguments a search looks in: those registered with the App
+        that redact nothing (a search must not confirm a guess of a hidden value)."""
+        return tuple(
+            sorted(name for name, cls in self.app.jobs.items() if not getattr(cls, "redact", ()))
+        )
+
+    def base(self, request: Request) -> str:
+        """The path the dashboard is mounted at."""
+        return base_path(request)
+
+    def unavailable(self, request: Request, exc: Exception) -> Response:
+        """The page (or, for a live update, the fragment) shown while the database
+        cannot be reached: 503, and the page retries by itself."""
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        context = {"reason": str(exc), "here": here, "now": dt.datetime.now(dt.UTC)}
+        response = self.page(request, "unavailable.html", context, 503)
+        response.headers["Retry-After"] = "5"
+        return response
 
     def live(self, request: Request) -> bool:
         """The page's script asks for its live part only."""
@@ -167,49 +203,59 @@ class Dashboard:
     async def runs(self, request: Request) -> Response:
         if (refused := await self.access.guard(request)) is not None:
             return refused
-        q = request.query_params
-        status, job, queue = q.get("status", ""), q.get("job", ""), q.get("queue", "")
-        search, since = q.get("q", "").strip(), q.get("since", "")
-        cursor = q.get("cursor") or None
+        params = filter_params(request.query_params)
+        cursor = request.query_params.get("cursor") or None
         error = None
         try:
-            flt = RunFilter(
-                statuses=(status,) if status else (),
-                jobs=(job,) if job else (),
-                queues=((None if queue == "-" else queue),) if queue else (),
-                key_contains=search or None,
-                since=dt.datetime.now(dt.UTC) - SINCE[since] if since in SINCE else None,
-            )
+            flt = run_filter(params, args_jobs=self.searchable())
             page = await run_in_threadpool(
                 self.admin.list_runs, flt, limit=PAGE_SIZE, cursor=cursor
             )
-            total = await run_in_threadpool(self.admin.count_runs, flt)
+            # Counting a million rows would take longer than the rest of the page.
+            total = await run_in_threadpool(lambda: self.admin.count_runs(flt, at_most=COUNT_LIMIT))
+        except StorageError:
+            raise
         except AcidicError as exc:
             error, flt, total = str(exc), RunFilter(), 0
             page = await run_in_threadpool(self.admin.list_runs, flt, limit=PAGE_SIZE)
-        jobs = await run_in_threadpool(self.admin.distinct, "job")
-        queues = await run_in_threadpool(self.admin.distinct, "queue")
-        params = {"status": status, "job": job, "queue": queue, "q": search, "since": since}
-        next_query = (
-            urllib.parse.urlencode(
-                {**{k: v for k, v in params.items() if v}, "cursor": page.next_cursor}
-            )
-            if page.next_cursor
-            else None
+        # The App's jobs and queues: reading the distinct values of a big table would
+        # take longer than the rest of the page (the stored ones when it has no jobs).
+        jobs = sorted(self.app.jobs)
+        queues = list(self.app.queues)
+        if not self.live(request) and not jobs:
+            jobs = await run_in_threadpool(self.admin.distinct, "job")
+            queues = await run_in_threadpool(self.admin.distinct, "queue")
+        jobs += [params["job"]] if params["job"] and params["job"] not in jobs else []
+        queues += (
+            [params["queue"]]
+            if params["queue"] not in ("", "-") and params["queue"] not in queues
+            else []
         )
+        next_query = query_of(params, cursor=page.next_cursor) if page.next_cursor else None
+        # The bulk actions that apply to some of the statuses the filter selects.
+        bulk = [
+            (action, verb, query_of(params, action=action))
+            for action, verb in (("retry", "Retry"), ("resume", "Resume"), ("cancel", "Cancel"))
+            if error is None and total and flt.narrowed(accepted(action)) is not None
+        ]
         context = {
             "runs": page.runs,
             "total": total,
+            "count_limit": COUNT_LIMIT,
             "params": params,
             "statuses": [s.value for s in RunStatus],
             "jobs": jobs,
             "queues": queues,
             "since_options": list(SINCE),
+            "only_options": ONLY,
             "next_query": next_query,
             "error": error,
             "first_page": cursor is None,
+            "bulk": bulk,
+            "now": dt.datetime.now(dt.UTC),
         }
-        return self.page(request, "runs.html", context, 400 if error else 200)
+        template = "runs_live.html" if self.live(request) else "runs.html"
+        return self.page(request, template, context, 400 if error else 200)
 
     async def run(self, request: Request) -> Response:
         if (refused := await self.access.guard(request)) is not None:
@@ -292,13 +338,15 @@ class Dashboard:
             return RedirectResponse(f"{base_path(request)}/", status_code=303)
         nxt = request.query_params.get("next", "")
         if request.method == "GET":
-            return self.page(request, "login.html", {"next": nxt, "failed": False}, 401)
+            context = {"next": nxt, "failed": False, "nav": False}
+            return self.page(request, "login.html", context, 401)
         fields = await self.access.form(request)
         if isinstance(fields, Response):
             return fields
         nxt = fields.get("next", "")
         if not self.access.token_matches(fields.get("token", "")):
-            return self.page(request, "login.html", {"next": nxt, "failed": True}, 401)
+            context = {"next": nxt, "failed": True, "nav": False}
+            return self.page(request, "login.html", context, 401)
         # Only a path of this site: never an open redirect.
         if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
             nxt = f"{base_path(request)}/"
@@ -316,15 +364,18 @@ class Dashboard:
         response.delete_cookie(SESSION_COOKIE, path=base_path(request) or "/")
         return response
 
+    async def favicon(self, request: Request) -> Response:
+        """``/favicon.ico``, for clients that ask for it without reading the page."""
+        return RedirectResponse(f"{base_path(request)}/static/favicon.svg", status_code=301)
+
     async def static_file(self, request: Request) -> Response:
         name = request.path_params["name"]
         text = self.static.get(name)
         if text is None:
             return PlainTextResponse("not found", status_code=404)
-        kind = "text/css" if name.endswith(".css") else "text/javascript"
         return Response(
             text,
-            media_type=f"{kind}; charset=utf-8",
+            media_type=f"{STATIC_TYPES[name]}; charset=utf-8",
             headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
         )
 
@@ -377,16 +428,32 @@ def create_app(
         refresh=float(refresh),
         secret=secret or secrets.token_bytes(32),
     )
+    bulk = BulkPages(dashboard)
+    insights = InsightPages(dashboard)
+    fleet = FleetPages(dashboard)
     routes = [
         Route("/", dashboard.overview, methods=["GET"], name="overview"),
         Route("/runs", dashboard.runs, methods=["GET"], name="runs"),
+        Route("/runs/bulk", bulk.confirm, methods=["GET"], name="bulk-confirm"),
+        Route("/runs/bulk", bulk.act, methods=["POST"], name="bulk"),
+        Route("/jobs", insights.jobs, methods=["GET"], name="jobs"),
+        Route("/scheduled", insights.scheduled, methods=["GET"], name="scheduled"),
+        Route("/workers", fleet.workers, methods=["GET"], name="workers"),
+        Route("/queues", fleet.queues, methods=["GET"], name="queues"),
+        Route("/queues/{action}", fleet.act, methods=["POST"], name="queue-act"),
         Route("/run", dashboard.run, methods=["GET"], name="run"),
         Route("/run/{action}", dashboard.act, methods=["POST"], name="act"),
         Route("/login", dashboard.login, methods=["GET", "POST"], name="login"),
         Route("/logout", dashboard.logout, methods=["POST"], name="logout"),
         Route("/static/{name}", dashboard.static_file, methods=["GET"], name="static"),
+        Route("/favicon.ico", dashboard.favicon, methods=["GET"], name="favicon"),
     ]
-    starlette_app = Starlette(routes=routes)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        return dashboard.unavailable(request, exc)
+
+    # A database that cannot be reached (or fails) is a styled 503, not a bare 500.
+    starlette_app = Starlette(routes=routes, exception_handlers={StorageError: unavailable})
     starlette_app.add_middleware(SecurityHeaders)
     starlette_app.state.acidic_dashboard = dashboard
     return starlette_app

@@ -6,11 +6,14 @@ database of ``$ACIDIC_DATABASE_URL``. Tests build their own with :func:`make_app
 * :class:`Ride` redacts its ``card`` argument and its ``token`` context key;
 * :class:`Flaky` fails its second step on its first attempt (``max_attempts = 1``, so
   the run ends ``failed``) and succeeds when retried;
-* :class:`Parked` halts in its second step until the signal ``go`` arrives.
+* :class:`Parked` halts in its second step until the signal ``go`` arrives;
+* :class:`Slow` sleeps two minutes in its first attempt (a worker to kill while it holds
+  the run), with a short ``lock_timeout`` so that another worker takes it over soon.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,10 +76,25 @@ class Parked(acidic.Job):
         return acidic.Response("done")
 
 
+class Slow(acidic.Job):
+    n: int
+    lock_timeout = 9.0
+
+    @acidic.step(transactional=False)
+    def work(self) -> None:
+        if self.attempt == 1:
+            time.sleep(120)
+
+    @acidic.step
+    def done(self, tx: sa.Connection) -> acidic.Response:
+        return acidic.Response({"n": self.n, "attempt": self.attempt})
+
+
 JOBS: dict[str, type[acidic.Job]] = {
     "Ride": Ride,
     "Flaky": Flaky,
     "Parked": Parked,
+    "Slow": Slow,
 }
 
 

@@ -3,7 +3,8 @@
 Seeds a fresh SQLite database with runs of :mod:`tests.support.dashboard.ops_app` (spread
 over the last hour, so the charts have something to show), starts the real
 ``acidic dashboard`` and ``acidic worker``, and photographs the overview, the runs
-list and two run pages with headless Chromium.
+list, two run pages, the jobs statistics, the schedule, a bulk retry's confirmation, the
+workers and the queues with headless Chromium.
 
 Everything that executes jobs (the seeding and the worker) runs in a neutral folder,
 ``/tmp/acidic-demo``: the database is there, the jobs are a copy of ``ops_app`` named
@@ -169,6 +170,11 @@ def main() -> None:
                 ("runs.png", "/runs"),
                 ("run-failed.png", "/run?key=invoice-sync-299"),
                 ("run-succeeded.png", "/run?key=ride-1003"),
+                ("jobs.png", "/jobs?window=1h"),
+                ("scheduled.png", "/scheduled"),
+                ("bulk-retry.png", "/runs/bulk?action=retry&status=failed"),
+                ("workers.png", "/workers"),
+                ("queues.png", "/queues"),
             ]
             for name, path in shots:
                 page.goto(base + path)

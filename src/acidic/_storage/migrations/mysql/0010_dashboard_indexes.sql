@@ -1,0 +1,4 @@
+-- acidic 0010: indexes for the dashboard on a big table, on PostgreSQL and SQLite only.
+-- MariaDB and MySQL have no partial indexes: an index of every history event would cost
+-- each step's writes, and a second index led by the status was walked by claims (see
+-- 0004). Nothing to do here; the file keeps the versions of the three dialects aligned.
