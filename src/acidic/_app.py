@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -12,7 +13,9 @@ from typing import Any, TypeVar, overload
 import sqlalchemy as sa
 
 from ._encoding import MAX_KEY_LENGTH, encode
+from ._app_async import AsyncMethods, run_on_own_loop, set_session_factory
 from ._engine import Manager, utcnow
+from ._engine._aio import AsyncSides
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
 from ._engine._views import to_run
 from ._errors import (
@@ -27,6 +30,7 @@ from ._job import Job
 from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
+from ._storage._engines import sync_url
 from ._worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
@@ -49,12 +53,12 @@ def _shown(database: str | sa.URL | sa.Engine) -> str:
         return str(database)
 
 
-class App:
+class App(AsyncMethods):
     """An acidic application: a database for runs and the jobs that may run there.
 
     ``database`` is a SQLAlchemy URL (``postgresql://…`` uses psycopg 3,
     ``mysql://…``/``mariadb://…`` PyMySQL, ``sqlite:///path`` the standard library) or
-    an existing SQLAlchemy ``Engine``. Without one, ``$ACIDIC_DATABASE_URL`` is used,
+    an existing SQLAlchemy ``Engine`` or ``AsyncEngine``. Without one, ``$ACIDIC_DATABASE_URL`` is used,
     else the SQLite file ``./acidic.sqlite3``.
 
     ``lock_timeout`` (seconds) is how long a run's lock stays valid after its owner
@@ -64,6 +68,13 @@ class App:
     ``clock`` (a callable returning an aware UTC datetime) is where acidic reads the
     time for locks, ``run_at``, ``Sleep`` and backoff; tests pass an
     :class:`acidic.testing.Clock` to move time forward without sleeping.
+
+    ``session_factory``: a ``sessionmaker`` (or ``async_sessionmaker``) that makes the
+    ORM sessions of steps annotated ``Session`` (``AsyncSession``); it is called with
+    ``bind=`` the step's connection.
+
+    Every call has an awaitable twin named ``*_async`` (:meth:`run_async`, ...), which
+    uses the asyncio driver of the same database (:attr:`async_engine`).
 
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
@@ -75,7 +86,11 @@ class App:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
+        session_factory: Callable[..., Any] | None = None,
     ) -> None:
+        given_async = None
+        if getattr(database, "sync_engine", None) is not None:  # an AsyncEngine
+            given_async, database = database, sync_url(database.url)  # type: ignore[union-attr]
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
         if (
@@ -110,6 +125,8 @@ class App:
             default_queue=queue_names[0],
             jobs=self._jobs,
         )
+        set_session_factory(self._manager, session_factory)
+        self._async = AsyncSides(self._manager, database, given_async)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -117,6 +134,22 @@ class App:
     def engine(self) -> sa.Engine:
         """The SQLAlchemy engine acidic uses (for your own tables in steps, use ``tx``)."""
         return self._store.engine
+
+    @property
+    def async_engine(self) -> Any:
+        """The SQLAlchemy ``AsyncEngine`` acidic uses on the running event loop (one per
+        loop: an asyncio driver's connections belong to their loop): the ``AsyncEngine``
+        given to the App, or one derived from its URL (``postgresql+psycopg`` as it is,
+        SQLite through aiosqlite, MySQL/MariaDB through aiomysql: ``acidic[async]``)."""
+        return self._async.engine
+
+    async def _on_loop(self) -> App:
+        """This App as the running event loop uses it: the same registry and settings,
+        its manager on the loop's asyncio engine (run it with ``in_greenlet``)."""
+        view = copy.copy(self)
+        view._manager = await self._async.manager()
+        view._store = view._manager.store
+        return view
 
     @property
     def manager(self) -> Manager:
@@ -204,6 +237,8 @@ class App:
         """
         if not isinstance(job, Job):
             raise UnknownJobError(f"app.run() takes a job instance, not {job!r}")
+        if type(job).__acidic_definition__.is_async:
+            return run_on_own_loop(lambda: self.run_async(job, key), type(job))
         return self._manager.run(self.name_of(job), job, key)
 
     def get(self, key: str) -> Run | None:
@@ -399,6 +434,7 @@ class App:
         """Close acidic's database connections (an Engine you passed in stays open)."""
         if self._owns_engine or self._store.engine.dialect.name == "sqlite":
             self._store.dispose()
+        self._async.close()
 
     def __enter__(self) -> App:
         return self

@@ -28,6 +28,11 @@ class ManagerBase:
     later is known here too.
     """
 
+    #: The ``sessionmaker`` / ``async_sessionmaker`` of steps that take an ORM session
+    #: (``App(session_factory=...)``); None: a plain ``Session`` / ``AsyncSession``.
+    session_factory: Callable[..., Any] | None = None
+    async_session_factory: Callable[..., Any] | None = None
+
     def __init__(
         self,
         store: Store,

@@ -40,6 +40,7 @@ from .._job import Job, JobDefinition, StepSpec, StepState
 from .._run import RunError, RunStatus
 from .._storage import EventRow, Fence, RunChange, RunRow
 from . import _transitions as t
+from ._calls import call_step
 from ._transitions import Decision, Ended, Transition
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class Runner:
                     acidic_in_step=f"step {spec.name} of job {run.definition.cls.__qualname__}"
                 )
                 try:
-                    returned = spec.func(run.job, conn)
+                    returned = self._call(run, spec, conn)
                 finally:
                     conn.execution_options(acidic_in_step=None)
                 broken = store.step_broken(conn)
@@ -215,7 +216,7 @@ class Runner:
         if not ok:
             return self._refused(run, spec)
         try:
-            returned = spec.func(run.job)
+            returned = self._call(run, spec, None)
             decision, ctx_json, transition = self._ended(run, spec, returned, None)
         except BaseException as exc:
             return self._failed(run, spec, exc, started, record_start=False)
@@ -234,6 +235,18 @@ class Runner:
         if not ok:
             return self._refused(run, spec)
         return self._advanced(run, spec, decision, ctx_json, transition, started)
+
+    def _call(self, run: _Execution, spec: StepSpec, conn: sa.Connection | None) -> object:
+        """The step's call (sync or async, given a connection or an ORM session)."""
+        manager = self.manager
+        return call_step(
+            spec,
+            run.job,
+            conn,
+            async_engine=self.store.async_engine,
+            session_factory=manager.session_factory,
+            async_session_factory=manager.async_session_factory,
+        )
 
     def _ended(
         self, run: _Execution, spec: StepSpec, returned: object, started: dt.datetime | None

@@ -15,7 +15,7 @@ from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._checks import check_row
 from ._dialects import Dialect, dialect_for
-from ._engines import make_engine
+from ._engines import make_async_engine, make_engine
 from ._rendered import Rendered
 from ._rows import EventRow, RunRow
 from ._schema import history, runs
@@ -51,8 +51,13 @@ def _step_of(conn: Connection | None) -> str | None:
 class Connected:
     """acidic's tables on one database: connections and reads (see :class:`Store`)."""
 
-    def __init__(self, database: str | sa.URL | Engine) -> None:
-        self.engine = make_engine(database)
+    def __init__(self, database: str | sa.URL | Engine | Any, *, asynchronous: bool = False) -> None:
+        #: The asyncio engine whose ``sync_engine`` this store drives from a greenlet
+        #: (``asynchronous``; see acidic._engine._aio), else None.
+        self.async_engine: Any = make_async_engine(database) if asynchronous else None
+        self.engine: Engine = (
+            make_engine(database) if self.async_engine is None else self.async_engine.sync_engine
+        )
         self.dialect: Dialect = dialect_for(self.engine)
         if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
             sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
