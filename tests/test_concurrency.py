@@ -19,7 +19,8 @@ import acidic
 from tests.support import procs
 from tests.support.jobs import CreateRide, Hold, effect_counts, make_app, rides
 
-pytestmark = pytest.mark.slow
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("flavour")]
 
 #: How many processes race on a held key (LATE of them a little later), and to
 #: create a new one.

@@ -18,7 +18,8 @@ import acidic
 from tests.support import procs
 from tests.support.jobs import CreateRide, effect_counts, make_app, rides
 
-pytestmark = pytest.mark.slow
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("flavour")]
 
 ARGS: dict[str, Any] = {"user_id": 7, "origin": "Lyon", "target": "Nice"}
 #: Every process (the crashing one, the callers, the resumer) uses this lock timeout:

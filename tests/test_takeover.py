@@ -21,7 +21,8 @@ import acidic
 from tests.support import procs
 from tests.support.jobs import CreateRide, ShortLockRide, effect_counts, make_app
 
-pytestmark = pytest.mark.slow
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("flavour")]
 
 ARGS: dict[str, Any] = {"user_id": 5, "origin": "Paris", "target": "Lille"}
 RIDE_HISTORY = [

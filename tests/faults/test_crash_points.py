@@ -18,6 +18,9 @@ import acidic
 from acidic.testing import CrashPoint, assert_each_step_succeeded_once, crash_points
 from tests.support import jobs
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
 
 def _assert_coherent(history: Sequence[acidic.StepEvent]) -> None:
     """Every end event closes a start of the same step and attempt; a step's start is
