@@ -126,7 +126,7 @@ class App(AsyncMethods):
             jobs=self._jobs,
         )
         set_session_factory(self._manager, session_factory)
-        self._async = AsyncSides(self._manager, database, given_async)
+        self._manager.async_sides = AsyncSides(self._manager, database, given_async)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -141,13 +141,13 @@ class App(AsyncMethods):
         loop: an asyncio driver's connections belong to their loop): the ``AsyncEngine``
         given to the App, or one derived from its URL (``postgresql+psycopg`` as it is,
         SQLite through aiosqlite, MySQL/MariaDB through aiomysql: ``acidic[async]``)."""
-        return self._async.engine
+        return self._manager.async_sides.engine
 
     async def _on_loop(self) -> App:
         """This App as the running event loop uses it: the same registry and settings,
         its manager on the loop's asyncio engine (run it with ``in_greenlet``)."""
         view = copy.copy(self)
-        view._manager = await self._async.manager()
+        view._manager = await self._manager.async_sides.manager()
         view._store = view._manager.store
         return view
 
@@ -434,7 +434,7 @@ class App(AsyncMethods):
         """Close acidic's database connections (an Engine you passed in stays open)."""
         if self._owns_engine or self._store.engine.dialect.name == "sqlite":
             self._store.dispose()
-        self._async.close()
+        self._manager.async_sides.close()
 
     def __enter__(self) -> App:
         return self

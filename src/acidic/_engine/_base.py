@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._encoding import default_key, encode_value
 from .._job import Job, JobDefinition
 from .._storage import Store
+
+if TYPE_CHECKING:
+    from ._aio import AsyncSides
 
 __all__ = ["Clock", "ManagerBase", "utcnow"]
 
@@ -32,6 +35,9 @@ class ManagerBase:
     #: (``App(session_factory=...)``); None: a plain ``Session`` / ``AsyncSession``.
     session_factory: Callable[..., Any] | None = None
     async_session_factory: Callable[..., Any] | None = None
+    #: The managers of this one's database on each event loop (set by the App).
+    async_sides: AsyncSides
+
 
     def __init__(
         self,

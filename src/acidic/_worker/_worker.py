@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .._engine import Ended, RunRow
+from .._engine import Ended, Manager, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from .._job import Job
+from ._loop import LoopExecutor, run_inline
 
 if TYPE_CHECKING:
     from .._app import App
@@ -41,6 +43,10 @@ EXIT_FORCED = 1
 SIGNAL_CHECK_INTERVAL = 0.25
 
 
+def _is_async(cls: type[Job]) -> bool:
+    return cls.__acidic_definition__.is_async
+
+
 @dataclass(slots=True)
 class _Held:
     run_id: int
@@ -53,7 +59,8 @@ class Worker:
     """Executes due runs of an :class:`acidic.App` until stopped.
 
     ``queues`` (default: all of the App's) are served round-robin, so a busy queue
-    cannot starve another. ``concurrency`` runs execute at once, in threads.
+    cannot starve another. ``concurrency`` runs execute at once: runs of sync jobs in
+    threads, runs of async jobs on the process's one event loop.
     ``poll_interval`` is how often the database is polled where no notification
     arrives; ``heartbeat`` how often locks are renewed (default: a third of the
     shortest lock timeout); ``grace`` how long a graceful stop may take.
@@ -106,6 +113,8 @@ class Worker:
         #: How many executions ended, and how (status name, or the error's name).
         self.processed = 0
         self.outcomes: Counter[str] = Counter()
+        #: Where runs of async jobs execute: the process's event loop (see _loop.py).
+        self._loop = LoopExecutor(manager, self._execute, self._free_slot)
 
     # -- control ----------------------------------------------------------------------
 
@@ -148,6 +157,7 @@ class Worker:
             while (self._held or self._busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._stopped.set()
+            self._loop.stop(max(deadline - time.monotonic(), 0.0))
         if self._held:
             log.warning(
                 "grace period over with runs still executing", extra={"runs": len(self._held)}
@@ -179,7 +189,10 @@ class Worker:
             if row is None:
                 return executed
             self._hold(row)
-            self._execute(row)
+            if self._is_async(row):
+                run_inline(manager, self._execute, row)
+            else:
+                self._execute(row)
             executed += 1
 
     def _install_signal_handlers(self) -> None:
@@ -265,7 +278,10 @@ class Worker:
                 rows = self.manager.claim_due(queue, jobs, min(share, free - claimed))
                 for row in rows:
                     self._hold(row, new_slot=True)
-                    pool.submit(self._execute_and_continue, row)
+                    if self._is_async(row):
+                        self._loop.submit(row)
+                    else:
+                        pool.submit(self._execute_and_continue, row)
                     claimed += 1
                     got_any = True
             if not got_any:
@@ -282,11 +298,11 @@ class Worker:
         """In an executor that just finished a run: claim one more for itself, the
         queues taken round-robin; None when nothing is due (or the claim failed: the
         dispatcher, woken, claims and backs off as usual)."""
-        app = self.app
-        jobs = list(app.jobs)
+        # Sync jobs only: an async run goes to the loop, through the dispatcher.
+        jobs = [name for name, cls in self.app.jobs.items() if not _is_async(cls)]
         with self._lock:
             order = self._queue_order()
-        for queue in order:
+        for queue in order if jobs else ():
             try:
                 rows = self.manager.claim_due(queue, jobs, 1)
             except Exception as exc:
@@ -328,9 +344,16 @@ class Worker:
                 self._execute(next_row)
                 next_row = None if self._stopping.is_set() else self._claim_for_executor()
         finally:
-            with self._lock:
-                self._busy -= 1
-            self._wake.set()
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._busy -= 1
+        self._wake.set()
+
+    def _is_async(self, row: RunRow) -> bool:
+        cls = self.app.jobs.get(row.job)
+        return cls is not None and _is_async(cls)
 
     def _lock_timeout(self, job: str) -> float:
         return self.manager.lock_timeout_of(job)
@@ -347,12 +370,15 @@ class Worker:
 
     # -- executing --------------------------------------------------------------------
 
-    def _execute(self, row: RunRow) -> None:
+    def _execute(self, row: RunRow, manager: Manager | None = None) -> None:
+        """Execute a claimed run (on ``manager``: the event loop's, for an async job)."""
         started = time.monotonic()
         token = row.lock_token
         assert token is not None
         try:
-            ended = self.manager.execute_claimed(row, should_stop=self._stopping.is_set)
+            ended = (manager or self.manager).execute_claimed(
+                row, should_stop=self._stopping.is_set
+            )
             if ended is not None:
                 self._log_end(row, ended, started)
         except (LockLostError, RunCancelledError) as exc:
