@@ -100,8 +100,10 @@ class AsyncSides:
                 return side
             engine, self._spare = self._spare or self._new_engine(), None
             base = self._base
+            store = Store(engine, asynchronous=True)
+            store.sync_twin = base.store
             manager = Manager(
-                Store(engine, asynchronous=True),
+                store,
                 lock_timeout=base.lock_timeout,
                 clock=lambda: base.clock(),  # crash_points and tests swap the App's clock
                 default_queue=base.default_queue,

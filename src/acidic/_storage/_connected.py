@@ -44,6 +44,12 @@ def _refuse_commit_in_step(conn: Connection) -> None:
 _STEP_BROKEN = "acidic_step_broken"
 
 
+def _in_greenlet() -> bool:
+    from sqlalchemy.util.concurrency import in_greenlet  # noqa: PLC0415
+
+    return in_greenlet()
+
+
 def _step_of(conn: Connection | None) -> str | None:
     return None if conn is None else conn.get_execution_options().get("acidic_in_step")
 
@@ -58,6 +64,9 @@ class Connected:
         self.engine: Engine = (
             make_engine(database) if self.async_engine is None else self.async_engine.sync_engine
         )
+        #: For an asyncio store: the sync store of the same database, which reads made
+        #: outside the greenlet bridge go to (``self.signal()`` called in an async step).
+        self.sync_twin: Connected | None = None
         self.dialect: Dialect = dialect_for(self.engine)
         if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
             sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
@@ -209,6 +218,8 @@ class Connected:
         a fresh connection if that one was dead (the server restarted or ended the
         session while it sat in the pool). A read changes nothing: running it again is
         safe, where a write's outcome would be unknown."""
+        if self.sync_twin is not None and not _in_greenlet():
+            return self.sync_twin._read(read)
         try:
             with self._reading() as conn:
                 return read(conn)
