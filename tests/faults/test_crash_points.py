@@ -83,6 +83,8 @@ def test_crash_points__every_point_of_the_ride_resumes_to_exactly_once(app: acid
     assert any(p.kind == "write" and p.statement == "UPDATE rides" for p in points), points
 
 
+# A process per point: the two ends of the flavours (sync; async with an ORM session).
+@pytest.mark.parametrize("flavour", ["sync", "async_session"], indirect=True)
 @pytest.mark.slow
 @pytest.mark.storm
 def test_crash_points__sigkill_at_every_point_of_the_ride_resumes_to_exactly_once(

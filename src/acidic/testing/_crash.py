@@ -273,6 +273,7 @@ def crash_points(
     app_factory: str | None = None,
     key_prefix: str | None = None,
     timeout: float = 60.0,
+    where: Callable[[CrashPoint], bool] | None = None,
 ) -> Iterator[CrashedRun]:
     """Crash a run of ``job`` at each of its crash points in turn, resume it, yield it.
 
@@ -290,7 +291,9 @@ def crash_points(
     ``mode="kill"`` runs each crashing execution in a child process killed with
     SIGKILL at the point, which needs ``app_factory``: ``"module:attribute"`` naming a
     callable that takes the database URL and returns the App with the job registered
-    (the child imports it). While iterating, the App's clock runs ahead of real time.
+    (the child imports it). ``where``: crash only at the points it accepts (e.g. the
+    commits of one step: each SIGKILL costs a process). While iterating, the App's
+    clock runs ahead of real time.
     """
     if mode not in ("raise", "kill"):
         raise AcidicError(f"mode must be 'raise' or 'kill', not {mode!r}")
@@ -306,6 +309,8 @@ def crash_points(
         with _Injector(app.engine, None, _record_nothing) as recorder:
             app.run(job, key=f"{prefix}-record")
         for point in recorder.points:
+            if where is not None and not where(point):
+                continue
             key = f"{prefix}-{point.index:03d}"
             if mode == "raise":
                 crashed = _crash_here(app, job, key, point.index)
