@@ -44,22 +44,26 @@ def in_greenlet(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> Any:
 class _Side:
     loop: asyncio.AbstractEventLoop
     manager: Manager
-    #: The engine is the App's own (``App(async_engine)``): keep it, do not discard it.
-    given: bool
     keeper: AsyncIterator[None] | None = field(default=None)
 
 
 class AsyncSides:
     """The asyncio managers of one App, one per event loop; their settings (clock, jobs,
-    lock timeout, session factories) are the sync manager's."""
+    lock timeout, session factories) are the sync manager's.
+
+    A loop's manager outlives the loop: once the loop ended and its engine's connections
+    were closed, the manager (its engine, whose dialect knows the server already, and its
+    rendered statements) serves the next loop. So ``app.run`` of an async job, which runs
+    on a loop of its own, pays for a connection, not for a new engine."""
 
     def __init__(self, base: Manager, database: Any, given: Any = None) -> None:
         self._base = base
         self._database = database
-        #: A user's AsyncEngine, while no live loop uses it.
-        self._spare: Any = given
-        self._given = given
+        #: A user's AsyncEngine, until a manager uses it.
+        self._given: Any = given
         self._sides: dict[int, _Side] = {}
+        #: Managers whose loop ended, their engines disposed: for the next loops.
+        self._free: list[Manager] = []
         self._lock = threading.Lock()
 
     @property
@@ -69,9 +73,9 @@ class AsyncSides:
             asyncio.get_running_loop()
         except RuntimeError:
             with self._lock:
-                if self._spare is None:
-                    self._spare = self._new_engine()
-                return self._spare
+                if not self._free:
+                    self._free.append(self._new_manager())
+                return self._free[-1].store.async_engine
         return self._side().manager.store.async_engine
 
     async def manager(self) -> Manager:
@@ -82,50 +86,54 @@ class AsyncSides:
             await side.keeper.__anext__()  # registered with the loop's async generators
         return side.manager
 
-    def _new_engine(self) -> Any:
+    def _new_manager(self) -> Manager:
+        """(Under _lock.)"""
         from .._storage._engines import make_async_engine  # noqa: PLC0415
 
-        return make_async_engine(self._database)
+        engine, self._given = make_async_engine(self._given or self._database), None
+        base = self._base
+        store = Store(engine, asynchronous=True)
+        store.sync_twin = base.store
+        manager = Manager(
+            store,
+            lock_timeout=base.lock_timeout,
+            clock=lambda: base.clock(),  # crash_points and tests swap the App's clock
+            default_queue=base.default_queue,
+            jobs=base.jobs,
+        )
+        manager.session_factory = base.session_factory
+        manager.async_session_factory = base.async_session_factory
+        return manager
 
     def _side(self) -> _Side:
         loop = asyncio.get_running_loop()
         with self._lock:
             for key, other in list(self._sides.items()):
-                if other.loop.is_closed():  # closed without shutting down: let it go
+                if other.loop.is_closed():
+                    # Closed without shutting down: its connections are the dead loop's;
+                    # the engine starts a new pool without touching them.
                     del self._sides[key]
-                    if other.given:
-                        self._spare = self._given
+                    other.manager.store.engine.dispose(close=False)
+                    self._free.append(other.manager)
             side = self._sides.get(id(loop))
             if side is not None and side.loop is loop:
                 return side
-            engine, self._spare = self._spare or self._new_engine(), None
-            base = self._base
-            store = Store(engine, asynchronous=True)
-            store.sync_twin = base.store
-            manager = Manager(
-                store,
-                lock_timeout=base.lock_timeout,
-                clock=lambda: base.clock(),  # crash_points and tests swap the App's clock
-                default_queue=base.default_queue,
-                jobs=base.jobs,
-            )
-            manager.session_factory = base.session_factory
-            manager.async_session_factory = base.async_session_factory
-            side = self._sides[id(loop)] = _Side(loop, manager, engine is self._given)
+            manager = self._free.pop() if self._free else self._new_manager()
+            side = self._sides[id(loop)] = _Side(loop, manager)
             return side
 
     async def _ended(self, side: _Side) -> None:
         """``side``'s loop is shutting down: close its connections while it still runs."""
         with self._lock:
-            if self._sides.get(id(side.loop)) is side:
-                del self._sides[id(side.loop)]
+            if self._sides.get(id(side.loop)) is not side:
+                return
+            del self._sides[id(side.loop)]
         await side.manager.store.async_engine.dispose()
-        if side.given:
-            with self._lock:
-                self._spare = self._given
+        with self._lock:
+            self._free.append(side.manager)
 
     async def aclose(self) -> None:
-        """Dispose of the running loop's engine (the next use opens a new one)."""
+        """Dispose of the running loop's engine (the next use opens new connections)."""
         side = self._sides.get(id(asyncio.get_running_loop()))
         if side is not None:
             await self._ended(side)
