@@ -26,8 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 import acidic
 
-from .common import Timer, check_rides, fake_charge, pg_url, ride_args, wait_until
-from .common import reset_ride_tables
+from .common import (
+    Timer,
+    check_rides,
+    fake_charge,
+    pg_url,
+    reset_ride_tables,
+    ride_args,
+    wait_until,
+)
 from .systems.acidic_pg import _INSERT_AUDIT, _INSERT_RIDE, _UPDATE_RIDE
 from .systems.raw_pg import job_3tx
 
@@ -50,7 +57,9 @@ INSERT_RIDE = "INSERT INTO rides (user_id, origin, target) VALUES (%s, %s, %s) R
 CALL = 0.1
 
 
-def make_app(url: str, *, call: float = 0.0) -> tuple[acidic.App, type[acidic.Job], type[acidic.Job]]:
+def make_app(
+    url: str, *, call: float = 0.0
+) -> tuple[acidic.App, type[acidic.Job], type[acidic.Job]]:
     """The App with the ride as an async job and as a sync job (``call``: how long the
     foreign step waits)."""
     app = acidic.App(url)
@@ -199,7 +208,7 @@ def worker(n: int, concurrency: int) -> dict[str, float]:
         thread = threading.Thread(target=w.run, kwargs={"install_signal_handlers": False})
         with Timer() as t:
             thread.start()
-            wait_until(lambda: w.outcomes.get("succeeded", 0) >= n, timeout=3600)
+            wait_until(lambda w=w: w.outcomes.get("succeeded", 0) >= n, timeout=3600)
         w.stop()
         thread.join()
         app.close()
@@ -222,10 +231,7 @@ def main() -> None:
         for label, rate in rates.items():
             print(f"  {label:40s} {rate:8.1f}")
         sync = rates["sync acidic app.run"] / rates["sync floor (psycopg, 3 tx)"]
-        aio = (
-            rates["async acidic await app.run_async"]
-            / rates["async floor (psycopg async, 3 tx)"]
-        )
+        aio = rates["async acidic await app.run_async"] / rates["async floor (psycopg async, 3 tx)"]
         print(f"  ratio sync  {sync:.2f}   ratio async {aio:.2f}")
     if "worker" in sections:
         rates = worker(options.worker_n, options.concurrency)

@@ -10,6 +10,7 @@ asyncio and to ORM sessions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -83,10 +84,8 @@ class OrmSync(acidic.Job):
         if self.how in ("commit", "rollback"):
             getattr(tx, self.how)()
         if self.how in ("caught-commit", "caught-rollback"):
-            try:
+            with contextlib.suppress(acidic.JobDefinitionError):
                 getattr(tx, self.how.removeprefix("caught-"))()
-            except acidic.JobDefinitionError:
-                pass
         return acidic.Response("done")
 
 
@@ -104,10 +103,8 @@ class OrmAsync(acidic.Job):
         if self.how in ("commit", "rollback"):
             await getattr(tx, self.how)()
         if self.how in ("caught-commit", "caught-rollback"):
-            try:
+            with contextlib.suppress(acidic.JobDefinitionError):
                 await getattr(tx, self.how.removeprefix("caught-"))()
-            except acidic.JobDefinitionError:
-                pass
         return acidic.Response("done")
 
 
@@ -175,7 +172,8 @@ def test_run_async__async_job_runs_on_the_loop_with_an_async_connection(
     first, again, run = asyncio.run(main())
     assert first == again == {"n": 1, "called": 1}
     assert SEEN["tx"] == "AsyncConnection"
-    assert run is not None and run.status == "succeeded"
+    assert run is not None
+    assert run.status == "succeeded"
     assert_each_step_succeeded_once(run)
     assert effect_counts(aapp.engine, "p") == {"write": 1}
 
@@ -287,7 +285,8 @@ def test_enqueue_async__in_the_callers_transaction_async_connection_and_session(
     assert aapp.drain() == 2
     for key in ("committed", "by-session"):
         run = aapp.get(key)
-        assert run is not None and run.status == "succeeded", key
+        assert run is not None, key
+        assert run.status == "succeeded", key
 
 
 def test_async_twins__resume_signal_retry_cancel_migrate(aapp: acidic.App) -> None:
@@ -301,9 +300,10 @@ def test_async_twins__resume_signal_retry_cancel_migrate(aapp: acidic.App) -> No
         assert run.status in ("pending", "halted")
         with pytest.raises(RuntimeError, match="told to fail"):
             await aapp.run_async(Waiter(), key="w")
-        run = await aapp.get_async("w")
-        assert run is not None and run.status in ("scheduled", "failed")
-        if run.status == "failed":
+        got = await aapp.get_async("w")
+        assert got is not None
+        assert got.status in ("scheduled", "failed")
+        if got.status == "failed":
             await aapp.retry_async("w")
         SEEN["fail"] = False
         await aapp.run_async(Waiter(), key="w2")
@@ -352,15 +352,18 @@ def test_session__commit_or_rollback_fails_the_step_with_nothing_committed(
         aapp.run(job(how=how), key="bad")  # type: ignore[call-arg]
     assert orm_jobs.bookings(aapp, "bad") == []
     run = aapp.get("bad")
-    assert run is not None and run.status == "failed"
-    assert run.error is not None and run.error.type.endswith("JobDefinitionError")
+    assert run is not None
+    assert run.status == "failed"
+    assert run.error is not None
+    assert run.error.type.endswith("JobDefinitionError")
 
 
 def test_session__the_apps_session_factories_make_the_sessions(database_url: str) -> None:
-    for factory, job in (
+    factories: list[tuple[Any, type[acidic.Job]]] = [
         (sessionmaker(info={"made_by": "sessionmaker"}), OrmSync),
         (async_sessionmaker(info={"made_by": "async_sessionmaker"}), OrmAsync),
-    ):
+    ]
+    for factory, job in factories:
         with migrated_app(database_url, JOBS, session_factory=factory) as app:
             orm_jobs.create_tables(app)
             key = f"factory-{job.__name__}"
@@ -389,11 +392,11 @@ def test_crash__async_session_rows_exist_exactly_once_after_every_crash_point(
             app_factory="tests.support.orm_jobs:make_app",
             where=where,
         ):
-            where = f"crashed at {crashed.point}"
-            assert crashed.crashed, where
+            at = f"crashed at {crashed.point}"
+            assert crashed.crashed, at
             assert_each_step_succeeded_once(crashed.run)
-            assert crashed.run.result == 3, where
-            assert orm_jobs.bookings(app, crashed.key) == ["seat-0", "seat-1", "unflushed"], where
+            assert crashed.run.result == 3, at
+            assert orm_jobs.bookings(app, crashed.key) == ["seat-0", "seat-1", "unflushed"], at
             kinds.add((crashed.point.step, crashed.point.kind))
         # Killed between the flush and the commit, and after the commit took effect.
         assert {("book", "commit"), ("book", "acknowledgement")} <= kinds, kinds

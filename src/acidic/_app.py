@@ -8,15 +8,15 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 
-from ._encoding import MAX_KEY_LENGTH, encode
 from ._app_async import AsyncMethods, run_on_own_loop, set_session_factory
+from ._encoding import MAX_KEY_LENGTH, encode
 from ._engine import Manager, utcnow
-from ._engine._aio import AsyncSides
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
+from ._engine._aio import AsyncSides
 from ._engine._views import to_run
 from ._errors import (
     InvalidArgumentError,
@@ -32,6 +32,9 @@ from ._run import Run, RunStatus
 from ._storage import RunRow, Store
 from ._storage._engines import sync_url
 from ._worker import Worker
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -58,8 +61,8 @@ class App(AsyncMethods):
 
     ``database`` is a SQLAlchemy URL (``postgresql://…`` uses psycopg 3,
     ``mysql://…``/``mariadb://…`` PyMySQL, ``sqlite:///path`` the standard library) or
-    an existing SQLAlchemy ``Engine`` or ``AsyncEngine``. Without one, ``$ACIDIC_DATABASE_URL`` is used,
-    else the SQLite file ``./acidic.sqlite3``.
+    an existing SQLAlchemy ``Engine`` or ``AsyncEngine``. Without one,
+    ``$ACIDIC_DATABASE_URL`` is used, else the SQLite file ``./acidic.sqlite3``.
 
     ``lock_timeout`` (seconds) is how long a run's lock stays valid after its owner
     last renewed it (at each step boundary) before another caller may take the run
@@ -81,7 +84,7 @@ class App(AsyncMethods):
 
     def __init__(
         self,
-        database: str | sa.URL | sa.Engine | None = None,
+        database: str | sa.URL | sa.Engine | AsyncEngine | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] = ("default",),
@@ -114,7 +117,7 @@ class App(AsyncMethods):
             self._store = Store(database)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
             raise InvalidArgumentError(
-                f"unusable database URL {_shown(database)!r}: {exc}"
+                f"unusable database URL {_shown(database)!r}: {exc}"  # type: ignore[arg-type]
             ) from exc
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}

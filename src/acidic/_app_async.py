@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import typing
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -28,25 +29,25 @@ __all__ = ["AsyncMethods", "run_on_own_loop", "set_session_factory"]
 class AsyncMethods:
     """The App's ``*_async`` methods (mixed into :class:`acidic.App`)."""
 
-    async def run_async(self: App, job: Job, key: str | None = None) -> Any:
+    async def run_async(self, job: Job, key: str | None = None) -> Any:
         """Awaitable :meth:`run`: run ``job`` now under ``key``, with the same semantics
         and errors. An async job runs on the running loop (its steps awaited, ``tx`` an
         ``AsyncConnection``); a sync job runs in a worker thread (``asyncio.to_thread``)."""
         if not isinstance(job, Job):
             raise UnknownJobError(f"app.run_async() takes a job instance, not {job!r}")
-        name = self.name_of(job)
+        name = _app(self).name_of(job)
         if not type(job).__acidic_definition__.is_async:
-            return await asyncio.to_thread(self.run, job, key)
-        view = await self._on_loop()
+            return await asyncio.to_thread(_app(self).run, job, key)
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.manager.run, name, job, key)
 
-    async def get_async(self: App, key: str) -> Run | None:
+    async def get_async(self, key: str) -> Run | None:
         """Awaitable :meth:`get`."""
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.get, key)  # type: ignore[no-any-return]
 
     async def enqueue_async(
-        self: App,
+        self,
         job: Job,
         key: str | None = None,
         *,
@@ -62,7 +63,7 @@ class AsyncMethods:
             if hasattr(connection, "sync_session"):  # an AsyncSession: its connection
                 connection = await connection.connection()
             sync_connection = getattr(connection, "sync_connection", connection)
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(  # type: ignore[no-any-return]
             view.enqueue,
             job,
@@ -73,30 +74,34 @@ class AsyncMethods:
             connection=sync_connection,
         )
 
-    async def resume_async(self: App, key: str, *, from_step: str | None = None) -> Run:
+    async def resume_async(self, key: str, *, from_step: str | None = None) -> Run:
         """Awaitable :meth:`resume`."""
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.resume, key, from_step=from_step)  # type: ignore[no-any-return]
 
-    async def signal_async(self: App, key: str, name: str, payload: Any = None) -> Run:
+    async def signal_async(self, key: str, name: str, payload: Any = None) -> Run:
         """Awaitable :meth:`signal`."""
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.signal, key, name, payload)  # type: ignore[no-any-return]
 
-    async def retry_async(self: App, key: str) -> Run:
+    async def retry_async(self, key: str) -> Run:
         """Awaitable :meth:`retry`."""
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.retry, key)  # type: ignore[no-any-return]
 
-    async def cancel_async(self: App, key: str) -> Run:
+    async def cancel_async(self, key: str) -> Run:
         """Awaitable :meth:`cancel`."""
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.cancel, key)  # type: ignore[no-any-return]
 
-    async def migrate_async(self: App) -> list[str]:
+    async def migrate_async(self) -> list[str]:
         """Awaitable :meth:`migrate`."""
-        view = await self._on_loop()
+        view = await _app(self)._on_loop()
         return await in_greenlet(view.migrate)  # type: ignore[no-any-return]
+
+
+def _app(methods: AsyncMethods) -> App:
+    return typing.cast("App", methods)
 
 
 def run_on_own_loop(start: Callable[[], Coroutine[Any, Any, Any]], cls: type[Job]) -> Any:

@@ -95,7 +95,7 @@ def _swap(cls: type[acidic.Job], flavour: str) -> Any:
     definition = copy.copy(original)
     definition.steps = tuple(_spec(s, flavour) for s in original.steps)
     definition.steps_by_name = {s.name: s for s in definition.steps}
-    cls.__acidic_definition__ = definition  # type: ignore[misc]
+    cls.__acidic_definition__ = definition
     return original
 
 
@@ -112,7 +112,7 @@ def flavoured(classes: Iterable[type[acidic.Job]], flavour: str) -> Iterator[Non
         yield
     finally:
         for cls, original in originals.items():
-            cls.__acidic_definition__ = original  # type: ignore[misc]
+            cls.__acidic_definition__ = original
             _SWAPPED.discard(cls)
         if previous is None:
             os.environ.pop(ENVIRONMENT, None)

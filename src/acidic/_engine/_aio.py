@@ -97,7 +97,8 @@ class AsyncSides:
         manager = Manager(
             store,
             lock_timeout=base.lock_timeout,
-            clock=lambda: base.clock(),  # crash_points and tests swap the App's clock
+            # Read through: crash_points and tests swap the App's clock.
+            clock=lambda: base.clock(),  # noqa: PLW0108
             default_queue=base.default_queue,
             jobs=base.jobs,
         )

@@ -38,7 +38,6 @@ class ManagerBase:
     #: The managers of this one's database on each event loop (set by the App).
     async_sides: AsyncSides
 
-
     def __init__(
         self,
         store: Store,

@@ -15,7 +15,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -43,7 +43,9 @@ def wants_session(spec: StepSpec) -> bool:
             return annotation.rsplit(".", 1)[-1] in _SESSION_NAMES
     if not isinstance(annotation, type):
         return False
-    return any(k.__name__ in _SESSION_NAMES and "sqlalchemy" in k.__module__ for k in annotation.__mro__)
+    return any(
+        k.__name__ in _SESSION_NAMES and "sqlalchemy" in k.__module__ for k in annotation.__mro__
+    )
 
 
 def call_step(
@@ -64,7 +66,9 @@ def call_step(
         if not wants_session(spec):
             return spec.func(job, conn)
         factory = session_factory or sa.orm.Session
-        return _with_session(spec, job, factory(bind=conn, **_JOINED), qualname, None)
+        return _with_session(
+            spec, job, factory(bind=conn, join_transaction_mode=_JOINED), qualname, None
+        )
     if async_engine is None:
         raise AcidicError(
             f"{qualname} is async and was called outside acidic's asyncio path "
@@ -78,13 +82,13 @@ def call_step(
     aconn = AsyncConnection(async_engine, conn)
     if not wants_session(spec):
         return await_(spec.func(job, aconn))
-    session = (async_session_factory or AsyncSession)(bind=aconn, **_JOINED)
+    session = (async_session_factory or AsyncSession)(bind=aconn, join_transaction_mode=_JOINED)
     return _with_session(spec, job, session, qualname, await_)
 
 
 #: A session joins the step's transaction and never ends it: commit and rollback
 #: raise (below), close leaves the transaction to acidic.
-_JOINED = {"join_transaction_mode": "rollback_only"}
+_JOINED: Final = "rollback_only"
 
 
 def _with_session(
@@ -124,10 +128,7 @@ def _with_session(
         if session is not sync_session:
             session.__dict__[what] = refuse_async(what)
     try:
-        if await_ is None:
-            returned = spec.func(job, session)
-        else:
-            returned = await_(spec.func(job, session))
+        returned = spec.func(job, session) if await_ is None else await_(spec.func(job, session))
         if refused:
             raise JobDefinitionError(
                 f"{qualname} called session.{refused[0]}() and went on; nothing of the "

@@ -57,7 +57,9 @@ def _step_of(conn: Connection | None) -> str | None:
 class Connected:
     """acidic's tables on one database: connections and reads (see :class:`Store`)."""
 
-    def __init__(self, database: str | sa.URL | Engine | Any, *, asynchronous: bool = False) -> None:
+    def __init__(
+        self, database: str | sa.URL | Engine | Any, *, asynchronous: bool = False
+    ) -> None:
         #: The asyncio engine whose ``sync_engine`` this store drives from a greenlet
         #: (``asynchronous``; see acidic._engine._aio), else None.
         self.async_engine: Any = make_async_engine(database) if asynchronous else None

@@ -13,7 +13,14 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .._errors import AcidicError
 
-__all__ = ["SQLITE_BUSY_TIMEOUT", "async_url", "make_async_engine", "make_engine", "shown_url", "sync_url"]
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT",
+    "async_url",
+    "make_async_engine",
+    "make_engine",
+    "shown_url",
+    "sync_url",
+]
 
 
 #: Seconds a SQLite connection waits for the write lock before reporting "busy".
@@ -158,9 +165,9 @@ def make_async_engine(database: str | URL | Engine | Any) -> Any:
     sync Engine (its database, through the asyncio driver of its dialect), or a user's
     ``AsyncEngine``, used as it is (except on SQLite: see :func:`make_engine`)."""
     try:
-        from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-        import greenlet  # noqa: F401 - SQLAlchemy's asyncio layer runs on it
+        # Optional: greenlet is the extra acidic[async]. SQLAlchemy's asyncio runs on it.
+        import greenlet  # type: ignore[import-untyped]  # noqa: F401, PLC0415
+        from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: PLC0415
     except ImportError as exc:
         raise AcidicError(
             f"acidic's asyncio API needs greenlet ({exc}): pip install 'acidic[async]'"

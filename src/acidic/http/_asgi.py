@@ -138,7 +138,7 @@ class IdempotencyMiddleware:
         except KeyLockedError as exc:
             # The handler's own acidic job is still locked by a request that died (its
             # lock outlives this record's): the client retries, as for the record.
-            await _on_records(idem, lambda records: records.abandon(claimed, exc))
+            await _on_records(idem, functools.partial(_abandon, claimed=claimed, reason=exc))
             if response.sent:
                 raise
             await _send_problem(send, _problems.job_in_use(str(exc)))
@@ -148,15 +148,12 @@ class IdempotencyMiddleware:
                 # Shielded: a cancelled request still releases its record at once.
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(
-                        _on_records(idem, lambda records: records.abandon(claimed, exc))
+                        _on_records(idem, functools.partial(_abandon, claimed=claimed, reason=exc))
                     )
             raise
         if not response.sent:
-            await asyncio.to_thread(
-                idem._records.abandon,
-                claimed,
-                "the application returned without a complete response",
-            )
+            reason = "the application returned without a complete response"
+            await _on_records(idem, functools.partial(_abandon, claimed=claimed, reason=reason))
 
 
 class _Capture:
@@ -246,6 +243,10 @@ def _release_if_claimed(idem: Idempotency, claiming: asyncio.Future[Any]) -> Non
         # A loop that is closing refuses the job: the lock then expires with the process.
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().run_in_executor(None, idem._records.abandon, outcome, reason)
+
+
+def _abandon(records: Records, *, claimed: Claimed, reason: BaseException | str) -> None:
+    records.abandon(claimed, reason)
 
 
 async def _on_records(idem: Idempotency, call: Callable[[Records], _T]) -> _T:
