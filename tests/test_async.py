@@ -232,14 +232,23 @@ def test_event_loops__an_app_serves_several_loops_in_turn(aapp: acidic.App) -> N
 
 
 def test_async_engine__is_the_running_loops_and_derived_from_the_url(aapp: acidic.App) -> None:
-    async def main() -> tuple[Any, Any]:
+    async def engines() -> tuple[Any, Any]:
         return aapp.async_engine, aapp.async_engine
 
-    first, second = asyncio.run(main())
+    async def while_another_loop_runs() -> tuple[Any, Any]:
+        mine = aapp.async_engine
+        # A loop in another thread, alive at the same time: an engine of its own.
+        other = await asyncio.to_thread(lambda: asyncio.run(engines())[0])
+        return mine, other
+
+    first, second = asyncio.run(engines())
     assert first is second
     assert first.url.get_backend_name() == aapp.engine.url.get_backend_name()
     assert first.dialect.is_async
-    assert asyncio.run(main())[0] is not first  # another loop, another engine
+    mine, other = asyncio.run(while_another_loop_runs())
+    assert mine is not other
+    # Once a loop ended, its engine (connections closed) serves a later loop.
+    assert {id(mine), id(other)} >= {id(asyncio.run(engines())[0])}
 
 
 def test_app__takes_an_async_engine(database_url: str) -> None:

@@ -99,7 +99,7 @@ class _Heartbeat:
     """Renews the locks of the records whose handlers are running, from one thread."""
 
     def __init__(self, app: App, interval: float, timeout: float) -> None:
-        self._manager = app.manager
+        self._runs_manager = app.manager
         self._interval = interval
         self._timeout = timeout
         self._held: dict[int, str] = {}
@@ -127,7 +127,7 @@ class _Heartbeat:
             if not held:
                 continue
             try:
-                lost = self._manager.renew_locks(held)
+                lost = self._runs_manager.renew_locks(held)
             except Exception:
                 log.exception("renewing the locks of in-flight idempotent requests failed")
                 continue
@@ -159,14 +159,14 @@ class Records:
         self._definition = _RequestRecord.__acidic_definition__
         self._heart = _Heartbeat(policy.app, heartbeat, lock_timeout)
         #: The manager of the records: the App's, or an event loop's (:meth:`on_loop`).
-        self._manager: Manager = policy.app.manager
+        self._runs_manager: Manager = policy.app.manager
 
     async def on_loop(self) -> Records:
         """These records on the running event loop's manager (the App's asyncio engine):
         call their methods with ``in_greenlet`` instead of in a thread. The heartbeat
         stays the App's (a thread on the sync engine)."""
         records = copy.copy(self)
-        records._manager = await self._manager.async_sides.manager()
+        records._runs_manager = await self._runs_manager.async_sides.manager()
         return records
 
     def begin(self, request: IdempotentRequest) -> Replay | Claimed | Problem:
@@ -178,7 +178,7 @@ class Records:
             caller_sha256=request.caller_sha256,
         )
         encoded = self._definition.encode_args(record)
-        manager = self._manager
+        manager = self._runs_manager
         key = request.record_key
         try:
             for _ in range(3):  # an expired record is deleted, then the key claimed afresh
@@ -247,7 +247,7 @@ class Records:
         claimed.settled = True
         self._heart.release(claimed.run_id)
         try:
-            stored = self._manager.finish_owned(
+            stored = self._runs_manager.finish_owned(
                 Fence(claimed.run_id, claimed.token),
                 step="respond",
                 attempt=claimed.attempt,
@@ -285,7 +285,7 @@ class Records:
             )
         error_json = json.dumps(error.to_json())
         try:
-            self._manager.fail_owned(
+            self._runs_manager.fail_owned(
                 Fence(claimed.run_id, claimed.token),
                 step="respond",
                 attempt=claimed.attempt,
@@ -298,17 +298,17 @@ class Records:
 
     def purge_expired(self, batch: int) -> int:
         """Delete every expired record, ``batch`` per transaction; how many."""
-        return _expiry.purge(self._manager, RECORD_JOB, self._policy.expires, batch)
+        return _expiry.purge(self._runs_manager, RECORD_JOB, self._policy.expires, batch)
 
     def close(self) -> None:
         """Stop the heartbeat thread."""
         self._heart.close()
 
     def _expire(self, key: str) -> bool:
-        return _expiry.expire(self._manager, RECORD_JOB, key, self._policy.expires)
+        return _expiry.expire(self._runs_manager, RECORD_JOB, key, self._policy.expires)
 
     def _mismatch(self, request: IdempotentRequest) -> str:
-        row = self._manager.find(request.record_key, checked=False)
+        row = self._runs_manager.find(request.record_key, checked=False)
         base = f"this {HEADER} was first used for another request"
         if row is None or row.job != RECORD_JOB:
             return base + "; use a new key for a new request"
