@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -411,3 +412,49 @@ def test_crash__async_session_rows_exist_exactly_once_after_every_crash_point(
         assert {("book", "commit"), ("book", "acknowledgement")} <= kinds, kinds
     finally:
         app.close()
+
+
+# -- the worker --------------------------------------------------------------------------
+
+
+class Nap(acidic.Job):
+    """An async job whose foreign step awaits; counts how many run at once."""
+
+    i: int
+
+    @acidic.step(transactional=False)
+    async def nap(self) -> None:
+        SEEN["now"] = SEEN.get("now", 0) + 1
+        SEEN["most"] = max(SEEN.get("most", 0), SEEN["now"])
+        await asyncio.sleep(0.3)
+        SEEN["now"] -= 1
+
+    @acidic.step
+    async def done(self, tx: AsyncConnection) -> acidic.Response:
+        await tx.execute(effects.insert().values(run_key=self.key, step="done"))
+        return acidic.Response(self.i)
+
+
+def test_worker__runs_async_jobs_at_once_on_its_loop_beside_sync_jobs(database_url: str) -> None:
+    with migrated_app(database_url, {**JOBS, "a.Nap": Nap}) as app:
+        for i in range(12):
+            app.enqueue(Nap(i=i), key=f"nap-{i}")
+        app.enqueue(SyncPing(), key="sync")
+        worker = app.worker(concurrency=12, poll_interval=0.2)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while worker.outcomes.get("succeeded", 0) < 13 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            worker.stop()
+            thread.join(30)
+        assert worker.outcomes["succeeded"] == 13, dict(worker.outcomes)
+        assert SEEN["most"] > 1  # several naps awaited at once on the one loop
+        assert SEEN["thread"] != threading.get_ident()  # the sync job: in a thread
+        for i in range(12):
+            run = app.get(f"nap-{i}")
+            assert run is not None
+            assert run.result == i
+            assert effect_counts(app.engine, f"nap-{i}") == {"done": 1}
