@@ -22,6 +22,7 @@ import pytest
 
 import acidic
 from tests.support.databases import BACKENDS, IN_CI, create_database
+from tests.support.flavours import FLAVOURS, flavoured
 from tests.support.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
 
 PRIVATE = "private_postgresql"
@@ -85,3 +86,15 @@ def app(database_url: str) -> Iterator[acidic.App]:
         yield application
     finally:
         application.close()
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test of a module that uses it, once per flavour of step (sync, async, ORM
+    session, async ORM session; see tests/support/flavours.py): the jobs of
+    ``tests.support.jobs`` and of the module's ``JOBS`` swapped for the test."""
+    from tests.support import jobs
+
+    classes = [*jobs.JOBS.values(), *getattr(request.module, "JOBS", {}).values()]
+    with flavoured(classes, str(request.param)):
+        yield str(request.param)

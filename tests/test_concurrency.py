@@ -19,7 +19,14 @@ import acidic
 from tests.support import procs
 from tests.support.jobs import CreateRide, Hold, effect_counts, make_app, rides
 
-pytestmark = pytest.mark.slow
+#: Every test once per flavour of sync step (Connection, ORM session). These tests race
+#: sub-second lock timeouts against process start-up; the async flavours' crash, resume
+#: and takeover are proven by tests/faults/test_crash_points.py and tests/test_async.py.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flavour"),
+    pytest.mark.parametrize("flavour", ["sync", "session"], indirect=True),
+]
 
 #: How many processes race on a held key (LATE of them a little later), and to
 #: create a new one.

@@ -25,6 +25,9 @@ import sqlalchemy as sa
 import acidic
 from tests.support.jobs import effect_counts, effects, get_run, migrated_app
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
 RAN: Counter[str] = Counter()
 FAIL: set[str] = set()
 REACHED: list[str] = []  # ctx cases whose step got past the bad assignment

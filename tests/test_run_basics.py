@@ -3,8 +3,13 @@ stored, and a finished key returns that result without running anything again.""
 
 from __future__ import annotations
 
+import pytest
+
 import acidic
 from tests.support.jobs import CreateRide, effect_counts
+
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
 
 
 def test_run__all_steps_succeed_once_in_order(app: acidic.App) -> None:

@@ -237,6 +237,10 @@ JOBS: dict[str, type[acidic.Job]] = {
 }
 
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
+
 @pytest.fixture(autouse=True)
 def _reset() -> Iterator[None]:
     for state in (FAIL, HALT, SEEN, RAISED, CALLS, LOOP_FAIL_AT):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -11,10 +12,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 
+from ._app_async import AsyncMethods, run_on_own_loop, set_session_factory
 from ._app_flow import FlowMethods
+from ._app_workers import WorkerMethods
 from ._encoding import MAX_KEY_LENGTH, encode
 from ._engine import Manager, utcnow
 from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
+from ._engine._aio import AsyncSides
 from ._engine._schedules import Schedule
 from ._engine._views import to_run
 from ._errors import (
@@ -31,10 +35,13 @@ from ._outcomes import to_seconds
 from ._run import Run, RunStatus
 from ._storage import RunRow, Store
 from ._telemetry import observer as telemetry_observer
-from ._worker import Worker
 
 if TYPE_CHECKING:
     from ._executors import Executor
+from ._storage._engines import sync_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -44,12 +51,6 @@ J = TypeVar("J", bound=type[Job])
 DEFAULT_DATABASE_URL = "sqlite:///acidic.sqlite3"
 #: Default seconds after which a lock not renewed by its owner is stale.
 DEFAULT_LOCK_TIMEOUT = 90.0
-
-
-def _queue_name(name: object) -> str:
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise InvalidArgumentError(f"a queue name is a str of 1 to 100 characters, not {name!r}")
-    return name
 
 
 def _shown(database: str | sa.URL | sa.Engine) -> str:
@@ -62,13 +63,13 @@ def _shown(database: str | sa.URL | sa.Engine) -> str:
         return str(database)
 
 
-class App(FlowMethods):
+class App(FlowMethods, WorkerMethods, AsyncMethods):
     """An acidic application: a database for runs and the jobs that may run there.
 
     ``database`` is a SQLAlchemy URL (``postgresql://…`` uses psycopg 3,
     ``mysql://…``/``mariadb://…`` PyMySQL, ``sqlite:///path`` the standard library) or
-    an existing SQLAlchemy ``Engine``. Without one, ``$ACIDIC_DATABASE_URL`` is used,
-    else the SQLite file ``./acidic.sqlite3``.
+    an existing SQLAlchemy ``Engine`` or ``AsyncEngine``. Without one,
+    ``$ACIDIC_DATABASE_URL`` is used, else the SQLite file ``./acidic.sqlite3``.
 
     ``lock_timeout`` (seconds) is how long a run's lock stays valid after its owner
     last renewed it (at each step boundary) before another caller may take the run
@@ -85,23 +86,35 @@ class App(FlowMethods):
     spans and metrics (no-ops until the application configures an SDK; see
     docs/observability.md). None (the default) turns it on unless
     ``$ACIDIC_TELEMETRY`` is ``off``; False turns it off.
+
     ``executor`` hands enqueued runs to another queue instead of acidic's worker: an
     :class:`acidic.celery.CeleryExecutor`, :class:`acidic.rq.RQExecutor` or
     :class:`acidic.dramatiq.DramatiqExecutor` (see the executors guide).
+
+    ``session_factory``: a ``sessionmaker`` (or ``async_sessionmaker``) that makes the
+    ORM sessions of steps annotated ``Session`` (``AsyncSession``); it is called with
+    ``bind=`` the step's connection.
+
+    Every call has an awaitable twin named ``*_async`` (:meth:`run_async`, ...), which
+    uses the asyncio driver of the same database (:attr:`async_engine`).
 
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
 
     def __init__(
         self,
-        database: str | sa.URL | sa.Engine | None = None,
+        database: str | sa.URL | sa.Engine | AsyncEngine | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         queues: Sequence[str] | Mapping[str, Queue] = ("default",),
         clock: Callable[[], dt.datetime] | None = None,
         telemetry: bool | None = None,
         executor: Executor | None = None,
+        session_factory: Callable[..., Any] | None = None,
     ) -> None:
+        given_async = None
+        if getattr(database, "sync_engine", None) is not None:  # an AsyncEngine
+            given_async, database = database, sync_url(database.url)  # type: ignore[union-attr]
         if database is None:
             database = os.environ.get("ACIDIC_DATABASE_URL") or DEFAULT_DATABASE_URL
         if (
@@ -131,7 +144,7 @@ class App(FlowMethods):
             self._store = Store(database)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
             raise InvalidArgumentError(
-                f"unusable database URL {_shown(database)!r}: {exc}"
+                f"unusable database URL {_shown(database)!r}: {exc}"  # type: ignore[arg-type]
             ) from exc
         self._jobs: dict[str, type[Job]] = {}
         self._names: dict[type[Job], str] = {}
@@ -148,6 +161,8 @@ class App(FlowMethods):
         self._executor = executor
         if executor is not None:
             executor.attach(self)
+        set_session_factory(self._manager, session_factory)
+        self._manager.async_sides = AsyncSides(self._manager, database, given_async)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -155,6 +170,22 @@ class App(FlowMethods):
     def engine(self) -> sa.Engine:
         """The SQLAlchemy engine acidic uses (for your own tables in steps, use ``tx``)."""
         return self._store.engine
+
+    @property
+    def async_engine(self) -> Any:
+        """The SQLAlchemy ``AsyncEngine`` acidic uses on the running event loop (one per
+        loop: an asyncio driver's connections belong to their loop): the ``AsyncEngine``
+        given to the App, or one derived from its URL (``postgresql+psycopg`` as it is,
+        SQLite through aiosqlite, MySQL/MariaDB through aiomysql: ``acidic[async]``)."""
+        return self._manager.async_sides.engine
+
+    async def _on_loop(self) -> App:
+        """This App as the running event loop uses it: the same registry and settings,
+        its manager on the loop's asyncio engine (run it with ``in_greenlet``)."""
+        view = copy.copy(self)
+        view._manager = await self._manager.async_sides.manager()
+        view._store = view._manager.store
+        return view
 
     @property
     def manager(self) -> Manager:
@@ -247,6 +278,8 @@ class App(FlowMethods):
         """
         if not isinstance(job, Job):
             raise UnknownJobError(f"app.run() takes a job instance, not {job!r}")
+        if type(job).__acidic_definition__.is_async:
+            return run_on_own_loop(lambda: self.run_async(job, key), type(job))
         return self._manager.run(self.name_of(job), job, key)
 
     def get(self, key: str) -> Run | None:
@@ -378,47 +411,6 @@ class App(FlowMethods):
             raise InvalidArgumentError(str(exc)) from None
         return self._manager.prune(seconds)
 
-    def pause_queue(self, name: str) -> bool:
-        """Stop workers claiming from queue ``name`` (within a second: at their next
-        claim); enqueueing to it still works and running runs go on. False if it was
-        paused already. The pause is stored, so it holds for every worker and App."""
-        return self._manager.fleet.pause(_queue_name(name), self._manager.clock())
-
-    def resume_queue(self, name: str) -> bool:
-        """Let workers claim from queue ``name`` again; False if it was not paused."""
-        return self._manager.fleet.resume(_queue_name(name))
-
-    def worker(
-        self,
-        *,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 1,
-        poll_interval: float = 1.0,
-        grace: float = 30.0,
-        heartbeat: float | None = None,
-    ) -> Worker:
-        """A :class:`acidic.Worker` executing this App's runs; call ``.run()`` on it."""
-        return Worker(
-            self,
-            queues=queues,
-            concurrency=concurrency,
-            poll_interval=poll_interval,
-            grace=grace,
-            heartbeat=heartbeat,
-        )
-
-    def drain(self, *, queues: Sequence[str] | None = None) -> int:
-        """Execute every due run inline, one after another, until none is due; return
-        how many executions there were.
-
-        A test's worker: runs that are enqueued, woken, or due by ``run_at``, ``Sleep``
-        or a retry's backoff execute in the calling thread. Errors of steps are recorded
-        as a worker records them (retried later or failed), not raised: read the runs
-        with :meth:`get`. Runs that are not due yet stay; with an
-        :class:`acidic.testing.Clock`, advance it and drain again.
-        """
-        return self.worker(queues=queues).drain()
-
     def _row(self, key: str) -> RunRow:
         # Unchecked: an operator may cancel (or resume) a run whose fields were edited.
         row = self._manager.find(key, checked=False)
@@ -463,6 +455,7 @@ class App(FlowMethods):
         """Close acidic's database connections (an Engine you passed in stays open)."""
         if self._owns_engine or self._store.engine.dialect.name == "sqlite":
             self._store.dispose()
+        self._manager.async_sides.close()
 
     def __enter__(self) -> App:
         return self

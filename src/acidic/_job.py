@@ -74,7 +74,11 @@ def step(func: F | None = None, /, *, transactional: bool = True) -> F | Callabl
 
     A transactional step (the default) is called as ``method(self, tx)`` where ``tx`` is
     an open SQLAlchemy ``Connection``: its writes, the context and the move of the
-    recovery point commit together or not at all.
+    recovery point commit together or not at all. Annotated ``sqlalchemy.orm.Session``,
+    ``tx`` is an ORM session in that transaction instead.
+
+    On an ``async def`` the step is awaited, and ``tx`` is an ``AsyncConnection`` (or an
+    ``AsyncSession`` when annotated so). A job's steps are all sync or all async.
 
     ``@step(transactional=False)`` marks a step for foreign calls (HTTP APIs, e-mail):
     it is called as ``method(self)`` with no transaction open, and is at-least-once:
@@ -85,8 +89,6 @@ def step(func: F | None = None, /, *, transactional: bool = True) -> F | Callabl
     def mark(f: F) -> F:
         if not callable(f):
             raise JobDefinitionError(f"@acidic.step must decorate a function, not {f!r}")
-        if inspect.iscoroutinefunction(f):
-            raise JobDefinitionError(f"step {f.__qualname__}: async steps are not supported yet")
         f.__acidic_step__ = StepSpec(  # type: ignore[attr-defined]
             name=f.__name__, func=f, transactional=transactional
         )
@@ -127,6 +129,11 @@ class JobDefinition:
         self.steps: tuple[StepSpec, ...] = _collect_steps(cls)
         self.steps_by_name = {s.name: s for s in self.steps}
         self.args_model = _args_model(cls, self.field_names)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the job's steps are ``async def`` (all of them are, or none)."""
+        return bool(self.steps) and inspect.iscoroutinefunction(self.steps[0].func)
 
     @property
     def step_names(self) -> list[str]:
@@ -232,6 +239,13 @@ def _collect_steps(cls: type) -> tuple[StepSpec, ...]:
             attr_of[spec.name] = attr
             _check_signature(cls, spec)
             by_name[spec.name] = spec  # an override keeps its parent's position
+    kinds = {inspect.iscoroutinefunction(s.func) for s in by_name.values()}
+    if len(kinds) > 1:
+        async_steps = [s.name for s in by_name.values() if inspect.iscoroutinefunction(s.func)]
+        raise JobDefinitionError(
+            f"job {cls.__qualname__} mixes async steps ({', '.join(async_steps)}) with sync "
+            "steps: a job's steps are all async (async def) or all sync"
+        )
     return tuple(by_name.values())
 
 

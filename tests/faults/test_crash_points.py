@@ -18,6 +18,9 @@ import acidic
 from acidic.testing import CrashPoint, assert_each_step_succeeded_once, crash_points
 from tests.support import jobs
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
 
 def _assert_coherent(history: Sequence[acidic.StepEvent]) -> None:
     """Every end event closes a start of the same step and attempt; a step's start is
@@ -80,6 +83,8 @@ def test_crash_points__every_point_of_the_ride_resumes_to_exactly_once(app: acid
     assert any(p.kind == "write" and p.statement == "UPDATE rides" for p in points), points
 
 
+# A process per point: the two ends of the flavours (sync; async with an ORM session).
+@pytest.mark.parametrize("flavour", ["sync", "async_session"], indirect=True)
 @pytest.mark.slow
 @pytest.mark.storm
 def test_crash_points__sigkill_at_every_point_of_the_ride_resumes_to_exactly_once(

@@ -14,7 +14,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 RIDE = {"user_id": 1, "origin": "Kreuzberg", "target": "Mitte"}
 
 
-@pytest.mark.parametrize("example", ["fastapi_app.py", "flask_app.py"])
+@pytest.mark.parametrize("example", ["fastapi_app.py", "fastapi_async.py", "flask_app.py"])
 def test_example__serves_an_idempotent_ride_api(example: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'example.sqlite3'}"
     log = tmp_path / "server.log"

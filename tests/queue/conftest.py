@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 import acidic
-from tests.support.queue.jobs import build_app, reset
+from tests.support.flavours import FLAVOURS, flavoured
+from tests.support.queue.jobs import JOBS, build_app, reset
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +26,11 @@ def app(database_url: str) -> Iterator[acidic.App]:
         yield application
     finally:
         application.close()
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test of a module that uses it once per flavour of step (see
+    tests/support/flavours.py), with the queue tests' jobs."""
+    with flavoured(JOBS.values(), str(request.param)):
+        yield str(request.param)

@@ -49,6 +49,9 @@ from tests.support.queue.jobs import (
     wait_status,
 )
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
 
 def _sentinel(app: acidic.App, key: str = "sentinel", queue: str = "default") -> acidic.Run:
     """Enqueue a Note and wait until a worker ran it: proof that the worker went past

@@ -202,6 +202,9 @@ def get_run(app: acidic.App, key: str) -> acidic.Run:
 
 def make_app(url: str, **options: Any) -> acidic.App:
     """An App on ``url`` with the jobs above registered under their short names."""
+    from tests.support.flavours import apply_from_environment
+
+    apply_from_environment(JOBS.values())  # a child process of a flavoured test
     app = acidic.App(url, **options)
     for name, cls in JOBS.items():
         app.job(name=name)(cls)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._encoding import default_key, encode_value
 from .._job import Job, JobDefinition
 from .._limits import Queue
 from .._storage import Store
 from ._observe import NO_OBSERVER, Observer
+
+if TYPE_CHECKING:
+    from ._aio import AsyncSides
 
 __all__ = ["Clock", "ManagerBase", "utcnow"]
 
@@ -29,6 +32,13 @@ class ManagerBase:
     ``jobs`` is the App's registry (name -> class), shared, not copied: a job registered
     later is known here too.
     """
+
+    #: The ``sessionmaker`` / ``async_sessionmaker`` of steps that take an ORM session
+    #: (``App(session_factory=...)``); None: a plain ``Session`` / ``AsyncSession``.
+    session_factory: Callable[..., Any] | None = None
+    async_session_factory: Callable[..., Any] | None = None
+    #: The managers of this one's database on each event loop (set by the App).
+    async_sides: AsyncSides
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ from .._job import Job, JobDefinition, StepSpec, StepState
 from .._run import Run, RunStatus
 from .._storage import EventRow, Fence, RunChange, RunRow
 from . import _transitions as t
+from ._calls import call_step
 from ._failures import error_json, lost, outcome_of, rollback
 from ._family import children, refuse_missing, spawn
 from ._transitions import Decision, Ended, Transition
@@ -191,7 +192,7 @@ class Runner:
                 )
                 run.conn = conn
                 try:
-                    returned = spec.func(run.job, conn)
+                    returned = self._call(run, spec, conn)
                 finally:
                     run.conn = None
                     conn.execution_options(acidic_in_step=None)
@@ -254,7 +255,7 @@ class Runner:
         if not ok:
             return self._refused(run, spec)
         try:
-            returned = spec.func(run.job)
+            returned = self._call(run, spec, None)
             decision, ctx_json, transition = self._ended(run, spec, returned, None)
             if decision.awaits:
                 with store.translated(f"recording what step {spec.name} awaits"):
@@ -277,6 +278,18 @@ class Runner:
         if not ok:
             return self._refused(run, spec)
         return self._advanced(run, spec, decision, ctx_json, transition, started)
+
+    def _call(self, run: _Execution, spec: StepSpec, conn: sa.Connection | None) -> object:
+        """The step's call (sync or async, given a connection or an ORM session)."""
+        manager = self.manager
+        return call_step(
+            spec,
+            run.job,
+            conn,
+            async_engine=self.store.async_engine,
+            session_factory=manager.session_factory,
+            async_session_factory=manager.async_session_factory,
+        )
 
     def _ended(
         self, run: _Execution, spec: StepSpec, returned: object, started: dt.datetime | None

@@ -15,7 +15,7 @@ from .._errors import JobDefinitionError, SchemaVersionError, StorageError
 from . import _migrations
 from ._checks import check_row
 from ._dialects import Dialect, Heard, dialect_for
-from ._engines import make_engine
+from ._engines import make_async_engine, make_engine
 from ._rendered import Rendered
 from ._rows import EventRow, RunRow
 from ._schema import history, runs
@@ -44,6 +44,12 @@ def _refuse_commit_in_step(conn: Connection) -> None:
 _STEP_BROKEN = "acidic_step_broken"
 
 
+def _in_greenlet() -> bool:
+    from sqlalchemy.util.concurrency import in_greenlet  # noqa: PLC0415
+
+    return in_greenlet()
+
+
 def _step_of(conn: Connection | None) -> str | None:
     return None if conn is None else conn.get_execution_options().get("acidic_in_step")
 
@@ -51,8 +57,18 @@ def _step_of(conn: Connection | None) -> str | None:
 class Connected:
     """acidic's tables on one database: connections and reads (see :class:`Store`)."""
 
-    def __init__(self, database: str | sa.URL | Engine) -> None:
-        self.engine = make_engine(database)
+    def __init__(
+        self, database: str | sa.URL | Engine | Any, *, asynchronous: bool = False
+    ) -> None:
+        #: The asyncio engine whose ``sync_engine`` this store drives from a greenlet
+        #: (``asynchronous``; see acidic._engine._aio), else None.
+        self.async_engine: Any = make_async_engine(database) if asynchronous else None
+        self.engine: Engine = (
+            make_engine(database) if self.async_engine is None else self.async_engine.sync_engine
+        )
+        #: For an asyncio store: the sync store of the same database, which reads made
+        #: outside the greenlet bridge go to (``self.signal()`` called in an async step).
+        self.sync_twin: Connected | None = None
         self.dialect: Dialect = dialect_for(self.engine)
         if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
             sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
@@ -209,6 +225,8 @@ class Connected:
         a fresh connection if that one was dead (the server restarted or ended the
         session while it sat in the pool). A read changes nothing: running it again is
         safe, where a write's outcome would be unknown."""
+        if self.sync_twin is not None and not _in_greenlet():
+            return self.sync_twin._read(read)
         try:
             with self._reading() as conn:
                 return read(conn)

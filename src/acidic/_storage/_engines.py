@@ -13,7 +13,14 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .._errors import AcidicError
 
-__all__ = ["SQLITE_BUSY_TIMEOUT", "make_engine", "shown_url"]
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT",
+    "async_url",
+    "make_async_engine",
+    "make_engine",
+    "shown_url",
+    "sync_url",
+]
 
 
 #: Seconds a SQLite connection waits for the write lock before reporting "busy".
@@ -32,15 +39,17 @@ def _normalise_url(url: URL) -> URL:
     return url
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, create: Any = sa.create_engine) -> Any:
+    """acidic's SQLite engine (``create``: ``sa.create_engine``, or the asyncio one, whose
+    ``sync_engine`` gets the same listeners: they run in its greenlet, where the
+    aiosqlite adapter's calls behave as the sqlite3 module's)."""
     if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
         raise AcidicError(
             "acidic needs a SQLite database file: an in-memory database is private to one "
             "connection and cannot hold runs that survive a crash"
         )
-    engine = sa.create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
-    )
+    made = create(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False})
+    engine: Engine = getattr(made, "sync_engine", made)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -66,19 +75,22 @@ def _sqlite_engine(url: URL) -> Engine:
         if conn.info.get("acidic_busy_ms") != busy_ms:  # PRAGMA only when it changes
             # A setting of the connection, not a statement of the transaction: straight to
             # the driver, without SQLAlchemy's execute path (it cannot fail).
-            driver_connection: Any = conn.connection.driver_connection
-            driver_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+            # (The DBAPI cursor: sqlite3's, or the aiosqlite adapter's, alike.)
+            cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.close()
             conn.info["acidic_busy_ms"] = busy_ms
         conn.exec_driver_sql("BEGIN" if options.get("acidic_read_only") else "BEGIN IMMEDIATE")
 
-    return engine
+    return made
 
 
-def _use_wal(cur: sqlite3.Cursor) -> None:
+def _use_wal(cur: Any) -> None:
     """Put the database in WAL mode (it stays so). Switching takes an exclusive lock, and
     SQLite reports "database is locked" at once, without its busy timeout, while other
     processes open the same new file: retry for a while, as the busy timeout would."""
-    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+    cur.execute("PRAGMA journal_mode")  # DBAPI style: the aiosqlite adapter's too
+    if str(cur.fetchone()[0]).lower() == "wal":
         return
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
     while True:
@@ -96,17 +108,79 @@ def make_engine(database: str | URL | Engine) -> Engine:
     if isinstance(database, Engine):
         if database.dialect.name == "sqlite":
             # acidic needs its own transaction handling on SQLite; share the file, not the pool.
-            return _sqlite_engine(database.url)
+            return _sqlite_engine(database.url)  # type: ignore[no-any-return]
         return database
     url = _normalise_url(make_url(database))
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url)  # type: ignore[no-any-return]
+    try:
+        return sa.create_engine(url, **_options(url))
+    except ImportError as exc:
+        raise AcidicError(_missing_driver(url, exc)) from exc
+
+
+def _options(url: URL) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if url.get_backend_name() in ("mysql", "mariadb"):
         # REPEATABLE READ would let a step read a snapshot older than the row it updates.
         options["isolation_level"] = "READ COMMITTED"
+    return options
+
+
+#: The asyncio driver acidic picks for the sync driver of a URL.
+_ASYNC_DRIVERS = {
+    "postgresql+psycopg": "postgresql+psycopg",  # psycopg 3 is both
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "mysql+pymysql": "mysql+aiomysql",
+    "mariadb+pymysql": "mariadb+aiomysql",
+}
+
+
+def async_url(url: URL) -> URL:
+    """The URL of the asyncio engine for the database of ``url`` (sync or async)."""
+    url = _normalise_url(url)
+    return url.set(drivername=_ASYNC_DRIVERS.get(url.drivername, url.drivername))
+
+
+#: The sync driver acidic uses for the database of an asyncio URL.
+_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+    "mysql+aiomysql": "mysql+pymysql",
+    "mysql+asyncmy": "mysql+pymysql",
+    "mariadb+aiomysql": "mariadb+pymysql",
+    "mariadb+asyncmy": "mariadb+pymysql",
+}
+
+
+def sync_url(url: URL) -> URL:
+    """The URL of acidic's sync engine for the database of an asyncio engine's ``url``."""
+    return url.set(drivername=_SYNC_DRIVERS.get(url.drivername, url.drivername))
+
+
+def make_async_engine(database: str | URL | Engine | Any) -> Any:
+    """The asyncio engine (``AsyncEngine``) acidic uses for ``database``: a URL, acidic's
+    sync Engine (its database, through the asyncio driver of its dialect), or a user's
+    ``AsyncEngine``, used as it is (except on SQLite: see :func:`make_engine`)."""
     try:
-        return sa.create_engine(url, **options)
+        # Optional: greenlet is the extra acidic[async]. SQLAlchemy's asyncio runs on it.
+        import greenlet  # type: ignore[import-untyped]  # noqa: F401, PLC0415
+        from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: PLC0415
+    except ImportError as exc:
+        raise AcidicError(
+            f"acidic's asyncio API needs greenlet ({exc}): pip install 'acidic[async]'"
+        ) from exc
+    if isinstance(database, AsyncEngine):
+        if database.dialect.name != "sqlite":
+            return database
+        database = database.url
+    url = async_url(database.url if isinstance(database, Engine) else make_url(database))
+    try:
+        if url.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, create_async_engine)
+        return create_async_engine(url, **_options(url))
     except ImportError as exc:
         raise AcidicError(_missing_driver(url, exc)) from exc
 
@@ -116,6 +190,9 @@ _EXTRAS = {
     "postgresql+psycopg": ("psycopg", "acidic[postgresql]"),
     "mysql+pymysql": ("PyMySQL", "acidic[mysql]"),
     "mariadb+pymysql": ("PyMySQL", "acidic[mysql]"),
+    "sqlite+aiosqlite": ("aiosqlite", "acidic[async]"),
+    "mysql+aiomysql": ("aiomysql", "acidic[async]"),
+    "mariadb+aiomysql": ("aiomysql", "acidic[async]"),
 }
 
 

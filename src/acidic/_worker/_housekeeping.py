@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .._engine import Manager
+from ._scheduler import Scheduler
 
-__all__ = ["Housekeeper"]
+if TYPE_CHECKING:
+    from .._app import App
+
+__all__ = ["Housekeeper", "side_threads"]
 
 log = logging.getLogger("acidic.worker")
 
@@ -45,3 +51,20 @@ class Housekeeper:
             failing = False
             if woken:
                 log.info("woke %d awaiting run(s) whose awaited runs had finished", woken)
+
+
+def side_threads(
+    app: App, stopping: threading.Event, wake: Callable[[], None]
+) -> list[threading.Thread]:
+    """The worker's threads beside its dispatcher, heartbeat and listener: housekeeping,
+    and the scheduler when the App has schedules (``wake``: after it enqueued a tick)."""
+    manager = app.manager
+    threads = [
+        threading.Thread(
+            target=Housekeeper(manager, stopping).run, name="acidic-housekeeping", daemon=True
+        )
+    ]
+    if app.schedules:
+        scheduler = Scheduler(manager, list(app.schedules.values()), stopping, on_enqueued=wake)
+        threads.append(threading.Thread(target=scheduler.run, name="acidic-scheduler", daemon=True))
+    return threads

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .._engine import Ended, RunRow
+from .._engine import Ended, Manager, RunRow
 from .._errors import InvalidArgumentError, LockLostError, RunCancelledError
+from .._job import Job
 from ._backoff import Backoff
-from ._housekeeping import Housekeeper
+from ._housekeeping import side_threads
+from ._loop import LoopExecutor, run_inline
 from ._registry import REGISTRY_MAX_INTERVAL, Registration
-from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .._app import App
@@ -45,6 +46,10 @@ EXIT_FORCED = 1
 SIGNAL_CHECK_INTERVAL = 0.25
 
 
+def _is_async(cls: type[Job]) -> bool:
+    return cls.__acidic_definition__.is_async
+
+
 @dataclass(slots=True)
 class _Held:
     run_id: int
@@ -57,7 +62,8 @@ class Worker:
     """Executes due runs of an :class:`acidic.App` until stopped.
 
     ``queues`` (default: all of the App's) are served round-robin, so a busy queue
-    cannot starve another. ``concurrency`` runs execute at once, in threads.
+    cannot starve another. ``concurrency`` runs execute at once: runs of sync jobs in
+    threads, runs of async jobs on the process's one event loop.
     ``poll_interval`` is how often the database is polled where no notification
     arrives; ``heartbeat`` how often locks are renewed (default: a third of the
     shortest lock timeout); ``grace`` how long a graceful stop may take.
@@ -119,6 +125,8 @@ class Worker:
             concurrency=concurrency,
             heartbeat=self.heartbeat,
         )
+        #: Where runs of async jobs execute: the process's event loop (see _loop.py).
+        self._loop = LoopExecutor(manager, self._execute, self._free_slot)
 
     # -- control ----------------------------------------------------------------------
 
@@ -148,25 +156,11 @@ class Worker:
         )
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="acidic-heartbeat", daemon=True),
-            threading.Thread(
-                target=Housekeeper(manager, self._stopping).run,
-                name="acidic-housekeeping",
-                daemon=True,
-            ),
+            *side_threads(self.app, self._stopping, self._wake.set),
         ]
         if manager.can_notify:
             threads.append(
                 threading.Thread(target=self._listen_loop, name="acidic-listener", daemon=True)
-            )
-        if self.app.schedules:
-            scheduler = Scheduler(
-                manager,
-                list(self.app.schedules.values()),
-                self._stopping,
-                on_enqueued=self._wake.set,
-            )
-            threads.append(
-                threading.Thread(target=scheduler.run, name="acidic-scheduler", daemon=True)
             )
         for thread in threads:
             thread.start()
@@ -185,6 +179,7 @@ class Worker:
             while (self._held or self._busy) and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._stopped.set()
+            self._loop.stop(max(deadline - time.monotonic(), 0.0))
             try:
                 self.registration.unregister()
             except Exception as exc:
@@ -221,7 +216,10 @@ class Worker:
             if row is None:
                 return executed
             self._hold(row)
-            self._execute(row)
+            if self._is_async(row):
+                run_inline(manager, self._execute, row)
+            else:
+                self._execute(row)
             executed += 1
 
     def _install_signal_handlers(self) -> None:
@@ -316,7 +314,10 @@ class Worker:
                 )
                 for row in rows:
                     self._hold(row, new_slot=True)
-                    pool.submit(self._execute_and_continue, row)
+                    if self._is_async(row):
+                        self._loop.submit(row)
+                    else:
+                        pool.submit(self._execute_and_continue, row)
                     claimed += 1
                     got_any = True
             if not got_any:
@@ -333,11 +334,11 @@ class Worker:
         """In an executor that just finished a run: claim one more for itself, the
         queues taken round-robin; None when nothing is due (or the claim failed: the
         dispatcher, woken, claims and backs off as usual)."""
-        app = self.app
-        jobs = list(app.jobs)
+        # Sync jobs only: an async run goes to the loop, through the dispatcher.
+        jobs = [name for name, cls in self.app.jobs.items() if not _is_async(cls)]
         with self._lock:
             order = self._queue_order()
-        for queue in order:
+        for queue in order if jobs else ():
             try:
                 rows = self.manager.claim_due(queue, jobs, 1, owner=self.registration.id)
             except Exception as exc:
@@ -379,9 +380,16 @@ class Worker:
                 self._execute(next_row)
                 next_row = None if self._stopping.is_set() else self._claim_for_executor()
         finally:
-            with self._lock:
-                self._busy -= 1
-            self._wake.set()
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._busy -= 1
+        self._wake.set()
+
+    def _is_async(self, row: RunRow) -> bool:
+        cls = self.app.jobs.get(row.job)
+        return cls is not None and _is_async(cls)
 
     def _lock_timeout(self, job: str) -> float:
         return self.manager.lock_timeout_of(job)
@@ -398,12 +406,15 @@ class Worker:
 
     # -- executing --------------------------------------------------------------------
 
-    def _execute(self, row: RunRow) -> None:
+    def _execute(self, row: RunRow, manager: Manager | None = None) -> None:
+        """Execute a claimed run (on ``manager``: the event loop's, for an async job)."""
         started = time.monotonic()
         token = row.lock_token
         assert token is not None
         try:
-            ended = self.manager.execute_claimed(row, should_stop=self._stopping.is_set)
+            ended = (manager or self.manager).execute_claimed(
+                row, should_stop=self._stopping.is_set
+            )
             if ended is not None:
                 self._log_end(row, ended, started)
         except (LockLostError, RunCancelledError) as exc:

@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
+from .._engine._aio import in_greenlet
 from .._errors import AcidicError, KeyLockedError
 from . import _problems
 from ._fingerprint import InvalidKeyHeaderError, body_digest, canonical_path, parse_key
 from ._policy import Idempotency
 from ._problems import Problem
-from ._records import Claimed, Replay
+from ._records import Claimed, Records, Replay
 from ._request import SCOPE_KEY, IdempotentRequest, MissingKeyError, RequestInfo
 from ._responses import StoredResponse, too_large
 
@@ -24,6 +25,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_T = TypeVar("_T")
 
 
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -38,7 +40,8 @@ class IdempotencyMiddleware:
 
     ``app.add_middleware(IdempotencyMiddleware, idempotency=idem)`` in Starlette and
     FastAPI, ``IdempotencyMiddleware(asgi_app, idem)`` anywhere else. The database work
-    runs in worker threads, never on the event loop. Needs an asyncio event loop.
+    goes through the App's asyncio engine (its asyncio driver: ``acidic[async]``; in
+    worker threads without one), never blocking the event loop. Needs an asyncio loop.
     """
 
     def __init__(self, app: ASGIApp, idempotency: Idempotency) -> None:
@@ -90,12 +93,11 @@ class IdempotencyMiddleware:
         info = RequestInfo(method=method, path=path, headers=headers, native=scope)
         content_type = headers.get("content-type")
 
-        def begin() -> tuple[IdempotentRequest, Replay | Claimed | Problem]:
-            # Hashing (and parsing JSON) a large body is CPU work: off the event loop too.
+        def begin(records: Records) -> tuple[IdempotentRequest, Replay | Claimed | Problem]:
             request = idem._identify(key, info, body_digest(body, content_type))
-            return request, idem._records.begin(request)
+            return request, records.begin(request)
 
-        claiming = asyncio.ensure_future(asyncio.to_thread(begin))
+        claiming = asyncio.ensure_future(_on_records(idem, begin))
         try:
             request, outcome = await asyncio.shield(claiming)
         except asyncio.CancelledError:
@@ -136,7 +138,7 @@ class IdempotencyMiddleware:
         except KeyLockedError as exc:
             # The handler's own acidic job is still locked by a request that died (its
             # lock outlives this record's): the client retries, as for the record.
-            await asyncio.to_thread(idem._records.abandon, claimed, exc)
+            await _on_records(idem, functools.partial(_abandon, claimed=claimed, reason=exc))
             if response.sent:
                 raise
             await _send_problem(send, _problems.job_in_use(str(exc)))
@@ -145,14 +147,13 @@ class IdempotencyMiddleware:
             if not claimed.settled:
                 # Shielded: a cancelled request still releases its record at once.
                 with contextlib.suppress(BaseException):
-                    await asyncio.shield(asyncio.to_thread(idem._records.abandon, claimed, exc))
+                    await asyncio.shield(
+                        _on_records(idem, functools.partial(_abandon, claimed=claimed, reason=exc))
+                    )
             raise
         if not response.sent:
-            await asyncio.to_thread(
-                idem._records.abandon,
-                claimed,
-                "the application returned without a complete response",
-            )
+            reason = "the application returned without a complete response"
+            await _on_records(idem, functools.partial(_abandon, claimed=claimed, reason=reason))
 
 
 class _Capture:
@@ -176,7 +177,8 @@ class _Capture:
 
     async def pass_through(self, reason: str) -> None:
         self.passing = True
-        await asyncio.to_thread(self.idem._records.abandon, self.claimed, reason)
+        claimed = self.claimed
+        await _on_records(self.idem, lambda records: records.abandon(claimed, reason))
         if self.start is not None:
             await self.downstream(self.start)
 
@@ -223,7 +225,8 @@ class _Capture:
             body=b"".join(self.chunks),
         )
         # Stored before it is sent: a client that saw it can only get it again.
-        await asyncio.to_thread(self.idem._records.finish, self.claimed, response)
+        claimed = self.claimed
+        await _on_records(self.idem, lambda records: records.finish(claimed, response))
         self.done = True
         await self.downstream(start)
         await self.downstream(
@@ -240,6 +243,21 @@ def _release_if_claimed(idem: Idempotency, claiming: asyncio.Future[Any]) -> Non
         # A loop that is closing refuses the job: the lock then expires with the process.
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().run_in_executor(None, idem._records.abandon, outcome, reason)
+
+
+def _abandon(records: Records, *, claimed: Claimed, reason: BaseException | str) -> None:
+    records.abandon(claimed, reason)
+
+
+async def _on_records(idem: Idempotency, call: Callable[[Records], _T]) -> _T:
+    """``call(records)`` on the running loop's records, in SQLAlchemy's greenlet bridge:
+    the database through the asyncio driver, without a thread per call. Without an
+    asyncio driver (acidic[async] not installed), in a worker thread on the App's engine."""
+    try:
+        records = await idem._records.on_loop()
+    except AcidicError:
+        return await asyncio.to_thread(call, idem._records)
+    return await in_greenlet(call, records)  # type: ignore[no-any-return]
 
 
 def _query(scope: Scope) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .._app import App
+from .._engine import Manager
 from .._run import RunStatus
 
 __all__ = ["expire", "purge"]
@@ -13,10 +13,9 @@ __all__ = ["expire", "purge"]
 _ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 
 
-def expire(app: App, job: str, key: str, expires: float) -> bool:
+def expire(manager: Manager, job: str, key: str, expires: float) -> bool:
     """Delete the run of ``job`` under ``key`` if it has expired (ended more than
     ``expires`` seconds ago, not locked); True if it did."""
-    manager = app.manager
     now = manager.clock()
     # Looked at first without a write transaction: on SQLite that would take the
     # database's only write lock for every replay.
@@ -31,6 +30,6 @@ def expire(app: App, job: str, key: str, expires: float) -> bool:
     return manager.delete_expired(job, expires, key=key) > 0
 
 
-def purge(app: App, job: str, expires: float, batch: int) -> int:
+def purge(manager: Manager, job: str, expires: float, batch: int) -> int:
     """Delete every expired record of ``job``, ``batch`` per transaction; how many."""
-    return app.manager.delete_expired(job, expires, batch=batch)
+    return manager.delete_expired(job, expires, batch=batch)

@@ -11,6 +11,7 @@ the run ``failed``, so that a retry claims it and runs the handler again. The CL
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 
 from .._app import App
 from .._encoding import dumps
-from .._engine import Finished
+from .._engine import Finished, Manager
 from .._errors import (
     AcidicError,
     ArgumentMismatchError,
@@ -102,7 +103,7 @@ class _Heartbeat:
     """Renews the locks of the records whose handlers are running, from one thread."""
 
     def __init__(self, app: App, interval: float, timeout: float) -> None:
-        self._manager = app.manager
+        self._runs_manager = app.manager
         self._interval = interval
         self._timeout = timeout
         self._held: dict[int, str] = {}
@@ -130,7 +131,7 @@ class _Heartbeat:
             if not held:
                 continue
             try:
-                lost = self._manager.renew_locks(held)
+                lost = self._runs_manager.renew_locks(held)
             except Exception:
                 log.exception("renewing the locks of in-flight idempotent requests failed")
                 continue
@@ -153,13 +154,24 @@ def register(app: App) -> float:
 class Records:
     """The records of one :class:`~acidic.http.Idempotency`: claiming a request's
     record, storing its response or releasing it without one. Every method blocks on
-    the database: ASGI code calls them in worker threads."""
+    the database: ASGI code calls those of :meth:`on_loop` in SQLAlchemy's greenlet
+    bridge (the asyncio driver, no thread per call)."""
 
     def __init__(self, policy: Idempotency, heartbeat: float, lock_timeout: float) -> None:
         self._policy = policy
         self._app = policy.app
         self._definition = _RequestRecord.__acidic_definition__
         self._heart = _Heartbeat(policy.app, heartbeat, lock_timeout)
+        #: The manager of the records: the App's, or an event loop's (:meth:`on_loop`).
+        self._runs_manager: Manager = policy.app.manager
+
+    async def on_loop(self) -> Records:
+        """These records on the running event loop's manager (the App's asyncio engine):
+        call their methods with ``in_greenlet`` instead of in a thread. The heartbeat
+        stays the App's (a thread on the sync engine)."""
+        records = copy.copy(self)
+        records._runs_manager = await self._runs_manager.async_sides.manager()
+        return records
 
     def begin(self, request: IdempotentRequest) -> Replay | Claimed | Problem:
         """Claim the request's record (run the handler), or say what to answer instead."""
@@ -183,7 +195,7 @@ class Records:
             caller_sha256=request.caller_sha256,
         )
         encoded = self._definition.encode_args(record)
-        manager = self._app.manager
+        manager = self._runs_manager
         key = request.record_key
         try:
             for _ in range(3):  # an expired record is deleted, then the key claimed afresh
@@ -252,7 +264,7 @@ class Records:
         claimed.settled = True
         self._heart.release(claimed.run_id)
         try:
-            stored = self._app.manager.finish_owned(
+            stored = self._runs_manager.finish_owned(
                 Fence(claimed.run_id, claimed.token),
                 step="respond",
                 attempt=claimed.attempt,
@@ -290,7 +302,7 @@ class Records:
             )
         error_json = json.dumps(error.to_json())
         try:
-            self._app.manager.fail_owned(
+            self._runs_manager.fail_owned(
                 Fence(claimed.run_id, claimed.token),
                 step="respond",
                 attempt=claimed.attempt,
@@ -303,17 +315,17 @@ class Records:
 
     def purge_expired(self, batch: int) -> int:
         """Delete every expired record, ``batch`` per transaction; how many."""
-        return _expiry.purge(self._app, RECORD_JOB, self._policy.expires, batch)
+        return _expiry.purge(self._runs_manager, RECORD_JOB, self._policy.expires, batch)
 
     def close(self) -> None:
         """Stop the heartbeat thread."""
         self._heart.close()
 
     def _expire(self, key: str) -> bool:
-        return _expiry.expire(self._app, RECORD_JOB, key, self._policy.expires)
+        return _expiry.expire(self._runs_manager, RECORD_JOB, key, self._policy.expires)
 
     def _mismatch(self, request: IdempotentRequest) -> str:
-        row = self._app.manager.find(request.record_key, checked=False)
+        row = self._runs_manager.find(request.record_key, checked=False)
         base = f"this {HEADER} was first used for another request"
         if row is None or row.job != RECORD_JOB:
             return base + "; use a new key for a new request"

@@ -128,21 +128,28 @@ class _Injector:
         self._on_commit_listener = self._on_commit
         self._after_execute_listener = self._after_execute
 
+    # Listened on every Engine: an async job's statements go through the asyncio engine
+    # of the App (one per event loop, made while the job runs), not ``app.engine``;
+    # :meth:`_mine` keeps those of this thread on the App's database.
+
     def __enter__(self) -> _Injector:
-        sa.event.listen(self._engine, "before_cursor_execute", self._on_execute_listener)
-        sa.event.listen(self._engine, "commit", self._on_commit_listener)
-        sa.event.listen(self._engine, "after_cursor_execute", self._after_execute_listener)
+        sa.event.listen(sa.Engine, "before_cursor_execute", self._on_execute_listener)
+        sa.event.listen(sa.Engine, "commit", self._on_commit_listener)
+        sa.event.listen(sa.Engine, "after_cursor_execute", self._after_execute_listener)
         self._active = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._active = False
-        sa.event.remove(self._engine, "before_cursor_execute", self._on_execute_listener)
-        sa.event.remove(self._engine, "commit", self._on_commit_listener)
-        sa.event.remove(self._engine, "after_cursor_execute", self._after_execute_listener)
+        sa.event.remove(sa.Engine, "before_cursor_execute", self._on_execute_listener)
+        sa.event.remove(sa.Engine, "commit", self._on_commit_listener)
+        sa.event.remove(sa.Engine, "after_cursor_execute", self._after_execute_listener)
 
-    def _mine(self) -> bool:
-        return self._active and threading.get_ident() == self._thread
+    def _mine(self, conn: sa.Connection) -> bool:
+        if not self._active or threading.get_ident() != self._thread:
+            return False
+        engine = conn.engine
+        return engine is self._engine or _database(engine.url) == _database(self._engine.url)
 
     def _dead(self) -> None:
         if self.crashed is not None:
@@ -164,7 +171,7 @@ class _Injector:
         context: Any,
         executemany: bool,
     ) -> None:
-        if not self._mine():
+        if not self._mine(conn):
             return
         self._dead()
         write = _WRITE.match(statement)
@@ -181,14 +188,14 @@ class _Injector:
         executemany: bool,
     ) -> None:
         # A write in autocommit took effect when it returned: that is its commit.
-        if not self._mine() or not _autocommit(conn):
+        if not self._mine(conn) or not _autocommit(conn):
             return
         write = _WRITE.match(statement)
         if write is not None:
             self._reached(conn, "acknowledgement", _describe(write))
 
     def _on_commit(self, conn: sa.Connection) -> None:
-        if not self._mine() or _autocommit(conn):  # nothing left to commit
+        if not self._mine(conn) or _autocommit(conn):  # nothing left to commit
             return
         self._dead()
         self._reached(conn, "commit")
@@ -198,6 +205,11 @@ class _Injector:
             assert dbapi_connection is not None
             dbapi_connection.commit()
         self._reached(conn, "acknowledgement")
+
+
+def _database(url: sa.URL) -> str:
+    """The database ``url`` names, whichever driver (sync or asyncio) it goes through."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
 
 
 def _describe(write: re.Match[str]) -> str:
@@ -261,6 +273,7 @@ def crash_points(
     app_factory: str | None = None,
     key_prefix: str | None = None,
     timeout: float = 60.0,
+    where: Callable[[CrashPoint], bool] | None = None,
 ) -> Iterator[CrashedRun]:
     """Crash a run of ``job`` at each of its crash points in turn, resume it, yield it.
 
@@ -278,7 +291,9 @@ def crash_points(
     ``mode="kill"`` runs each crashing execution in a child process killed with
     SIGKILL at the point, which needs ``app_factory``: ``"module:attribute"`` naming a
     callable that takes the database URL and returns the App with the job registered
-    (the child imports it). While iterating, the App's clock runs ahead of real time.
+    (the child imports it). ``where``: crash only at the points it accepts (e.g. the
+    commits of one step: each SIGKILL costs a process). While iterating, the App's
+    clock runs ahead of real time.
     """
     if mode not in ("raise", "kill"):
         raise AcidicError(f"mode must be 'raise' or 'kill', not {mode!r}")
@@ -294,6 +309,8 @@ def crash_points(
         with _Injector(app.engine, None, _record_nothing) as recorder:
             app.run(job, key=f"{prefix}-record")
         for point in recorder.points:
+            if where is not None and not where(point):
+                continue
             key = f"{prefix}-{point.index:03d}"
             if mode == "raise":
                 crashed = _crash_here(app, job, key, point.index)

@@ -1,0 +1,244 @@
+"""``python -m bench.aio``: acidic's asyncio side against its floors, on PostgreSQL.
+
+* ``inline``: the ride run serially by ``await app.run_async`` (async steps, psycopg's
+  async connection through SQLAlchemy's asyncio engine) against an async psycopg floor
+  doing the same three transactions (:func:`job_3tx_async`, the async twin of
+  ``raw_pg.job_3tx``); next to it, the sync pair (``app.run`` against ``job_3tx``).
+* ``worker``: one worker with ``concurrency`` 200 draining N rides whose foreign step
+  waits 100 ms (``await asyncio.sleep(0.1)``): the async job (on the worker's event
+  loop) against the same ride as a sync job (``time.sleep(0.1)`` in 200 threads).
+
+Not a timed test: ratios in one run, printed (``--n``, ``--worker-n`` to size it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import acidic
+
+from .common import (
+    Timer,
+    check_rides,
+    fake_charge,
+    pg_url,
+    reset_ride_tables,
+    ride_args,
+    wait_until,
+)
+from .systems.acidic_pg import _INSERT_AUDIT, _INSERT_RIDE, _UPDATE_RIDE
+from .systems.raw_pg import job_3tx
+
+#: A database of its own: the shared bench database may be at another branch's schema.
+DB = "acidic_bench_aio"
+
+
+def reset_pg() -> None:
+    """Empty ride tables and acidic's tables, migrated (untimed)."""
+    reset_ride_tables(DB)
+    app = acidic.App(pg_url(DB, "postgresql+psycopg"))
+    app.migrate()
+    app.close()
+    with psycopg.connect(pg_url(DB), autocommit=True) as conn:
+        conn.execute("TRUNCATE acidic_runs, acidic_history, acidic_signals RESTART IDENTITY")
+
+
+INSERT_RIDE = "INSERT INTO rides (user_id, origin, target) VALUES (%s, %s, %s) RETURNING id"
+#: The foreign call of the worker section (seconds).
+CALL = 0.1
+
+
+def make_app(
+    url: str, *, call: float = 0.0
+) -> tuple[acidic.App, type[acidic.Job], type[acidic.Job]]:
+    """The App with the ride as an async job and as a sync job (``call``: how long the
+    foreign step waits)."""
+    app = acidic.App(url)
+
+    @app.job(name="bench.AsyncRide")
+    class AsyncRide(acidic.Job):
+        user_id: int
+        origin: str
+        target: str
+
+        @acidic.step
+        async def create_ride(self, tx: AsyncConnection) -> None:
+            result = await tx.execute(
+                _INSERT_RIDE, {"a": self.user_id, "b": self.origin, "c": self.target}
+            )
+            self.ctx["ride_id"] = result.scalar_one()
+
+        @acidic.step(transactional=False)
+        async def charge(self) -> None:
+            if call:
+                await asyncio.sleep(call)
+            self.ctx["charge_id"] = fake_charge(self.ctx["ride_id"], self.step_key)
+
+        @acidic.step
+        async def finish(self, tx: AsyncConnection) -> None:
+            ride_id = self.ctx["ride_id"]
+            await tx.execute(_UPDATE_RIDE, {"a": self.ctx["charge_id"], "b": ride_id})
+            await tx.execute(_INSERT_AUDIT, {"a": ride_id})
+
+    @app.job(name="bench.SyncRide")
+    class SyncRide(acidic.Job):
+        user_id: int
+        origin: str
+        target: str
+
+        @acidic.step
+        def create_ride(self, tx: Connection) -> None:
+            self.ctx["ride_id"] = tx.execute(
+                _INSERT_RIDE, {"a": self.user_id, "b": self.origin, "c": self.target}
+            ).scalar_one()
+
+        @acidic.step(transactional=False)
+        def charge(self) -> None:
+            if call:
+                time.sleep(call)
+            self.ctx["charge_id"] = fake_charge(self.ctx["ride_id"], self.step_key)
+
+        @acidic.step
+        def finish(self, tx: Connection) -> None:
+            ride_id = self.ctx["ride_id"]
+            tx.execute(_UPDATE_RIDE, {"a": self.ctx["charge_id"], "b": ride_id})
+            tx.execute(_INSERT_AUDIT, {"a": ride_id})
+
+    return app, AsyncRide, SyncRide
+
+
+async def job_3tx_async(conn: psycopg.AsyncConnection[Any], i: int) -> None:
+    """``raw_pg.job_3tx`` on psycopg's async connection: the same three transactions."""
+    args = ride_args(i)
+    key = f"ride-{i}"
+    async with conn.transaction():
+        cur = await conn.execute(INSERT_RIDE, (args["user_id"], args["origin"], args["target"]))
+        ride = await cur.fetchone()
+        assert ride is not None
+        cur = await conn.execute(
+            "INSERT INTO bench_progress (key, args, status, step, ctx)"
+            " VALUES (%s, %s, 'running', 'charge', %s) RETURNING id",
+            (key, json.dumps(args), json.dumps({"ride_id": ride[0]})),
+        )
+        progress = await cur.fetchone()
+        assert progress is not None
+    charge = fake_charge(ride[0], key)
+    ctx = json.dumps({"ride_id": ride[0], "charge_id": charge})
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s", (ctx, progress[0])
+        )
+    async with conn.transaction():
+        await conn.execute("UPDATE rides SET charge_id = %s WHERE id = %s", (charge, ride[0]))
+        await conn.execute(
+            "INSERT INTO ride_audit (ride_id, action) VALUES (%s, 'charged')", (ride[0],)
+        )
+        await conn.execute(
+            "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s",
+            (progress[0],),
+        )
+
+
+def inline(n: int) -> dict[str, float]:
+    """Jobs per second of the four serial measurements."""
+    url = pg_url(DB, "postgresql+psycopg")
+    rates: dict[str, float] = {}
+
+    reset_pg()
+    with psycopg.connect(pg_url(DB)) as conn, Timer() as t:
+        for i in range(n):
+            job_3tx(conn, i)
+    rates["sync floor (psycopg, 3 tx)"] = n / t.seconds
+    check_rides(DB, n)
+
+    reset_pg()
+    app, _, sync_ride = make_app(url)
+    with Timer() as t:
+        for i in range(n):
+            app.run(sync_ride(**ride_args(i)), key=f"ride-{i}")
+    app.close()
+    rates["sync acidic app.run"] = n / t.seconds
+    check_rides(DB, n)
+
+    async def floor() -> float:
+        async with await psycopg.AsyncConnection.connect(pg_url(DB)) as conn:
+            with Timer() as t:
+                for i in range(n):
+                    await job_3tx_async(conn, i)
+        return t.seconds
+
+    reset_pg()
+    rates["async floor (psycopg async, 3 tx)"] = n / asyncio.run(floor())
+    check_rides(DB, n)
+
+    reset_pg()
+    app, async_ride, _ = make_app(url)
+
+    async def rides() -> float:
+        await app.run_async(async_ride(**ride_args(-1)), key="warm-up")  # connect, check
+        with Timer() as t:
+            for i in range(n):
+                await app.run_async(async_ride(**ride_args(i)), key=f"ride-{i}")
+        return t.seconds
+
+    rates["async acidic await app.run_async"] = n / asyncio.run(rides())
+    app.close()
+    return rates
+
+
+def worker(n: int, concurrency: int) -> dict[str, float]:
+    """Runs per second of one worker draining N rides whose foreign step waits."""
+    rates: dict[str, float] = {}
+    for label, pick in (("async job, event loop", 1), ("sync job, threads", 2)):
+        reset_pg()
+        app, *jobs = make_app(pg_url(DB, "postgresql+psycopg"), call=CALL)
+        job = jobs[pick - 1]
+        for i in range(n):  # untimed: the queue is filled first
+            app.enqueue(job(**ride_args(i)), key=f"ride-{i}")
+        w = app.worker(concurrency=concurrency, poll_interval=0.5)
+        thread = threading.Thread(target=w.run, kwargs={"install_signal_handlers": False})
+        with Timer() as t:
+            thread.start()
+            wait_until(lambda w=w: w.outcomes.get("succeeded", 0) >= n, timeout=3600)
+        w.stop()
+        thread.join()
+        app.close()
+        check_rides(DB, n)
+        rates[f"worker --concurrency {concurrency}, {label}"] = n / t.seconds
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.aio")
+    parser.add_argument("--n", type=int, default=300, help="rides per inline measurement")
+    parser.add_argument("--worker-n", type=int, default=2000, help="rides per worker run")
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--sections", default="inline,worker")
+    options = parser.parse_args()
+    sections = options.sections.split(",")
+    if "inline" in sections:
+        rates = inline(options.n)
+        print(f"inline, serial, N={options.n} (jobs/s; ratio = acidic / its floor)")
+        for label, rate in rates.items():
+            print(f"  {label:40s} {rate:8.1f}")
+        sync = rates["sync acidic app.run"] / rates["sync floor (psycopg, 3 tx)"]
+        aio = rates["async acidic await app.run_async"] / rates["async floor (psycopg async, 3 tx)"]
+        print(f"  ratio sync  {sync:.2f}   ratio async {aio:.2f}")
+    if "worker" in sections:
+        rates = worker(options.worker_n, options.concurrency)
+        print(f"worker, N={options.worker_n}, foreign call {CALL * 1000:.0f} ms (runs/s)")
+        for label, rate in rates.items():
+            print(f"  {label:48s} {rate:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The worker's event loop: where it executes the runs of async jobs.
+
+One loop per worker process, in a thread of its own, started when the first async run
+is claimed. The dispatcher claims runs as for sync jobs (its thread, the sync engine,
+the same slots: up to ``concurrency`` runs at once, sync and async together) and hands
+an async run to the loop instead of an executor thread; there it executes on the loop's
+manager (:mod:`acidic._engine._aio`), so hundreds of runs awaiting foreign calls need
+no thread each. The heartbeat, the listener and SIGTERM draining are the worker's own
+and see async runs like any other (held, renewed, stopped at a step boundary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .._engine import RunRow
+from .._engine._aio import in_greenlet
+
+if TYPE_CHECKING:
+    from .._engine import Manager
+
+__all__ = ["LoopExecutor", "run_inline"]
+
+
+class LoopExecutor:
+    """An event loop in a thread, executing async runs with ``execute(row, manager)``
+    (the worker's ``_execute``, run in the greenlet bridge) and calling ``done()``
+    after each."""
+
+    def __init__(
+        self,
+        manager: Manager,
+        execute: Callable[[RunRow, Manager], None],
+        done: Callable[[], None],
+    ) -> None:
+        self._manager = manager
+        self._execute = execute
+        self._done = done
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def submit(self, row: RunRow) -> None:
+        """Execute ``row`` on the loop (started on first use)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="acidic-loop", daemon=True)
+            self._thread.start()
+            self._ready.wait()
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._run(row), self._loop)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the loop once its runs are done (the worker waited for them); its
+        connections are closed as it shuts down."""
+        if self._thread is None or self._loop is None:
+            return
+        stop = self._stop
+        assert stop is not None
+        self._loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        # Runs still executing (the grace ran out) end at their step boundary and hand
+        # their run back, as an executor thread's would: the loop lives until then.
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def _run(self, row: RunRow) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            manager = await self._manager.async_sides.manager()
+            await in_greenlet(self._execute, row, manager)
+        finally:
+            self._tasks.discard(task)
+            self._done()
+
+
+def run_inline(manager: Manager, execute: Callable[[RunRow, Manager], None], row: RunRow) -> None:
+    """``drain``'s execution of an async run in the calling thread: on a loop of its
+    own (or, with a loop running in this thread, on a loop in another thread)."""
+
+    async def run() -> None:
+        await in_greenlet(execute, row, await manager.async_sides.manager())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(run())
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
