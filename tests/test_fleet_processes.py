@@ -178,7 +178,7 @@ RUNS = 1000
 def _claimed(app: acidic.App) -> int:
     """Runs claimed at least once (attempts count claims)."""
     with wa.reader(app).connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).where(runs.c.attempts > 0)).scalar())
+        return int(conn.execute(sa.select(sa.func.count()).where(runs.c.attempts > 0)).scalar_one())
 
 
 @pytest.mark.timeout(400)
