@@ -38,16 +38,17 @@ def seeded(database_url: str) -> Iterator[acidic.App]:
         (
             ("cancel", "ride-0"),
             "cannot cancel key 'ride-0': it is succeeded; cancel applies to pending, running, "
-            "halted, scheduled, failed runs",
+            "halted, scheduled, awaiting, failed runs",
         ),
         (
             ("resume", "ride-0", "--from-step", "book"),
             "cannot resume key 'ride-0': it is succeeded; resume applies to halted, scheduled, "
-            "failed runs",
+            "awaiting, failed runs",
         ),
         (
             ("resume", "flaky-0"),
-            "cannot resume key 'flaky-0': it is failed; resume applies to halted, scheduled runs",
+            "cannot resume key 'flaky-0': it is failed; resume applies to halted, scheduled, "
+            "awaiting runs",
         ),
     ],
 )

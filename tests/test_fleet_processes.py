@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 import acidic
 from acidic._admin import Admin
+from acidic._storage._schema import runs
 from tests.support import worker_app as wa
 from tests.support.cli import run_cli
 from tests.support.pg_cluster import PrivateCluster
@@ -168,3 +169,39 @@ def test_outage__one_line_per_failed_claim_no_traceback_and_the_back_off_keeps_g
         line for line in log.splitlines() if "failed" in line or "lost" in line or "Error" in line
     ]
     assert len(outage_lines) <= len(failed) + 6, "\n".join(outage_lines)
+
+
+#: Runs of 0.2 s each, four at a time: far more than the test lets the workers finish.
+RUNS = 1000
+
+
+def _claimed(app: acidic.App) -> int:
+    """Runs claimed at least once (attempts count claims)."""
+    with wa.reader(app).connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(runs.c.attempts > 0)).scalar_one())
+
+
+@pytest.mark.timeout(400)
+def test_pause__two_busy_workers_claim_nothing_from_it_after_one_second_and_resume_claims_again(
+    app: acidic.App, database_url: str, tmp_path: Path
+) -> None:
+    with wa.worker_processes() as workers:
+        for i in range(2):
+            workers.append(wa.spawn_worker(database_url, tmp_path / f"w{i}.log", concurrency=2))
+        for worker in workers:
+            worker.wait_started(timeout=120)
+        with app.engine.begin() as conn:
+            for i in range(RUNS):
+                app.enqueue(wa.Drain(n=i, pause=0.2), key=f"busy-{i:04d}", connection=conn)
+        wa.wait_for(lambda: _claimed(app) >= 8, "both workers busy", 120, 0.05)
+        assert app.pause_queue("default") is True
+        time.sleep(1.0)
+        at_one_second = _claimed(app)
+        time.sleep(3.0)
+        assert _claimed(app) == at_one_second
+        assert at_one_second < RUNS
+        # Enqueueing still works on a paused queue.
+        app.enqueue(wa.Drain(n=1000), key="while-paused")
+        assert app.get("while-paused").status == "pending"  # type: ignore[union-attr]
+        app.resume_queue("default")
+        wa.wait_for(lambda: _claimed(app) > at_one_second, "claims again", 60, 0.05)

@@ -17,7 +17,7 @@ from ._app_flow import FlowMethods
 from ._app_workers import WorkerMethods
 from ._encoding import MAX_KEY_LENGTH, encode
 from ._engine import Manager, utcnow
-from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, accepted
+from ._engine._actions import ACTIONS, CANCEL_AT_ONCE, CONTINUE_INTERRUPTED, accepted
 from ._engine._aio import AsyncSides
 from ._engine._schedules import Schedule
 from ._engine._views import to_run
@@ -347,7 +347,8 @@ class App(FlowMethods, WorkerMethods, AsyncMethods):
         return to_run(row, [], type(job))
 
     def resume(self, key: str, *, from_step: str | None = None) -> Run:
-        """Make a halted or scheduled run due now, for a worker (or the next ``app.run``).
+        """Make a halted, scheduled or interrupted run due now, for a worker (or the next
+        ``app.run``).
 
         ``from_step`` first moves the run's recovery point to that step of its job (the
         registered job's steps, else the step list stored with the run; another name
@@ -386,8 +387,8 @@ class App(FlowMethods, WorkerMethods, AsyncMethods):
         return self._wake(row, "signal")
 
     def retry(self, key: str) -> Run:
-        """Give a failed run a fresh budget of its job's ``max_attempts`` and make it due
-        now; it resumes at its recovery point."""
+        """Give a failed (or interrupted) run a fresh budget of its job's
+        ``max_attempts`` and make it due now; it resumes at its recovery point."""
         row = self._row(key)
         job_cls = self._jobs.get(row.job)
         budget = job_cls.max_attempts if job_cls is not None else 1
@@ -434,6 +435,8 @@ class App(FlowMethods, WorkerMethods, AsyncMethods):
     ) -> Run:
         # A signal wakes only a halted run, and is stored whatever the status.
         statuses = (RunStatus.HALTED,) if action == "signal" else tuple(ACTIONS[action])
+        if action in CONTINUE_INTERRUPTED:
+            statuses += (RunStatus.INTERRUPTED,)
         verb = "resume" if action == "resume_from" else action
         woken = self._manager.wake(
             row,

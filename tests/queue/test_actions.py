@@ -33,7 +33,7 @@ def test_resume__of_a_succeeded_run_is_refused_and_changes_nothing(app: acidic.A
     assert app.run(Note(tag="done"), key="done") == "done"
     with pytest.raises(acidic.RunStateError, match="it is succeeded; resume accepts"):
         app.resume("done")
-    with pytest.raises(acidic.RunStateError, match="halted or scheduled or failed"):
+    with pytest.raises(acidic.RunStateError, match="halted or scheduled or awaiting or failed"):
         app.resume("done", from_step="note")
     run = get(app, "done")
     assert (run.status, run.result) == ("succeeded", "done")

@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from .._run import RunStatus
 
-__all__ = ["ACTIONS", "CANCEL_AT_ONCE", "accepted"]
+__all__ = ["ACTIONS", "CANCEL_AT_ONCE", "CONTINUE_INTERRUPTED", "accepted"]
 
 _P, _R, _H, _S, _F, _A, _I = (
     RunStatus.PENDING,
@@ -28,12 +28,17 @@ _P, _R, _H, _S, _F, _A, _I = (
 #: wakes only a halted run.
 ACTIONS: Mapping[str, frozenset[RunStatus]] = MappingProxyType(
     {
-        "retry": frozenset({_F, _I}),
-        "resume": frozenset({_H, _S, _A, _I}),
-        "resume_from": frozenset({_H, _S, _F, _A, _I}),
-        "cancel": frozenset({_P, _S, _H, _F, _R, _A, _I}),
+        "retry": frozenset({_F}),
+        "resume": frozenset({_H, _S, _A}),
+        "resume_from": frozenset({_H, _S, _F, _A}),
+        "cancel": frozenset({_P, _S, _H, _F, _R, _A}),
     }
 )
+
+#: Actions that also continue an ``interrupted`` run (Ctrl-C in an inline step). It is
+#: not in their table above: bulk actions over a selection and the refusal messages stay
+#: about the statuses operators act on; an interrupted run is acted on by its key.
+CONTINUE_INTERRUPTED: frozenset[str] = frozenset({"retry", "resume", "resume_from"})
 
 #: The statuses a cancel ends at once (a running run ends at its next step boundary).
 CANCEL_AT_ONCE: frozenset[RunStatus] = frozenset({_P, _S, _H, _F, _A, _I})

@@ -175,6 +175,15 @@ Index(
     postgresql_where=runs.c.status == literal_column("'running'"),
     sqlite_where=runs.c.status == literal_column("'running'"),
 ).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
+#: 0004: the waiting runs by job (due runs of a job no live worker knows).
+Index(
+    "acidic_runs_waiting_job_idx",
+    runs.c.queue,
+    runs.c.job,
+    runs.c.run_at,
+    postgresql_where=runs.c.status.in_(WAITING),
+    sqlite_where=runs.c.status.in_(WAITING),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
 # MariaDB and MySQL: acidic_runs_claim_idx (queue, status, ...) serves these reads; a
 # second index led by the status made MariaDB walk it for claims (and sort).
 

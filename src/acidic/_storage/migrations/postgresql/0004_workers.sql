@@ -7,12 +7,16 @@
 -- heartbeat cadence and deletes its row on a graceful stop.
 -- acidic_paused_queues: a queue named here is not claimed from (enqueueing still works).
 -- acidic_runs_running_idx: the running runs of a queue (acidic queues, a worker's runs).
+-- acidic_runs_waiting_job_idx: the waiting runs of a queue by job (due runs of a job that no
+-- live worker knows), read without visiting the table.
 
 ALTER TABLE acidic_runs ADD COLUMN owner VARCHAR(255);
 
 CREATE INDEX acidic_runs_owner_idx ON acidic_runs (owner);
 CREATE INDEX acidic_runs_running_idx ON acidic_runs (queue, lock_expires_at)
     WHERE status = 'running';
+CREATE INDEX acidic_runs_waiting_job_idx ON acidic_runs (queue, job, run_at)
+    WHERE status IN ('pending', 'scheduled');
 
 CREATE TABLE acidic_workers (
     id VARCHAR(255) NOT NULL,
