@@ -180,7 +180,7 @@ class Runner:
         state = run.state
         store = self.store
         started = self.manager.clock()
-        conn = store.engine.connect()
+        conn = store.step_engine.connect()
         try:
             with store.translated(f"starting step {spec.name} of {state.key!r}"):
                 tx = conn.begin()

@@ -69,6 +69,10 @@ class Connected:
         #: For an asyncio store: the sync store of the same database, which reads made
         #: outside the greenlet bridge go to (``self.signal()`` called in an async step).
         self.sync_twin: Connected | None = None
+        #: Where transactional steps run and commit their progress: acidic's engine,
+        #: unless an integration puts steps on its framework's own connection (the
+        #: same database; acidic.django uses Django's, so ORM writes commit with them).
+        self.step_engine: Engine = self.engine
         self.dialect: Dialect = dialect_for(self.engine)
         if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
             sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
@@ -112,6 +116,15 @@ class Connected:
                 f"{broken}; no statement can run in it any more (the step fails and runs "
                 "again)"
             )
+
+    def guard_steps(self, engine: Engine) -> None:
+        """Guard the steps run on ``engine`` (an integration's ``step_engine``) as those on
+        acidic's own: refuse a COMMIT of theirs, and refuse to go on after an error that
+        ended their transaction."""
+        if not sa.event.contains(engine, "commit", _refuse_commit_in_step):
+            sa.event.listen(engine, "commit", _refuse_commit_in_step)
+        sa.event.listen(engine, "handle_error", self._note_step_error)
+        sa.event.listen(engine, "before_cursor_execute", self._refuse_in_broken_step)
 
     def step_broken(self, conn: Connection) -> str | None:
         """The error that ended the transaction of the step running on ``conn`` (which

@@ -105,16 +105,20 @@ def _refuse_newer(current: int, known: int) -> None:
         )
 
 
-def migrate(engine: Engine, dialect: Dialect) -> list[str]:
-    """Apply pending migrations; return the names of those applied (empty: up to date)."""
+def migrate(engine: Engine, dialect: Dialect, upto: int | None = None) -> list[str]:
+    """Apply pending migrations; return the names of those applied (empty: up to date).
+
+    ``upto``: apply none past that version (Django's migrations of ``acidic.django``
+    apply acidic's versions one by one)."""
     migrations = load_migrations(dialect)
+    target = len(migrations) if upto is None else min(upto, len(migrations))
     # Every process calls migrate() at start-up: on a current schema it only reads the
     # version, never waiting for the migration lock or (SQLite) for the write lock that
     # a running step holds. The version is read again under the lock before changing it.
     current = read_version(engine)
     if current is not None:
         _refuse_newer(current, len(migrations))
-        if current == len(migrations):
+        if current >= target:
             return []
     applied: list[str] = []
     # The lock is session-wide and taken before the transaction, so that on MySQL,
@@ -126,7 +130,7 @@ def migrate(engine: Engine, dialect: Dialect) -> list[str]:
         conn.exec_driver_sql(dialect.prepare_ddl(conn, create))
         current = applied_version(conn) or 0
         _refuse_newer(current, len(migrations))
-        for migration in migrations[current:]:
+        for migration in migrations[current:target]:
             for statement in migration.statements():
                 conn.exec_driver_sql(dialect.prepare_ddl(conn, statement))
             conn.execute(
