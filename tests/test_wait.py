@@ -3,6 +3,7 @@ or cancellation, times out, and on PostgreSQL wakes within 50 ms of the run's co
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import threading
 import time
@@ -68,6 +69,30 @@ def test_wait__returns_the_result_once_a_worker_finishes_the_run(app: acidic.App
     assert time.monotonic() - started >= 0.25  # it did wait for the worker
     drainer.join()
     assert app.wait("double") == 42  # a finished run answers at once
+
+
+def test_wait_async__returns_the_result_without_blocking_the_loop(app: acidic.App) -> None:
+    app.enqueue(Double(n=4), key="double-async")
+    drainer = later(0.3, app.drain)
+
+    async def main() -> tuple[object, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        result = await app.wait_async("double-async", timeout=10)
+        ticker.cancel()
+        return result, ticks
+
+    result, ticks = asyncio.run(main())
+    drainer.join()
+    assert result == 8
+    assert ticks >= 10  # the loop kept running while the run was awaited
 
 
 def test_wait__raises_run_failed_error_with_the_stored_error(app: acidic.App) -> None:

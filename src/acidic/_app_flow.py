@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -111,3 +112,16 @@ class FlowMethods:
         if run.status == RunStatus.FAILED:
             raise RunFailedError(run.key, run.error)
         raise RunCancelledError(f"run {run.key!r} was cancelled")
+
+    async def wait_async(
+        self,
+        key: str,
+        timeout: float | dt.timedelta | None = None,
+        *,
+        poll_interval: float = 0.1,
+    ) -> Any:
+        """Awaitable :meth:`wait`, with the same results and errors. It waits in a worker
+        thread (``asyncio.to_thread``): the event loop stays free meanwhile. Cancelling the
+        awaiting task stops waiting for the result; the thread ends at the run's finish or
+        at ``timeout``."""
+        return await asyncio.to_thread(_app(self).wait, key, timeout, poll_interval=poll_interval)
