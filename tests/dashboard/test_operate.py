@@ -188,3 +188,9 @@ def test_job_stats_and_schedule_pages(mounted: tuple[str, acidic.App]) -> None:
         "later": "0",
     }
     assert "overdue" in scheduled.body
+    schedule = re.search(r'<tr data-schedule="nightly-flaky">(.*?)</tr>', scheduled.body, re.S)
+    assert schedule is not None
+    assert "<code>0 3 * * *</code> (Europe/Paris)" in schedule[1]
+    assert "not enqueued" in schedule[1]
+    next_tick = app.schedules["nightly-flaky"].next_after(dt.datetime.now(dt.UTC))
+    assert next_tick.isoformat() in schedule[1]

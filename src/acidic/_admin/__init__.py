@@ -12,7 +12,8 @@ through the manager's read-only queries (``app.manager.queries``, SQL in
 - :mod:`._reader`: :class:`Admin`;
 - :mod:`._acting`: :func:`perform`, the operator actions through the App;
 - :mod:`._bulk`: :class:`BulkAction`, an action on every run a filter selects, in batches;
-- :mod:`._insights`: per-job statistics and the schedule of waiting runs.
+- :mod:`._insights`: per-job statistics and the schedule of waiting runs;
+- :mod:`._schedules`: the App's schedules with their last and next tick.
 """
 
 from ._acting import OPERATIONS, perform
@@ -34,6 +35,7 @@ from ._records import (
     StepSpan,
     WorkerInfo,
 )
+from ._schedules import describe_schedules
 
 __all__ = [
     "MAX_BUCKETS",
@@ -59,6 +61,7 @@ __all__ = [
     "StepSpan",
     "UnknownJob",
     "WorkerInfo",
+    "describe_schedules",
     "fmt_duration",
     "fmt_time",
     "parse_duration",

@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._app import App
+from .._admin import describe_schedules
 from ._options import STATUS_STYLE, console, json_option, opened, traceback_option
 
 __all__ = ["schedules"]
-
-
-def describe(app: App) -> list[dict[str, Any]]:
-    """Each schedule of ``app`` as a JSON object: its recurrence, its last tick (the
-    latest at or before now: its key, and its run's status, or None if no worker
-    enqueued it) and its next tick."""
-    now = app.manager.clock()
-    described = []
-    for schedule in app.schedules.values():
-        last = schedule.latest(now, 1)
-        last_key = schedule.key(last[0]) if last else None
-        run = app.get(last_key) if last_key else None
-        described.append(
-            {
-                "name": schedule.name,
-                "job": schedule.job_name,
-                "cron": schedule.cron,
-                "every_s": None if schedule.every is None else int(schedule.every.total_seconds()),
-                "timezone": schedule.timezone,
-                "catch_up": schedule.catch_up,
-                "queue": schedule.queue,
-                "last_tick": last[0].isoformat() if last else None,
-                "last_key": last_key,
-                "last_status": None if run is None else run.status.value,
-                "next_tick": schedule.next_after(now).isoformat(),
-            }
-        )
-    return described
 
 
 @click.command()
@@ -62,7 +33,7 @@ def schedules(app_path: str, show_traceback: bool, as_json: bool) -> None:
     when it fell due.
     """
     with opened(None, app_path, show_traceback) as app:
-        rows = describe(app)
+        rows = describe_schedules(app)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._admin import JobStats, Schedule
+from .._admin import JobStats, Schedule, describe_schedules
 from .._errors import AcidicError, StorageError
 from ._charts import WINDOWS
 
@@ -53,6 +53,7 @@ class InsightPages:
             raise
         except AcidicError as exc:
             return self.d.message(request, "Invalid page", str(exc), 400)
-        context = {"schedule": plan, "first_page": cursor is None}
+        schedules = await run_in_threadpool(describe_schedules, self.d.app)
+        context = {"schedule": plan, "first_page": cursor is None, "schedules": schedules}
         template = "scheduled_live.html" if self.d.live(request) else "scheduled.html"
         return self.d.page(request, template, context)

@@ -103,6 +103,10 @@ def make_app(url: str | None = None, **options: Any) -> acidic.App:
     app = acidic.App(url, queues=QUEUES, **options)
     for name, cls in JOBS.items():
         app.job(name=name)(cls)
+    # Listed on the Scheduled page; catch_up=0: no worker of a test enqueues a past tick.
+    app.schedule(
+        "nightly-flaky", Flaky(n=99), cron="0 3 * * *", timezone="Europe/Paris", catch_up=0
+    )
     return app
 
 
