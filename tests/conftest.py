@@ -33,6 +33,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker(PRIVATE) is not None:
             item.add_marker(pytest.mark.xdist_group(PRIVATE))
+        # The async and ORM flavours of the semantics tests: scripts/test-flavours.
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("flavour", "sync") != "sync":
+            item.add_marker(pytest.mark.flavours)
 
 
 @pytest.fixture(scope="session")
