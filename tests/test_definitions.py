@@ -132,18 +132,24 @@ def test_definition__override_without_step_decorator_raises() -> None:
                 pass
 
 
-def test_definition__async_step_raises() -> None:
+def test_definition__async_steps_make_an_async_job() -> None:
+    class Async(acidic.Job):
+        @acidic.step
+        async def wait(self, tx: sa.Connection) -> None: ...
+
+        @acidic.step(transactional=False)
+        async def call(self) -> None: ...
+
+    assert Async.__acidic_definition__.is_async
+
+
+def test_definition__sync_and_async_steps_mixed_raise() -> None:
     with pytest.raises(acidic.JobDefinitionError, match="async"):
 
-        class Async(acidic.Job):
+        class Mixed(acidic.Job):
             @acidic.step
-            async def wait(self, tx: sa.Connection) -> None: ...
+            def book(self, tx: sa.Connection) -> None: ...
 
-
-def test_definition__async_non_transactional_step_raises() -> None:
-    with pytest.raises(acidic.JobDefinitionError, match="async"):
-
-        class AsyncForeign(acidic.Job):
             @acidic.step(transactional=False)
             async def call(self) -> None: ...
 

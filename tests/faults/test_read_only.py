@@ -213,7 +213,7 @@ def test_read_only__sqlite_on_a_read_only_file_system(tmp_path: Path) -> None:
 
 
 def test_read_only__sqlite_disk_full(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "fs", "4m") as fs:
+    with _tmpfs(tmp_path / "fs", "8m") as fs:
         url = f"sqlite:///{fs / 'acidic.sqlite3'}"
         key = "disk-full"
         job = GateShortLock(n=1, blob=512 * 1024)
@@ -224,7 +224,8 @@ def test_read_only__sqlite_disk_full(tmp_path: Path) -> None:
             # second has written its rows (in SQLite's cache) and waits at the gate.
             thread, outcome = _run_gated(app, job, key)
             filler = fs / "filler"
-            with open(filler, "wb") as f, contextlib.suppress(OSError):
+            # Outer suppress: the disk may be full before the filler is even opened.
+            with contextlib.suppress(OSError), open(filler, "wb") as f:
                 while True:  # until the disk is full
                     f.write(b"\0" * 65536)
                     f.flush()
@@ -238,7 +239,7 @@ def test_read_only__sqlite_disk_full(tmp_path: Path) -> None:
             assert stuck.status in ("failed", "running"), stuck  # recorded, or not at all
             assert procs.count_rows(app.engine, blobs) == 0
 
-            filler.unlink()  # space again
+            filler.unlink(missing_ok=True)  # space again
             assert _run_until_unlocked(app, job, key) == 2
             _check_done(app, key)
             assert procs.count_rows(app.engine, blobs) == 1

@@ -180,10 +180,12 @@ class Worker:
                 time.sleep(0.01)
             self._stopped.set()
             self._loop.stop(max(deadline - time.monotonic(), 0.0))
-            try:
-                self.registration.unregister()
-            except Exception as exc:
-                log.warning("removing the worker from the registry failed: %s", exc)
+            # Not after an expired grace: a step may still hold SQLite's write lock.
+            if not self._held:
+                try:
+                    self.registration.unregister()
+                except Exception as exc:
+                    log.warning("removing the worker from the registry failed: %s", exc)
             manager.observer.worker_stopped(observed)
         if self._held:
             log.warning(
