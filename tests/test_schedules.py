@@ -258,6 +258,7 @@ def test_schedule__three_workers_make_exactly_one_run_per_tick(
 
 
 @pytest.mark.storm
+@pytest.mark.timeout(400)  # two minutes, a stop of thirty seconds, ten more, and start-ups
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_schedule__three_workers_for_two_minutes_and_a_stop_of_thirty_seconds(
     database_url: str, tmp_path: Path
