@@ -142,12 +142,12 @@ def test_lost_messages__the_relay_republishes_them(world: QueueWorld) -> None:
     assert all(world.effects(k) == {"book": 1, "confirm": 1} for k in keys)
 
 
+# RQ has no scheduler of its own for the relay (`acidic relay` or `rq cron`, see
+# docs/executors.md): this test is for the two queues that do.
+@pytest.mark.parametrize("kind", ["celery", "dramatiq"], indirect=True)
 def test_periodic_relay__scheduled_by_the_queue_itself(world: QueueWorld) -> None:
     """Lost messages come back without `acidic relay`: Celery beat runs the executor's
-    relay task, Dramatiq's workers run the relay middleware (RQ: `acidic relay` or
-    `rq cron`, see docs/executors.md)."""
-    if world.kind == "rq":
-        pytest.skip("RQ has no scheduler of its own for the relay but rq cron (documented)")
+    relay task, Dramatiq's workers run the relay middleware."""
     app = world.app
     keys = [app.enqueue(support.Ride(rider=f"p{i}"), f"periodic-{i}").key for i in range(3)]
     world.purge()
