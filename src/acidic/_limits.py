@@ -3,11 +3,12 @@ runs a queue may start per time window. Enforced where workers claim runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import InvalidArgumentError, JobDefinitionError
 
@@ -62,7 +63,7 @@ class Limit:
     def key_of(self, job: Job) -> str:
         """The concurrency key of ``job``."""
         if isinstance(self.key, str):
-            values = {f.name: getattr(job, f.name) for f in _fields(job)}
+            values = {f.name: getattr(job, f.name) for f in dataclasses.fields(cast(Any, job))}
             value = self.key.format(**values)
         else:
             value = self.key(job)
@@ -77,12 +78,6 @@ class Limit:
                 f"{MAX_LIMIT_KEY_LENGTH} characters: {value[:40]!r}..."
             )
         return value
-
-
-def _fields(job: Job) -> tuple[Any, ...]:
-    import dataclasses  # noqa: PLC0415 - small, and only for format keys
-
-    return dataclasses.fields(job)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ def describe_schedules(app: App) -> list[dict[str, Any]]:
     for schedule in app.schedules.values():
         last = schedule.latest(now, 1)
         last_key = schedule.key(last[0]) if last else None
-        run = app.get(last_key) if last_key else None
+        # The row alone (no history): its status is all the listing shows.
+        run = app.manager.find(last_key) if last_key else None
         described.append(
             {
                 "name": schedule.name,
@@ -32,7 +33,7 @@ def describe_schedules(app: App) -> list[dict[str, Any]]:
                 "queue": schedule.queue,
                 "last_tick": last[0].isoformat() if last else None,
                 "last_key": last_key,
-                "last_status": None if run is None else run.status.value,
+                "last_status": None if run is None else str(run.status),
                 "next_tick": schedule.next_after(now).isoformat(),
             }
         )

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Claim", "Runner", "current_step", "error_json"]
 
+#: A child run that ends so may be the last one its awaiting parent waits for.
+_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+
 log = logging.getLogger("acidic.run")
 
 #: The step executing in this context, for labelling what happens meanwhile
@@ -170,7 +173,7 @@ class Runner:
             raise
         finally:
             job.__dict__.pop("_acidic_state", None)
-            if row.parent_id is not None:
+            if row.parent_id is not None and outcome in _FINISHED:
                 self._wake_parent(row)
             observer.run_ended(attempt_handle, row, outcome, error)
 

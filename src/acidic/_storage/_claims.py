@@ -75,7 +75,7 @@ class StepwiseClaimer:
         earliest ``run_at``, then enqueue order). Rows locked by another claimer are
         skipped, never waited for. Each claimed run gets a token of its own."""
 
-        stale, due, take, fetch = self._statements()
+        stale, due, _, fetch = self._statements()
         params: dict[str, Any] = {"c_queue": queue, "c_jobs": list(jobs)}
         if self.dialect.single_writer:
             # Look before taking SQLite's only write lock: idle polls must not queue
@@ -103,22 +103,35 @@ class StepwiseClaimer:
                     by_status=by_status,
                 )
                 for run_id, job in picked:
-                    conn.execute(
-                        take,
-                        {
-                            "c_id": run_id,
-                            "c_token": uuid.uuid4().hex,
-                            "c_now": now,
-                            "c_expires": now + dt.timedelta(seconds=lock_timeout(job)),
-                            "c_owner": owner,
-                        },
-                    )
+                    self.take(conn, run_id, job, now, lock_timeout(job), owner)
                     claimed.append(run_id)
             if not claimed:
                 return []
             rows = conn.execute(fetch, {"c_ids": claimed}).all()
         order = {run_id: i for i, run_id in enumerate(claimed)}
         return sorted((run_row(r) for r in rows), key=lambda r: order[r.id])
+
+    def take(
+        self,
+        conn: Connection,
+        run_id: int,
+        job: str,
+        now: dt.datetime,
+        lock_timeout: float,
+        owner: str | None,
+    ) -> None:
+        """In ``conn``'s transaction, give the picked run ``run_id`` to ``owner``: a token
+        of its own, a lock of ``lock_timeout`` seconds, one more attempt."""
+        conn.execute(
+            self._statements()[2],
+            {
+                "c_id": run_id,
+                "c_token": uuid.uuid4().hex,
+                "c_now": now,
+                "c_expires": now + dt.timedelta(seconds=lock_timeout),
+                "c_owner": owner,
+            },
+        )
 
     @staticmethod
     def _pick(

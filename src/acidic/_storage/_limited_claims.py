@@ -16,14 +16,14 @@ every claim committed before (READ COMMITTED, or SQLite's single writer).
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._claims import StepwiseClaimer
 from ._fleet import not_paused
 from ._rows import RunRow
 from ._schema import limits, runs, starts
@@ -54,6 +54,8 @@ class LimitedClaimer:
     def __init__(self, store: Connected) -> None:
         self.store = store
         self.dialect = store.dialect
+        #: Takes a picked run as the stepwise claim does (the same UPDATE).
+        self._stepwise = StepwiseClaimer(store)
 
     def claim_due(
         self,
@@ -90,7 +92,7 @@ class LimitedClaimer:
                     break
                 if key is not None and not self._slot_free(conn, key, key_max or 1, run_id, now):
                     continue
-                self._take(conn, run_id, job, now, lock_timeout, owner)
+                self._stepwise.take(conn, run_id, job, now, lock_timeout(job), owner)
                 if queue_limits is not None and queue_limits.rate_count is not None:
                     conn.execute(starts.insert().values(name=queue_name, at=now))
                 claimed.append(run_id)
@@ -179,24 +181,3 @@ class LimitedClaimer:
             )
         ).scalar_one()
         return int(held) < key_max
-
-    def _take(
-        self,
-        conn: Connection,
-        run_id: int,
-        job: str,
-        now: dt.datetime,
-        lock_timeout: Callable[[str], float],
-        owner: str | None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "owner": owner,
-            "status": "running",
-            "lock_token": uuid.uuid4().hex,
-            "locked_at": now,
-            "lock_expires_at": now + dt.timedelta(seconds=lock_timeout(job)),
-            "last_run_at": now,
-            "run_at": None,
-            "attempts": runs.c.attempts + 1,
-        }
-        conn.execute(runs.update().where(runs.c.id == run_id).values(values))
