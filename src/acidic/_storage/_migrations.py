@@ -4,6 +4,13 @@ Files live in ``migrations/<dialect>/NNNN_name.sql``; every dialect has the same
 versions. The runner records each applied version in ``acidic_schema_version`` and
 serialises concurrent runners with a database lock, so ``migrate()`` is safe to call
 from every process at start-up.
+
+A database with none of acidic's tables is built from the dialect's baseline
+(``baseline_NNNN.sql``: the schema of versions 1..NNNN in one pass) instead of replaying
+every version: one CREATE TABLE with its indexes instead of a CREATE and a series of
+ALTERs, which on MariaDB (whose DDL commits and rebuilds per statement) cuts a fresh
+install from over a second to a fifth of that. The versions it covers are recorded as
+applied, and later versions run on top of it as usual.
 """
 
 from __future__ import annotations
@@ -21,9 +28,17 @@ from .._errors import SchemaVersionError
 from ._dialects import Dialect
 from ._schema import schema_version
 
-__all__ = ["Migration", "applied_version", "latest_version", "load_migrations", "migrate"]
+__all__ = [
+    "Migration",
+    "applied_version",
+    "latest_version",
+    "load_baseline",
+    "load_migrations",
+    "migrate",
+]
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_BASELINE = re.compile(r"^baseline_(\d{4})\.sql$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +77,18 @@ def load_migrations(dialect: Dialect) -> list[Migration]:
     if [m.version for m in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"acidic migrations for {dialect.name} are not numbered 1..n")
     return found
+
+
+def load_baseline(dialect: Dialect) -> Migration | None:
+    """The dialect's baseline (the newest, if several), as a migration whose version is
+    the last one it covers; None when the dialect has none."""
+    folder = resources.files("acidic._storage.migrations").joinpath(dialect.migrations)
+    found = [
+        Migration(int(match[1]), "baseline", entry.read_text("utf-8"))
+        for entry in folder.iterdir()
+        if (match := _BASELINE.match(entry.name))
+    ]
+    return max(found, key=lambda m: m.version, default=None)
 
 
 def latest_version(dialect: Dialect) -> int:
@@ -105,11 +132,14 @@ def _refuse_newer(current: int, known: int) -> None:
         )
 
 
-def migrate(engine: Engine, dialect: Dialect, upto: int | None = None) -> list[str]:
+def migrate(
+    engine: Engine, dialect: Dialect, upto: int | None = None, *, baseline: bool = True
+) -> list[str]:
     """Apply pending migrations; return the names of those applied (empty: up to date).
 
     ``upto``: apply none past that version (Django's migrations of ``acidic.django``
-    apply acidic's versions one by one)."""
+    apply acidic's versions one by one). ``baseline=False`` replays every version even
+    on an empty database (the tests compare both ways)."""
     migrations = load_migrations(dialect)
     target = len(migrations) if upto is None else min(upto, len(migrations))
     # Every process calls migrate() at start-up: on a current schema it only reads the
@@ -130,15 +160,33 @@ def migrate(engine: Engine, dialect: Dialect, upto: int | None = None) -> list[s
         conn.exec_driver_sql(dialect.prepare_ddl(conn, create))
         current = applied_version(conn) or 0
         _refuse_newer(current, len(migrations))
+        start = load_baseline(dialect) if baseline and current == 0 else None
+        # Only where no acidic table exists: MySQL's DDL is not transactional, so a
+        # first migration that failed half-way can leave 0001's tables without its
+        # version row, and the baseline's CREATE TABLE IF NOT EXISTS would then skip
+        # acidic_runs and leave it without the columns of later versions.
+        if start is not None and start.version <= target and not _has_runs(conn):
+            for statement in start.statements():
+                conn.exec_driver_sql(dialect.prepare_ddl(conn, statement))
+            for migration in migrations[: start.version]:
+                _record(conn, migration)
+                applied.append(f"{migration.version:04d}_{migration.name}")
+            current = start.version
         for migration in migrations[current:target]:
             for statement in migration.statements():
                 conn.exec_driver_sql(dialect.prepare_ddl(conn, statement))
-            conn.execute(
-                schema_version.insert().values(
-                    version=migration.version,
-                    name=migration.name,
-                    applied_at=dt.datetime.now(dt.UTC),
-                )
-            )
+            _record(conn, migration)
             applied.append(f"{migration.version:04d}_{migration.name}")
     return applied
+
+
+def _has_runs(conn: Connection) -> bool:
+    return sa.inspect(conn).has_table("acidic_runs")
+
+
+def _record(conn: Connection, migration: Migration) -> None:
+    conn.execute(
+        schema_version.insert().values(
+            version=migration.version, name=migration.name, applied_at=dt.datetime.now(dt.UTC)
+        )
+    )
