@@ -319,6 +319,38 @@ def test_takeover_and_lost_lock__are_counted(traced: acidic.App, telemetry: Tele
     assert lost.attributes["acidic.outcome"] == "lock_lost"
 
 
+@pytest.mark.parametrize("queue", ["default", "limited"])
+def test_takeover_by_a_workers_claim__is_counted_once(
+    database_url: str, telemetry: Telemetry, queue: str
+) -> None:
+    """A worker's claim that takes a run whose owner's lock expired counts a takeover;
+    a due run it claims beside it does not (the plain claim, and the limited claim of
+    a queue with a concurrency limit)."""
+    app = acidic.App(
+        database_url, clock=Clock(), queues={"default": acidic.Queue(), "limited": acidic.Queue(3)}
+    )
+    app.manager.observer = OtelObserver(telemetry.tracer_provider, telemetry.meter_provider)
+    try:
+        app.migrate()
+        app.job(name="ride")(Ride)
+        manager = app.manager
+        first, second = _key(), _key()
+        app.enqueue(Ride(user_id=1), key=first, queue=queue)
+        (stalled,) = manager.claim_due(queue, ["ride"], 1, owner="w-dead")
+        assert (stalled.key, stalled.taken_over) == (first, False)
+        app.enqueue(Ride(user_id=2), key=second, queue=queue)
+        clock = manager.clock
+        assert isinstance(clock, Clock)
+        clock.advance(manager.lock_timeout + 1)
+
+        claimed = manager.claim_due(queue, ["ride"], 5, owner="w-alive")
+
+        assert {r.key: r.taken_over for r in claimed} == {first: True, second: False}
+        assert telemetry.value("acidic.takeovers", job="ride") == 1
+    finally:
+        app.close()
+
+
 def test_without_an_sdk__acidic_runs_and_stores_no_traceparent(database_url: str) -> None:
     """The API alone (no SDK configured): spans are no-ops, nothing is stored."""
     with acidic.App(database_url) as app:

@@ -168,6 +168,8 @@ class Operations(ManagerBase):
         the observer."""
         rows = self._claim_due(queue, jobs, limit, owner=owner)
         for row in rows:
+            if row.taken_over:
+                self.observer.takeover(row)
             self.observer.claimed(row)
         return rows
 

@@ -87,6 +87,7 @@ class StepwiseClaimer:
             if anything is None:
                 return []
         claimed: list[int] = []
+        stale_ids: set[int] = set()
         with self.store.transaction() as conn:
             # The clock is read once the transaction holds its locks (SQLite may have
             # waited for the write lock): a lock must not start life already expired.
@@ -105,11 +106,15 @@ class StepwiseClaimer:
                 for run_id, job in picked:
                     self.take(conn, run_id, job, now, lock_timeout(job), owner)
                     claimed.append(run_id)
+                    if query is stale:
+                        stale_ids.add(run_id)
             if not claimed:
                 return []
             rows = conn.execute(fetch, {"c_ids": claimed}).all()
         order = {run_id: i for i, run_id in enumerate(claimed)}
-        return sorted((run_row(r) for r in rows), key=lambda r: order[r.id])
+        return sorted(
+            (run_row(r, taken_over=r[0] in stale_ids) for r in rows), key=lambda r: order[r.id]
+        )
 
     def take(
         self,
@@ -244,8 +249,10 @@ class OneStatementClaimer:
         with self.store.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             rows = stmt.rows(conn, params)
-        ordered = sorted(rows, key=lambda r: (-r[-1], r[0]))
-        return [run_row(r[:-1]) for r in ordered]
+        # The last two columns: the run's priority (claim order) and its candidate rank
+        # (0: its owner's lock had expired, a takeover).
+        ordered = sorted(rows, key=lambda r: (-r[-2], r[0]))
+        return [run_row(r[:-2], taken_over=r[-1] == 0) for r in ordered]
 
     def _statement(self, jobs: tuple[str, ...], limit: int) -> Rendered:
         """The statement of :meth:`claim_due`, built once per set of
@@ -289,7 +296,10 @@ class OneStatementClaimer:
             sa.select(stale.c.id, stale.c.rank), sa.select(due.c.id, due.c.rank)
         ).subquery("acidic_candidates")
         picked = (
-            sa.select(candidates.c.id).order_by(candidates.c.rank).limit(limit).cte("acidic_picked")
+            sa.select(candidates.c.id, candidates.c.rank)
+            .order_by(candidates.c.rank)
+            .limit(limit)
+            .cte("acidic_picked")
         )
         expires = sa.case(
             *(
@@ -314,7 +324,7 @@ class OneStatementClaimer:
                 run_at=None,
                 attempts=runs.c.attempts + 1,
             )
-            .returning(*RUN_COLUMNS, runs.c.priority)
+            .returning(*RUN_COLUMNS, runs.c.priority, picked.c.rank)
         )
         if len(self._cache) > 64:  # jobs registered on the fly: stay bounded
             self._cache.clear()

@@ -74,6 +74,7 @@ class LimitedClaimer:
         if not jobs or limit < 1:
             return []
         claimed: list[int] = []
+        stale_ids: set[int] = set()
         with self.store.transaction() as conn:
             if conn.execute(sa.select(~not_paused(sa.literal(queue)))).scalar():
                 return []
@@ -87,7 +88,9 @@ class LimitedClaimer:
                 budget = min(budget, self._queue_budget(conn, queue, queue_name, queue_limits, now))
                 if budget < 1:
                     return []
-            for run_id, job, key, key_max in self._candidates(conn, queue, jobs, now, budget):
+            for run_id, job, key, key_max, stale in self._candidates(
+                conn, queue, jobs, now, budget
+            ):
                 if len(claimed) >= budget:
                     break
                 if key is not None and not self._slot_free(conn, key, key_max or 1, run_id, now):
@@ -96,13 +99,17 @@ class LimitedClaimer:
                 if queue_limits is not None and queue_limits.rate_count is not None:
                     conn.execute(starts.insert().values(name=queue_name, at=now))
                 claimed.append(run_id)
+                if stale:
+                    stale_ids.add(run_id)
             if not claimed:
                 return []
             rows = conn.execute(
                 sa.select(*RUN_COLUMNS).where(runs.c.id.in_(claimed)).order_by(runs.c.id)
             ).all()
         order = {run_id: i for i, run_id in enumerate(claimed)}
-        return sorted((run_row(r) for r in rows), key=lambda r: order[r.id])
+        return sorted(
+            (run_row(r, taken_over=r[0] in stale_ids) for r in rows), key=lambda r: order[r.id]
+        )
 
     # -- parts -------------------------------------------------------------------------
 
@@ -143,9 +150,9 @@ class LimitedClaimer:
 
     def _candidates(
         self, conn: Connection, queue: str, jobs: Sequence[str], now: dt.datetime, budget: int
-    ) -> list[tuple[int, str, str | None, int | None]]:
-        """Runs whose owner's lock expired, then due runs in claim order, each locked
-        (SKIP LOCKED) for this transaction."""
+    ) -> list[tuple[int, str, str | None, int | None, bool]]:
+        """Runs whose owner's lock expired (marked True), then due runs in claim order,
+        each locked (SKIP LOCKED) for this transaction."""
         n = budget * LOOKAHEAD
         base = sa.select(
             runs.c.id, runs.c.job, runs.c.concurrency_key, runs.c.concurrency_limit
@@ -160,10 +167,10 @@ class LimitedClaimer:
             .order_by(runs.c.priority.desc(), runs.c.run_at, runs.c.id)
             .limit(n)
         )
-        found: list[tuple[int, str, str | None, int | None]] = []
+        found: list[tuple[int, str, str | None, int | None, bool]] = []
         for query in (stale, due):
             for row in conn.execute(self.dialect.lock_rows_skip_locked(query)):
-                found.append((int(row[0]), str(row[1]), row[2], row[3]))
+                found.append((int(row[0]), str(row[1]), row[2], row[3], query is stale))
         return found
 
     def _slot_free(

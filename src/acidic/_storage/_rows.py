@@ -50,6 +50,9 @@ class RunRow:
     traceparent: str | None = None
     #: The queue that executes the run (``"celery"``, ...); None: acidic's own worker.
     executor: str | None = None
+    #: Not a column: set on a row a worker's claim returns when the run was ``running``
+    #: under an owner whose lock had expired (a takeover), for the metrics.
+    taken_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,5 +72,7 @@ def fenced_update(columns: tuple[str, ...]) -> sa.Update:
     )
 
 
-def run_row(row: Any) -> RunRow:
-    return RunRow(*row)  # the columns of RUN_COLUMNS, in RunRow's field order
+def run_row(row: Any, *, taken_over: bool = False) -> RunRow:
+    # The columns of RUN_COLUMNS, in RunRow's field order (taken_over is not one).
+    made = RunRow(*row)
+    return dataclasses.replace(made, taken_over=True) if taken_over else made
