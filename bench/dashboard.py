@@ -225,7 +225,8 @@ def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
                 ):
                     continue
                 seen.add((label, statement))
-                print(f"\n--- {label}: {took * 1000:.0f} ms\n{statement}\n{params}")
+                short = statement if len(statement) < 400 else statement[:400] + " ..."
+                print(f"\n--- {label}: {took * 1000:.0f} ms\n{short}")
                 plan = conn.exec_driver_sql("EXPLAIN ANALYZE " + statement, params).all()
                 print("\n".join(r[0] for r in plan))
     app.close()

@@ -281,6 +281,9 @@ class Stats:
     #: Step errors recorded within the window.
     errors: int
     buckets: list[Bucket]
+    #: Statuses whose counts (in ``by_status`` and ``by_queue``) are estimates from the
+    #: database's statistics, not counted row by row (see :meth:`Admin.stats`).
+    estimated: frozenset[str] = frozenset()
 
     @property
     def total(self) -> int:
@@ -306,6 +309,7 @@ class Stats:
             "total": self.total,
             "by_status": self.by_status,
             "by_queue": [{"queue": q, "by_status": counts} for q, counts in self.by_queue.items()],
+            "estimated": sorted(self.estimated),
             "succeeded": self.succeeded,
             "errors": self.errors,
             "throughput_per_minute": self.throughput_per_minute,

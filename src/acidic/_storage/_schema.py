@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import (
     DDL,
     BigInteger,
-    Connection,
     Boolean,
     Column,
     DateTime,
@@ -223,8 +222,6 @@ Index(
 ).ddl_if(dialect="postgresql")
 
 
-
-
 def _trigram_block() -> str:
     """The DO block of migration 0011 that creates the trigram indexes: substring search
     of keys, arguments and errors on PostgreSQL where the pg_trgm extension exists or can
@@ -239,7 +236,12 @@ def _trigram_block() -> str:
 
 
 _TRIGRAM_INDEXES = _trigram_block()
-event.listen(runs, "after_create", DDL(_TRIGRAM_INDEXES).execute_if(dialect="postgresql"))
+# DDL is untyped in SQLAlchemy.
+event.listen(
+    runs,
+    "after_create",
+    DDL(_TRIGRAM_INDEXES).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+)
 
 history = Table(
     "acidic_history",
