@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._run import RunError
+from .._storage._fleet import WorkerRow
 from ._format import iso
 
 __all__ = [
@@ -101,20 +102,9 @@ class RunSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A registered worker process and the runs it holds."""
+class WorkerInfo(WorkerRow):
+    """A registered worker process (its row, :class:`WorkerRow`) and the runs it holds."""
 
-    id: str
-    host: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    version: str
-    jobs: list[str]
-    started_at: dt.datetime
-    heartbeat_at: dt.datetime
-    #: When it counts as gone if it sends no heartbeat before.
-    gone_at: dt.datetime
     #: False once it missed its heartbeats (killed, cut off, frozen).
     live: bool
     #: Keys of the running runs it holds.
