@@ -1,8 +1,9 @@
 """``python -m bench.dashboard``: the dashboard's pages against a big table.
 
 Seeds a PostgreSQL database (``acidic_bench_dashboard`` on ``$BENCH_PG``, or
-``--database``; made on demand, migrated, and kept for the next run; ``--reseed`` starts over) with ``--runs`` runs (default
-1,000,000) spread over the last 7 days, in the proportions of a busy installation: most
+``--database``; made on demand, migrated, and kept for the next run; ``--reseed`` starts
+over) with ``--runs`` runs (default 1,000,000) spread over the last 7 days, in the
+proportions of a busy installation: most
 succeeded, 2 % failed, 1 % cancelled, a few thousand waiting, halted or running, ten
 jobs, three queues and inline runs, two history events per run (three with an error for
 the failed ones). The rows are written by ``INSERT ... SELECT generate_series`` on the
