@@ -1,8 +1,9 @@
 """``python -m bench.dashboard``: the dashboard's pages against a big table.
 
-Seeds a PostgreSQL database (``acidic_bench_dashboard`` on ``$BENCH_PG``, made on demand
-and kept for the next run; ``--reseed`` starts over) with ``--runs`` runs (default
-1,000,000) spread over the last 7 days, in the proportions of a busy installation: most
+Seeds a PostgreSQL database (``acidic_bench_dashboard`` on ``$BENCH_PG``, or
+``--database``; made on demand, migrated, and kept for the next run; ``--reseed`` starts
+over) with ``--runs`` runs (default 1,000,000) spread over the last 7 days, in the
+proportions of a busy installation: most
 succeeded, 2 % failed, 1 % cancelled, a few thousand waiting, halted or running, ten
 jobs, three queues and inline runs, two history events per run (three with an error for
 the failed ones). The rows are written by ``INSERT ... SELECT generate_series`` on the
@@ -18,6 +19,7 @@ plan of the slowest queries of each page (``auto_explain``-like: every statement
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -36,6 +38,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's test client warns about its httpx use
     from starlette.testclient import TestClient
 
+#: The bench database (``--database`` overrides it: one per person on a shared server).
 DATABASE = "acidic_bench_dashboard"
 #: Seconds beyond which a page fails the goal.
 GOAL = 0.200
@@ -117,7 +120,7 @@ def seed(runs: int, reseed: bool) -> None:
                 return
             print(f"seeding {runs} runs ...", file=sys.stderr)
             started = time.perf_counter()
-            conn.execute(sa.text("TRUNCATE acidic_runs, acidic_history, acidic_signals"))
+            conn.execute(sa.text("TRUNCATE acidic_runs, acidic_history, acidic_signals CASCADE"))
             conn.exec_driver_sql(SEED.format(runs=runs, jobs=JOBS).replace("%", "%%"))
             conn.exec_driver_sql(SEED_HISTORY)
         with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -223,11 +226,17 @@ def measure(runs: int, repeat: int, explain: bool) -> list[dict[str, Any]]:
                 ):
                     continue
                 seen.add((label, statement))
-                print(f"\n--- {label}: {took * 1000:.0f} ms\n{statement}\n{params}")
+                short = statement if len(statement) < 400 else statement[:400] + " ..."
+                print(f"\n--- {label}: {took * 1000:.0f} ms\n{short}")
                 plan = conn.exec_driver_sql("EXPLAIN ANALYZE " + statement, params).all()
                 print("\n".join(r[0] for r in plan))
     app.close()
     return results
+
+
+def _use_database(name: str) -> None:
+    global DATABASE  # noqa: PLW0603 - the module's helpers read it
+    DATABASE = name
 
 
 def main() -> None:
@@ -236,14 +245,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--database", default=DATABASE)
     args = parser.parse_args()
+    _use_database(args.database)
     seed(args.runs, args.reseed)
     results = measure(args.runs, args.repeat, args.explain)
     report(args, results)
 
 
 def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\ndashboard pages, {args.runs} runs stored, median of {args.repeat} (server time)")
+    print(f"load average at the end: {load}")
     print(f"{'page':40} {'median':>10} {'worst':>10}")
     for r in results:
         flag = "  OVER 200 ms" if r["median_ms"] > GOAL * 1000 else ""

@@ -11,6 +11,7 @@ median of ``--repeat``: "server time" is the whole call of :class:`acidic._admin
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -75,12 +76,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--no-seed", action="store_true")
+    parser.add_argument("--database", default=DATABASE, help=f"(default {DATABASE})")
     args = parser.parse_args()
     if args.no_seed:
-        url = pg_url(DATABASE, "postgresql+psycopg")
+        url = pg_url(args.database, "postgresql+psycopg")
     else:
         started = time.monotonic()
-        url = seed(args.runs)
+        url = seed(args.runs, args.database)
         print(f"seeded {args.runs:,} runs in {time.monotonic() - started:.1f} s")
     app = acidic.App(url, queues=["default", "emails", "reports", "bulk"])
     try:
@@ -99,6 +101,7 @@ def main() -> None:
             "queue counts (SQL only)": lambda: fleet.queue_counts(now),
         }
         print(f"\n{args.runs:,} runs stored; median of {args.repeat} (goal < {GOAL_MS:.0f} ms)")
+        print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         for name, call in reads.items():
             ms = _median_ms(call, args.repeat)
             flag = "ok" if ms < GOAL_MS else "SLOW"

@@ -98,7 +98,7 @@ def seed(runs: int = 1_000_000, database: str = DATABASE) -> str:
     with psycopg.connect(pg_url(database), autocommit=True) as conn:
         conn.execute(
             "TRUNCATE acidic_runs, acidic_history, acidic_signals, acidic_workers, "
-            "acidic_paused_queues RESTART IDENTITY"
+            "acidic_paused_queues RESTART IDENTITY CASCADE"
         )
         conn.execute(_SEED_RUNS, (runs,))
         conn.execute(_SEED_WORKERS, (jobs,))

@@ -89,8 +89,9 @@ def _read_until(fd: int, marker: bytes, timeout: float = 60.0) -> bytes:
 def test_runs_retry__a_run_changed_while_the_prompt_waits_is_left_and_exits_4(
     seeded: acidic.App,
 ) -> None:
-    """The runs are selected, the prompt waits; meanwhile another operator cancels one.
-    The App refuses to retry that one (it is cancelled now); the other is retried."""
+    """The runs are counted, the prompt waits; meanwhile another operator cancels one.
+    The bulk action reads its batches with the same filter, so that one is no longer
+    selected and is left as it is (counted, said, exit 4); the other is retried."""
     url = seeded.engine.url.render_as_string(hide_password=False)
     controller, terminal = pty.openpty()
     try:
@@ -114,8 +115,33 @@ def test_runs_retry__a_run_changed_while_the_prompt_waits_is_left_and_exits_4(
     assert proc.returncode == 4, (out, err)
     assert "retried 1 of 2 run(s)" in out.decode()
     assert (
-        "left as it was: 'flaky-0': cannot retry key 'flaky-0': it is cancelled; "
-        "retry applies to failed runs"
+        "left as they were: 1 run(s) no longer selected when reached (their status "
+        "changed after they were counted)"
     ) in err.decode()
     assert get_run(seeded, "flaky-0").status == "cancelled"
     assert get_run(seeded, "flaky-1").status == "pending"
+
+
+def test_runs_retry__in_bulk_goes_in_batches_up_to_the_runs_counted(
+    seeded: acidic.App,
+) -> None:
+    """250 failed runs (three batches of BATCH = 100): counted, then retried batch by
+    batch; the JSON names them all."""
+    from acidic._admin import BulkAction, RunFilter
+    from tests.support.dashboard.helpers import copy_run
+
+    keys = [f"many-{i:03d}" for i in range(250)]
+    copy_run(seeded, "flaky-0", keys)
+    flt = RunFilter(statuses=("failed",), key_prefix="many-")
+    plan = BulkAction(seeded, "retry", flt).plan()
+    assert plan.count == 250
+
+    done = cli_json(seeded, "runs", "retry", "--key-prefix", "many-", "--yes")
+    assert isinstance(done, dict)
+    assert (done["matched"], done["left"], done["changed"]) == (250, [], 0)
+    assert sorted(done["done"]) == keys
+    assert {get_run(seeded, k).status for k in keys} == {"pending"}
+
+    nothing = cli(seeded, "runs", "retry", "--key-prefix", "many-", "--yes")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "no runs to retry (status failed, key starting with 'many-')" in nothing.stdout

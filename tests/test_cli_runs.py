@@ -346,3 +346,41 @@ def test_admin__bad_arguments_are_value_or_type_errors_naming_them(seeded: acidi
         with pytest.raises(TypeError, match=says) as mistyped:
             call()
         assert isinstance(mistyped.value, acidic.AcidicError)
+
+
+def test_admin_stats__estimates_nothing_below_the_threshold(seeded: acidic.App) -> None:
+    """``estimate=True`` (the dashboard's overview) counts exactly while no status has
+    more than ESTIMATE_OVER runs, on every database."""
+    from acidic._admin import Admin
+
+    exact = Admin(seeded).stats()
+    estimated = Admin(seeded).stats(estimate=True)
+    assert estimated.estimated == frozenset()
+    assert (estimated.by_status, estimated.by_queue) == (exact.by_status, exact.by_queue)
+    assert estimated.to_json()["estimated"] == []
+
+
+def test_job_stats__percentiles_are_the_nearest_rank_on_every_database(
+    seeded: acidic.App,
+) -> None:
+    """PostgreSQL computes p50/p95 itself (percentile_disc): the same values as the
+    nearest-rank method over the same sample elsewhere."""
+    import datetime as dt
+
+    from acidic._admin import Admin
+    from acidic._admin._insights import DURATION_SAMPLE, percentile
+
+    now = dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(hours=1)
+    queries = seeded.manager.queries
+    spans: dict[str, list[float]] = {}
+    for job, claimed, finished in queries.durations(start, now, limit=DURATION_SAMPLE):
+        spans.setdefault(job, []).append(max((finished - claimed).total_seconds(), 0.0))
+    assert spans
+    stats = {s.job: s for s in Admin(seeded).job_stats(dt.timedelta(hours=1), now=now)}
+    for job, values in spans.items():
+        assert (stats[job].p50, stats[job].p95, stats[job].sampled) == (
+            percentile(values, 0.5),
+            percentile(values, 0.95),
+            len(values),
+        )

@@ -99,7 +99,8 @@ def test_bulk_retry__of_a_filtered_set_of_1000_failed_runs(
     page.select_option("select[name=status]", "failed")
     page.fill("form.filters input[name=q]", "bulk-")
     page.click("form.filters button[type=submit]")
-    expect(page.locator("#total")).to_have_text("1000")
+    # A search counts up to one page; the confirmation counts exactly.
+    expect(page.locator("#total")).to_have_text("more than 50")
     page.click("a[data-bulk-action=retry]")
 
     expect(page.locator("#bulk-question")).to_contain_text("Retry 1000 run(s)?")

@@ -22,7 +22,7 @@ from ._filters import RunFilter, parse_duration, parse_since
 from ._fleet import FleetView, UnknownJob
 from ._format import fmt_duration, fmt_time, to_jsonable
 from ._insights import JobStats, Schedule
-from ._reader import MAX_BUCKETS, MAX_PAGE, Admin, timeline
+from ._reader import ESTIMATE_OVER, MAX_BUCKETS, MAX_PAGE, Admin, timeline
 from ._records import (
     REDACTED,
     Bucket,
@@ -38,6 +38,7 @@ from ._records import (
 from ._schedules import describe_schedules
 
 __all__ = [
+    "ESTIMATE_OVER",
     "MAX_BUCKETS",
     "MAX_PAGE",
     "OPERATIONS",

@@ -13,6 +13,7 @@ caller (the dashboard, one HTTP request per step) can show progress and carry on
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,10 +95,21 @@ class BulkAction:
         count, upto = self.app.manager.queries.bounds(self.selection, scope)
         return BulkPlan(self.action, self.selection, count, upto)
 
-    def step(self, *, after: int, upto: int, budget: float = 2.0) -> BulkStep:
+    def step(
+        self,
+        *,
+        after: int,
+        upto: int,
+        budget: float = 2.0,
+        on_run: Callable[[str, RunStateError | UnknownKeyError | None], None] | None = None,
+    ) -> BulkStep:
         """Act on the selected runs with ``after < id <= upto``, batch by batch, until
         none is left (``finished``) or ``budget`` seconds have passed (checked before
-        each run, so a step stays near its budget however slow the database is)."""
+        each run, so a step stays near its budget however slow the database is).
+
+        ``on_run(key, refusal)`` is called after each run: ``refusal`` is the App's
+        exception when it left the run as it was, else None (the CLI's progress bar and
+        its report of the keys)."""
         check_int("after", after, 0, 2**63 - 1)
         check_int("upto", upto, 0, 2**63 - 1)
         result = BulkStep(after=after)
@@ -115,14 +127,18 @@ class BulkAction:
             for run_id, key in rows:
                 if time.monotonic() >= deadline and (result.done or result.skipped):
                     return result  # the budget is spent: the next step starts here
+                refused: RunStateError | UnknownKeyError | None = None
                 try:
                     perform(self.app, self.action, key)
                 except (RunStateError, UnknownKeyError) as exc:
                     # Changed (or pruned) since it was selected: the App refused it.
                     result.skipped.append(Skipped(key, str(exc)))
+                    refused = exc
                 else:
                     result.done += 1
                 result.after = run_id
+                if on_run is not None:
+                    on_run(key, refused)
             if len(rows) < self.batch:
                 result.finished = True
                 return result

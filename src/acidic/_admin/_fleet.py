@@ -160,16 +160,7 @@ def list_workers(fleet: Fleet, now: dt.datetime) -> list[WorkerInfo]:
         held.setdefault(owner, []).append(key)
     infos = [
         WorkerInfo(
-            id=w.id,
-            host=w.host,
-            pid=w.pid,
-            queues=w.queues,
-            concurrency=w.concurrency,
-            version=w.version,
-            jobs=w.jobs,
-            started_at=w.started_at,
-            heartbeat_at=w.heartbeat_at,
-            gone_at=w.gone_at,
+            **{f.name: getattr(w, f.name) for f in dataclasses.fields(w)},
             live=w.gone_at > now,
             runs=held[w.id],
         )

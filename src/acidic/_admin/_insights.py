@@ -99,17 +99,28 @@ def job_stats(
     open_statuses = [s.value for s in RunStatus if s.value not in ENDED]
     for job, status, count in queries.open_by_job(open_statuses):
         opened.setdefault(job, {})[status] = count
-    spans: dict[str, list[float]] = {}
-    for job, claimed, finished in queries.durations(start, now, limit=DURATION_SAMPLE):
-        spans.setdefault(job, []).append(max((finished - claimed).total_seconds(), 0.0))
+    # (p50, p95, sampled) per job: computed by the database where it can (PostgreSQL),
+    # else here from the sample of durations.
+    found = queries.percentiles(start, now, limit=DURATION_SAMPLE, quantiles=(0.5, 0.95))
+    quantiles: dict[str, tuple[float | None, float | None, int]] = {}
+    if found is not None:
+        quantiles = {job: (qs[0], qs[1], n) for job, (qs, n) in found.items()}
+    else:
+        spans: dict[str, list[float]] = {}
+        for job, claimed, finished in queries.durations(start, now, limit=DURATION_SAMPLE):
+            spans.setdefault(job, []).append(max((finished - claimed).total_seconds(), 0.0))
+        quantiles = {
+            job: (percentile(values, 0.5), percentile(values, 0.95), len(values))
+            for job, values in spans.items()
+        }
     return [
         JobStats(
             job=job,
             ended=ended.get(job, {}),
             open=opened.get(job, {}),
-            p50=percentile(spans.get(job, []), 0.5),
-            p95=percentile(spans.get(job, []), 0.95),
-            sampled=len(spans.get(job, [])),
+            p50=quantiles.get(job, (None, None, 0))[0],
+            p95=quantiles.get(job, (None, None, 0))[1],
+            sampled=quantiles.get(job, (None, None, 0))[2],
         )
         for job in sorted(set(ended) | set(opened))
     ]

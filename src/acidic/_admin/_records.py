@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._run import RunError
+from .._storage._fleet import WorkerRow
 from ._format import iso
 
 __all__ = [
@@ -101,20 +102,9 @@ class RunSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A registered worker process and the runs it holds."""
+class WorkerInfo(WorkerRow):
+    """A registered worker process (its row, :class:`WorkerRow`) and the runs it holds."""
 
-    id: str
-    host: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    version: str
-    jobs: list[str]
-    started_at: dt.datetime
-    heartbeat_at: dt.datetime
-    #: When it counts as gone if it sends no heartbeat before.
-    gone_at: dt.datetime
     #: False once it missed its heartbeats (killed, cut off, frozen).
     live: bool
     #: Keys of the running runs it holds.
@@ -281,6 +271,9 @@ class Stats:
     #: Step errors recorded within the window.
     errors: int
     buckets: list[Bucket]
+    #: Statuses whose counts (in ``by_status`` and ``by_queue``) are estimates from the
+    #: database's statistics, not counted row by row (see :meth:`Admin.stats`).
+    estimated: frozenset[str] = frozenset()
 
     @property
     def total(self) -> int:
@@ -306,6 +299,7 @@ class Stats:
             "total": self.total,
             "by_status": self.by_status,
             "by_queue": [{"queue": q, "by_status": counts} for q, counts in self.by_queue.items()],
+            "estimated": sorted(self.estimated),
             "succeeded": self.succeeded,
             "errors": self.errors,
             "throughput_per_minute": self.throughput_per_minute,

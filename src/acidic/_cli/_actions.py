@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 
-from .._admin import Admin, RunFilter, perform
+from .._admin import Admin, BulkAction, RunFilter, perform
 from .._app import App
 from .._engine._actions import accepted
 from .._errors import (
@@ -145,52 +145,72 @@ def _act_on_one(app: App, verb: Verb, key: str, from_step: str | None, as_json: 
 
 
 def _act_in_bulk(app: App, verb: Verb, flt: RunFilter, *, yes: bool, as_json: bool) -> None:
+    """The dashboard's bulk action (:class:`acidic._admin.BulkAction`): counted first,
+    confirmed for that count, then done in bounded batches (keys read ``BATCH`` at a
+    time, each run in its own transaction), never past the last id counted."""
     applies = accepted(verb.name)
-    narrowed = flt.narrowed(applies)
-    if narrowed is None:
+    if flt.narrowed(applies) is None:
         raise click.UsageError(
             f"{verb.name} applies to {', '.join(applies)} runs only; "
             f"--status asked for {', '.join(flt.statuses)}"
         )
-    keys = Admin(app).keys(narrowed)
-    if not keys:
+    bulk = BulkAction(app, verb.name, flt)
+    plan = bulk.plan()
+    what = plan.describe()
+    if not plan.count:
         if as_json:
-            emit_json({"action": verb.name, "matched": 0, "done": [], "left": []})
+            emit_json({"action": verb.name, "matched": 0, "done": [], "left": [], "changed": 0})
         else:
-            click.echo(f"no runs to {verb.name} ({narrowed.describe()})")
+            click.echo(f"no runs to {verb.name} ({what})")
         return
     if not yes:
         if not sys.stdin.isatty():
             raise CLIUsageError(
-                f"{len(keys)} run(s) match ({narrowed.describe()}); pass --yes to "
+                f"{plan.count} run(s) match ({what}); pass --yes to "
                 f"{verb.name} them without a prompt"
             )
-        click.confirm(
-            f"{verb.name.capitalize()} {len(keys)} run(s) ({narrowed.describe()})?",
-            abort=True,
-        )
+        click.confirm(f"{verb.name.capitalize()} {plan.count} run(s) ({what})?", abort=True)
     done: list[str] = []
     left: list[dict[str, Any]] = []
     err = Console(stderr=True)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task(verb.name, total=len(keys))
-        for key in keys:
-            # Selected a moment ago; its status may have changed since (or it was pruned).
+        task = progress.add_task(verb.name, total=plan.count)
+
+        def reached(key: str, refused: RunStateError | UnknownKeyError | None) -> None:
             # Any other error (a database problem) stops the command, and says so.
-            try:
-                perform(app, verb.name, key)
-            except RunStateError as exc:
-                left.append({"key": key, "reason": refusal(exc), "status": exc.status})
-            except UnknownKeyError as exc:
-                left.append({"key": key, "reason": str(exc), "status": None})
+            if isinstance(refused, RunStateError):
+                left.append({"key": key, "reason": refusal(refused), "status": refused.status})
+            elif refused is not None:  # pruned since it was counted
+                left.append({"key": key, "reason": str(refused), "status": None})
             else:
                 done.append(key)
             progress.advance(task)
+
+        after, finished = 0, False
+        while not finished:
+            step = bulk.step(after=after, upto=plan.upto, budget=60.0, on_run=reached)
+            after, finished = step.after, step.finished
+    # Counted but no longer selected when their batch was read (their status changed).
+    changed = max(plan.count - len(done) - len(left), 0)
     if as_json:
-        emit_json({"action": verb.name, "matched": len(keys), "done": done, "left": left})
+        emit_json(
+            {
+                "action": verb.name,
+                "matched": plan.count,
+                "done": done,
+                "left": left,
+                "changed": changed,
+            }
+        )
     else:
-        click.echo(f"{verb.done} {len(done)} of {len(keys)} run(s) ({narrowed.describe()})")
+        click.echo(f"{verb.done} {len(done)} of {plan.count} run(s) ({what})")
         for item in left:
             click.echo(f"left as it was: {item['key']!r}: {item['reason']}", err=True)
-    if left:
+        if changed:
+            click.echo(
+                f"left as they were: {changed} run(s) no longer selected when reached "
+                "(their status changed after they were counted)",
+                err=True,
+            )
+    if left or changed:
         sys.exit(EXIT_REFUSED)

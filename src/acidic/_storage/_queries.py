@@ -219,11 +219,9 @@ class Queries(ReportQueries):
             conditions.append(runs.c.idempotency_key.startswith(prefix, autoescape=True))
             conditions.append(sa.func.substr(runs.c.idempotency_key, 1, len(prefix)) == prefix)
         if selection.key_contains:
-            conditions.append(
-                self.store.dialect.contains(runs.c.idempotency_key, selection.key_contains)
-            )
+            conditions.append(self._contains(runs.c.idempotency_key, selection.key_contains))
         if selection.text:
-            contains = self.store.dialect.contains
+            contains = self._contains
             in_args = contains(runs.c.args, selection.text)
             if selection.text_args_jobs is not None:
                 in_args = sa.and_(runs.c.job.in_(selection.text_args_jobs), in_args)
@@ -241,6 +239,15 @@ class Queries(ReportQueries):
                 >= selection.since
             )
         return conditions
+
+    def _contains(self, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
+        """``column`` contains ``text`` exactly (case included)."""
+        if self.store.dialect.name == "postgresql":
+            # LIKE is exact on PostgreSQL (case-sensitive; % _ and \ escaped here), and the
+            # trigram indexes of 0011 serve it, where strpos reads every row.
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return column.like(f"%{escaped}%", escape="\\")
+        return self.store.dialect.contains(column, text)
 
     @staticmethod
     def _fleet_where(
@@ -274,6 +281,26 @@ class Queries(ReportQueries):
                 ),
             ]
         return conditions
+
+    def _sliced_counts(
+        self,
+        edges: Sequence[dt.datetime],
+        column: sa.ColumnElement[Any],
+        *where: sa.ColumnElement[bool],
+    ) -> list[int]:
+        """:meth:`_sliced` on PostgreSQL: one count per slice, each a range of a covering
+        index (0011), read from the index alone. A CASE per slice evaluated on every row
+        cost several times the scan itself (140 ms of 160 for a day of a million runs)."""
+        table = column.table
+        last = len(edges) - 2
+        counts = [
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(*where, column >= lo, column <= hi if i == last else column < hi)
+            .scalar_subquery()
+            for i, (lo, hi) in enumerate(itertools.pairwise(edges))
+        ]
+        return [int(c) for c in self._all("computing stats", sa.select(*counts))[0]]
 
     # -- runs -------------------------------------------------------------------------
 
@@ -414,8 +441,10 @@ class Queries(ReportQueries):
         column: sa.ColumnElement[Any],
         *where: sa.ColumnElement[bool],
     ) -> list[int]:
-        # One scan, one CASE per slice: portable where date_trunc & co are not.
         start, end = edges[0], edges[-1]
+        if self.store.dialect.name == "postgresql":
+            return self._sliced_counts(edges, column, *where)
+        # One scan, one CASE per slice: portable where date_trunc & co are not.
         sums = [
             sa.func.coalesce(
                 sa.func.sum(sa.case((sa.and_(column >= lo, column < hi), 1), else_=0)), 0

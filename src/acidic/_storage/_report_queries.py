@@ -18,12 +18,36 @@ from ._schema import WAITING, runs
 
 if TYPE_CHECKING:
     from ._queries import FleetScope, Selection, SummaryRow
+    from ._store import Store
 
-__all__ = ["ReportQueries"]
+__all__ = ["ESTIMATE_OVER", "ReportQueries"]
+
+#: A status with more runs than this is counted from PostgreSQL's statistics (its table
+#: size and the share of each status and queue that ANALYZE measured) by
+#: :meth:`ReportQueries.counts_estimated`, not row by row: counting a million succeeded
+#: runs exactly takes longer than the rest of the overview.
+ESTIMATE_OVER = 10_000
+
+#: The estimated number of rows of acidic_runs now (reltuples scaled to the table's size
+#: now, as the planner does) and the most common values of ``status`` and ``queue`` with
+#: their shares, as ANALYZE measured them.
+_PG_STATISTICS = """
+SELECT CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN NULL
+            ELSE c.reltuples / c.relpages
+                 * (pg_relation_size(c.oid) / current_setting('block_size')::float8) END,
+       s.attname, s.null_frac, s.most_common_vals::text::text[], s.most_common_freqs
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_stats AS s ON s.schemaname = n.nspname AND s.tablename = c.relname
+    AND s.attname IN ('status', 'queue')
+WHERE c.oid = CAST(:table AS regclass)
+"""
 
 
 class ReportQueries:
     """Reads for bulk actions, statistics and the schedule (see the module)."""
+
+    store: Store
 
     def _where(
         self, selection: Selection, scope: FleetScope | None = None
@@ -41,6 +65,68 @@ class ReportQueries:
 
     def _summaries(self, doing: str, stmt: sa.Executable) -> list[SummaryRow]:
         raise NotImplementedError
+
+    def counts(self) -> list[tuple[str | None, str, int]]:
+        raise NotImplementedError
+
+    def counts_estimated(
+        self, over: int = ESTIMATE_OVER
+    ) -> tuple[list[tuple[str | None, str, int]], frozenset[str]]:
+        """(queue, status, how many runs) like :meth:`counts`, and the statuses whose
+        counts are estimates: on PostgreSQL, a status with more than ``over`` runs is
+        estimated from the table's statistics (exact below that, and everywhere else)."""
+        if self.store.dialect.name != "postgresql":
+            return self.counts(), frozenset()
+        with self._reading("counting runs") as conn:
+            # How many of each status, counting each no further than over + 1.
+            first = [
+                sa.select(sa.literal(status.value), sa.func.count()).select_from(
+                    sa.select(runs.c.id)
+                    .where(runs.c.status == status.value)
+                    .limit(over + 1)
+                    .subquery()
+                )
+                for status in RunStatus
+            ]
+            many = {r[0] for r in conn.execute(sa.union_all(*first)) if r[1] > over}
+            estimated = self._estimates(conn, sorted(many)) if many else None
+            if estimated is None:
+                many = set()  # no statistics yet (never analysed): count them all
+            exact = sa.select(runs.c.queue, runs.c.status, sa.func.count()).group_by(
+                runs.c.queue, runs.c.status
+            )
+            if many:
+                # IN, not NOT IN: the status index (0010) finds the others alone.
+                others = [st.value for st in RunStatus if st.value not in many]
+                exact = exact.where(runs.c.status.in_(others))
+            rows = [(r[0], r[1], int(r[2])) for r in conn.execute(exact)]
+        return rows + (estimated or []), frozenset(many)
+
+    @staticmethod
+    def _estimates(
+        conn: Connection, statuses: Sequence[str]
+    ) -> list[tuple[str | None, str, int]] | None:
+        """(queue, status, estimated runs) for ``statuses``, from PostgreSQL's statistics
+        (queues among the most common values only); None without statistics."""
+        found = conn.execute(sa.text(_PG_STATISTICS), {"table": runs.name}).all()
+        rows = found[0][0] if found else None
+        shares: dict[str, dict[str | None, float]] = {}
+        for _, column, null_frac, values, freqs in found:
+            if column is not None:
+                share = dict(zip(values or [], freqs or [], strict=True))
+                share[None] = float(null_frac or 0.0)
+                shares[column] = share
+        if rows is None or set(shares) != {"status", "queue"}:
+            return None
+        by_status, by_queue = shares["status"], shares["queue"]
+        if not all(status in by_status for status in statuses):
+            return None
+        return [
+            (queue, status, round(rows * by_status[status] * part))
+            for status in statuses
+            for queue, part in by_queue.items()
+            if round(rows * by_status[status] * part) > 0
+        ]
 
     def bounds(self, selection: Selection, scope: FleetScope | None = None) -> tuple[int, int]:
         """How many runs are selected, and the highest id among them (0 when none): a
@@ -125,6 +211,38 @@ class ReportQueries:
             .limit(limit)
         )
         return [(r[0], r[1], r[2]) for r in self._all("computing job stats", stmt)]
+
+    def percentiles(
+        self, start: dt.datetime, end: dt.datetime, *, limit: int, quantiles: Sequence[float]
+    ) -> dict[str, tuple[list[float], int]] | None:
+        """Per job, the ``quantiles`` (nearest rank) of the durations :meth:`durations`
+        reads, and how many there were, computed by the database (PostgreSQL: from the
+        finished index alone, without sending the sample); None on other databases."""
+        if self.store.dialect.name != "postgresql":
+            return None
+        span = sa.func.greatest(sa.extract("epoch", runs.c.finished_at - runs.c.last_run_at), 0)
+        sample = (
+            sa.select(runs.c.job, span.label("span"))
+            .where(
+                runs.c.finished_at >= start,
+                runs.c.finished_at <= end,
+                runs.c.status == RunStatus.SUCCEEDED.value,
+                runs.c.last_run_at.is_not(None),
+            )
+            .order_by(runs.c.finished_at.desc())
+            .limit(limit)
+            .subquery()
+        )
+        # percentile_disc is the nearest-rank method: the same values as Python's.
+        stmt = sa.select(
+            sample.c.job,
+            *(sa.func.percentile_disc(q).within_group(sample.c.span) for q in quantiles),
+            sa.func.count(),
+        ).group_by(sample.c.job)
+        return {
+            r[0]: ([float(v) for v in r[1:-1]], int(r[-1]))
+            for r in self._all("computing job stats", stmt)
+        }
 
     def waiting(self, *, after: tuple[dt.datetime, int] | None, limit: int) -> list[SummaryRow]:
         """Runs waiting for their due time (``pending`` or ``scheduled``), soonest

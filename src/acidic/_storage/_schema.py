@@ -9,9 +9,11 @@ dialects.
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -25,7 +27,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     false,
+    func,
     literal_column,
     text,
 )
@@ -128,7 +132,6 @@ runs = Table(
     UniqueConstraint("idempotency_key", name="acidic_runs_key_uq"),
     Index("acidic_runs_due_idx", "queue", "run_at"),
     Index("acidic_runs_lock_idx", "lock_expires_at"),
-    Index("acidic_runs_finished_idx", "finished_at"),
     Index("acidic_runs_owner_idx", "owner"),
     Index("acidic_runs_parent_idx", "parent_id"),
     Index("acidic_runs_concurrency_idx", "concurrency_key", "status"),
@@ -190,7 +193,55 @@ Index(
 #: 0010: runs by status in id order (the dashboard's lists and counts by status);
 #: PostgreSQL only, whose planner weighs it by statistics (on MariaDB a second index led by
 #: the status was walked by claims; SQLite plans without statistics).
-Index("acidic_runs_status_idx", runs.c.status, runs.c.id).ddl_if(dialect="postgresql")
+#: 0011 widened it (INCLUDE): counts by queue and status, failed runs per job over a window,
+#: from the index alone.
+Index(
+    "acidic_runs_status_idx",
+    runs.c.status,
+    runs.c.id,
+    postgresql_include=["queue", "job", "last_run_at"],
+).ddl_if(dialect="postgresql")
+
+#: 0002: finished runs by end time (prune). 0011 on PostgreSQL: partial (a run enters it
+#: once, when it ends) and covering (the overview's chart, per-job statistics).
+Index("acidic_runs_finished_idx", runs.c.finished_at).ddl_if(
+    dialect=("sqlite", "mysql")  # type: ignore[arg-type]  # a tuple is documented
+)
+Index(
+    "acidic_runs_finished_idx",
+    runs.c.finished_at,
+    runs.c.status,
+    runs.c.job,
+    postgresql_include=["last_run_at"],
+    postgresql_where=runs.c.finished_at.is_not(None),
+).ddl_if(dialect="postgresql")
+#: 0011: the time a run was last active ("since" filters, the HTTP layer's expiry).
+Index(
+    "acidic_runs_active_idx",
+    func.coalesce(runs.c.finished_at, runs.c.last_run_at, runs.c.created_at),
+).ddl_if(dialect="postgresql")
+
+
+def _trigram_block() -> str:
+    """The DO block of migration 0011 that creates the trigram indexes: substring search
+    of keys, arguments and errors on PostgreSQL where the pg_trgm extension exists or can
+    be created. Read from the migration itself, so both create the same indexes."""
+    sql = (
+        resources.files("acidic._storage.migrations")
+        .joinpath("postgresql", "0011_report_indexes.sql")
+        .read_text("utf-8")
+    )
+    start = sql.index("DO $$")
+    return sql[start : sql.index("$$;", start) + 2]
+
+
+_TRIGRAM_INDEXES = _trigram_block()
+# DDL is untyped in SQLAlchemy.
+event.listen(
+    runs,
+    "after_create",
+    DDL(_TRIGRAM_INDEXES).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+)
 
 history = Table(
     "acidic_history",

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from .._admin import (
+    ESTIMATE_OVER,
     OPERATIONS,
     Admin,
     RunDetail,
@@ -61,6 +62,9 @@ __all__ = ["AuthCallback", "create_app"]
 PAGE_SIZE = 50
 #: The runs page counts matching runs up to this, then says "more than".
 COUNT_LIMIT = 10_000
+#: ... and up to this for a search by text: a search that matches most of a million runs
+#: would otherwise read ten thousand of them to say so (the pages go on with "Older").
+SEARCH_COUNT_LIMIT = PAGE_SIZE
 NOTICES = {
     "retried": "Retry requested: the run is pending and a worker will pick it up.",
     "resumed": "Resumed: the run is pending and a worker will pick it up.",
@@ -180,7 +184,7 @@ class Dashboard:
         window = WINDOWS.get(name) or WINDOWS["1h"]
         name = name if name in WINDOWS else "1h"
         stats: Stats = await run_in_threadpool(
-            self.admin.stats, window.delta, buckets=window.buckets
+            self.admin.stats, window.delta, buckets=window.buckets, estimate=True
         )
         failed = await run_in_threadpool(
             self.admin.list_runs, RunFilter(statuses=(RunStatus.FAILED.value,)), limit=5
@@ -196,6 +200,7 @@ class Dashboard:
             "first_label": labels[0] if labels else "",
             "slice": slice_label(window.delta / window.buckets),
             "failed": failed.runs,
+            "estimate_over": ESTIMATE_OVER,
         }
         template = "overview_live.html" if self.live(request) else "overview.html"
         return self.page(request, template, context)
@@ -212,11 +217,12 @@ class Dashboard:
                 self.admin.list_runs, flt, limit=PAGE_SIZE, cursor=cursor
             )
             # Counting a million rows would take longer than the rest of the page.
-            total = await run_in_threadpool(lambda: self.admin.count_runs(flt, at_most=COUNT_LIMIT))
+            count_limit = SEARCH_COUNT_LIMIT if flt.text or flt.key_contains else COUNT_LIMIT
+            total = await run_in_threadpool(lambda: self.admin.count_runs(flt, at_most=count_limit))
         except StorageError:
             raise
         except AcidicError as exc:
-            error, flt, total = str(exc), RunFilter(), 0
+            error, flt, total, count_limit = str(exc), RunFilter(), 0, COUNT_LIMIT
             page = await run_in_threadpool(self.admin.list_runs, flt, limit=PAGE_SIZE)
         # The App's jobs and queues: reading the distinct values of a big table would
         # take longer than the rest of the page (the stored ones when it has no jobs).
@@ -241,7 +247,7 @@ class Dashboard:
         context = {
             "runs": page.runs,
             "total": total,
-            "count_limit": COUNT_LIMIT,
+            "count_limit": count_limit,
             "params": params,
             "statuses": [s.value for s in RunStatus],
             "jobs": jobs,

@@ -1,0 +1,4 @@
+-- acidic 0011: indexes for the dashboard on a million runs, on PostgreSQL only (partial,
+-- covering, expression and trigram indexes; see that dialect's file). MariaDB and MySQL
+-- have no partial indexes: each would cost every update of a run. Nothing to do here; the
+-- file keeps the versions of the three dialects aligned.

@@ -1,0 +1,4 @@
+-- acidic 0011: indexes for the dashboard on a million runs, on PostgreSQL only (covering,
+-- expression and trigram indexes; see that dialect's file). SQLite plans without
+-- statistics and reads a table of that size fast enough for its use. Nothing to do here;
+-- the file keeps the versions of the three dialects aligned.
