@@ -247,6 +247,10 @@ def summarise(
                 s["extra"]["pg_backend_cpu_ms_per_run"] for s in got
             )
             row["loadavg"] = [round(s["extra"]["loadavg"], 1) for s in got]
+            row["updated"] = statistics.median(
+                s["extra"].get("rows_updated_per_run", 0) for s in got
+            )
+            row["hot"] = statistics.median(s["extra"].get("hot_updates_per_run", 0) for s in got)
             row["commits_per_run"] = statistics.median(
                 s["extra"].get("commits_per_run", 0) for s in got
             )
@@ -292,7 +296,8 @@ def print_throughput(
             print(
                 f"{'':52}CPU ms/run: workers {row['worker_cpu_ms_per_run']:.2f},"
                 f" PostgreSQL backends {row['pg_cpu_ms_per_run']:.2f};"
-                f" commits/run {row['commits_per_run']:.1f}; load {row['loadavg']}"
+                f" commits/run {row['commits_per_run']:.1f}, updates/run {row['updated']:.1f}"
+                f" ({row['hot']:.1f} HOT); load {row['loadavg']}"
             )
     for system, reason in skipped.items():
         print(f"{system}: skipped: {reason}")

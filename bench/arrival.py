@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -53,9 +53,11 @@ from .common import (
 )
 
 RAW_CHANNEL = "bench_runs"
-#: ``$BENCH_WORKER_PREFIX``: a command the acidic workers run under (a profiler:
-#: ``py-spy record -f raw -o /tmp/w.txt --``); each process gets its own output (``{i}``).
-PREFIX = shlex.split(os.environ.get("BENCH_WORKER_PREFIX", ""))
+#: ``$BENCH_PYSPY=DIR``: py-spy samples each worker process while the clock runs (its
+#: CPU then counts in the figures too), written as DIR/worker-<i>.txt (collapsed stacks).
+PYSPY = os.environ.get("BENCH_PYSPY", "")
+#: Samples only where Python holds the GIL: CPU in Python, not waiting on the server.
+SPY = [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "-f", "raw", "-r", "200"]
 #: Threads enqueueing at once (web requests do so in parallel): one alone, each enqueue a
 #: commit of its own, would be the bottleneck of the measurement instead of the workers.
 FEEDERS = int(os.environ.get("BENCH_FEEDERS", "4"))
@@ -115,6 +117,16 @@ def _backend_pids(database: str) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def _hot_updates(database: str) -> int:
+    """Heap-only (HOT) row updates of the database so far: they write no index entry."""
+    with psycopg.connect(pg_url(database), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT coalesce(sum(n_tup_hot_upd), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _listening(database: str) -> int:
     with psycopg.connect(pg_url(database), autocommit=True) as conn:
         row = conn.execute(
@@ -157,8 +169,18 @@ def measure(system: str, mode: str, n: int) -> Measurement:
         time.sleep(0.3)  # the listeners' first (empty) claims are not timed
         backends = _backend_pids(database)
         xact0 = pg_xact_stats(database)
+        hot0 = _hot_updates(database)
         cpu0 = [_cpu_seconds(p.pid) for p in workers]
         pg0 = {pid: _cpu_seconds(pid) for pid in backends}
+        spies = [
+            subprocess.Popen(
+                [*SPY, "-o", f"{PYSPY}/worker-{i}.txt", "--pid", str(p.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i, p in enumerate(workers)
+            if PYSPY
+        ]
         start = time.perf_counter()
         feed()
         fed = time.perf_counter() - start
@@ -170,6 +192,10 @@ def measure(system: str, mode: str, n: int) -> Measurement:
         # the workers' idle polls meanwhile add a few commits in all.
         time.sleep(2.5)
         xact1 = pg_xact_stats(database)
+        hot1 = _hot_updates(database)
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # writes its output
+            spy.wait(timeout=60)
     finally:
         poller.close()
         _stop_all(workers)
@@ -184,6 +210,7 @@ def measure(system: str, mode: str, n: int) -> Measurement:
         # Transactions per run, the poller's (read-only) polls and the stats reads removed.
         "commits_per_run": (xact1["commits"] - xact0["commits"] - poller.polls - 2) / n,
         "rows_updated_per_run": (xact1["updated"] - xact0["updated"]) / n,
+        "hot_updates_per_run": (hot1 - hot0) / n,
     }
     return Measurement(system, mode, n, procs * execs, seconds, extra)
 
