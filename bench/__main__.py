@@ -148,11 +148,24 @@ def peer_missing(system: str) -> str | None:
 
 #: acidic trees measured side by side (``--acidic-variant NAME=SRC``): system name -> src.
 VARIANTS: dict[str, str] = {}
+#: ``--variants-only``: the variants replace this tree's acidic (an A/B of two trees).
+VARIANTS_ONLY = False
+
+
+def set_variants(specs: list[str], only: bool) -> None:
+    """``--acidic-variant NAME=SRC`` (each) and ``--variants-only``."""
+    global VARIANTS_ONLY  # noqa: PLW0603 - set once, from the command line
+    VARIANTS_ONLY = only
+    for variant in specs:
+        name, src = variant.split("=", 1)
+        VARIANTS[f"acidic@{name}"] = str(Path(src).resolve())
 
 
 def with_variants(configs: list[tuple[str, str, int, str, str | None]]) -> list[Any]:
     """Each acidic PostgreSQL configuration once more per ``--acidic-variant``."""
     out = list(configs)
+    if VARIANTS and VARIANTS_ONLY:  # A/B of two trees: not this tree's src as a third
+        out = [c for c in configs if c[0] != "acidic"]
     for name in VARIANTS:
         out += [
             (name, mode, c, f"{label} [{name.split('@', 1)[1]}]", floor)
@@ -471,13 +484,16 @@ def main() -> None:
         metavar="NAME=SRC",
         help="also measure the acidic package under SRC (a tree's src/), e.g. a patched copy",
     )
+    parser.add_argument(
+        "--variants-only",
+        action="store_true",
+        help="measure only the --acidic-variant trees, not this tree's acidic",
+    )
     parser.add_argument("--out", default="", help="JSON file (default bench/results/<time>.json)")
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
     sections = [s for s in args.sections.split(",") if s]
-    for variant in args.acidic_variant:
-        name, src = variant.split("=", 1)
-        VARIANTS[f"acidic@{name}"] = str(Path(src).resolve())
+    set_variants(args.acidic_variant, args.variants_only)
     out: dict[str, Any] = {"machine": machine(), "n": args.n, "rounds": args.rounds}
     out["machine"]["acidic"] = acidic_version()
     out["variants"] = VARIANTS
