@@ -181,7 +181,13 @@ def throughput(
     all_configs: list[tuple[str, str, int, str, str | None]] = CONFIGS,
     section: str = "throughput",
 ) -> None:
-    configs = with_variants([c for c in all_configs if not args.systems or c[0] in args.systems])
+    configs = with_variants(
+        [
+            c
+            for c in all_configs
+            if (not args.systems or c[0] in args.systems) and (not args.modes or c[1] in args.modes)
+        ]
+    )
     skipped: dict[str, str] = {}
     for system in {c[0] for c in configs}:
         reason = peer_missing(system)
@@ -263,6 +269,9 @@ def summarise(
             row["updated"] = statistics.median(
                 s["extra"].get("rows_updated_per_run", 0) for s in got
             )
+            row["index_bytes"] = statistics.median(
+                s["extra"].get("queue_index_bytes_per_run", 0) for s in got
+            )
             row["hot"] = statistics.median(s["extra"].get("hot_updates_per_run", 0) for s in got)
             row["commits_per_run"] = statistics.median(
                 s["extra"].get("commits_per_run", 0) for s in got
@@ -307,7 +316,8 @@ def print_throughput(
             print(f"{'':52}throughput / floor's, per round: {per_round}")
         if "worker_cpu_ms_per_run" in row:
             print(
-                f"{'':52}CPU ms/run: workers {row['worker_cpu_ms_per_run']:.2f},"
+                f"{'':52}queue's indexes {row['index_bytes']:.0f} bytes/run;"
+                f" CPU ms/run: workers {row['worker_cpu_ms_per_run']:.2f},"
                 f" PostgreSQL backends {row['pg_cpu_ms_per_run']:.2f};"
                 f" commits/run {row['commits_per_run']:.1f}, updates/run {row['updated']:.1f}"
                 f" ({row['hot']:.1f} HOT); load {row['loadavg']}"
@@ -471,6 +481,7 @@ def main() -> None:
         help="comma-separated sections to run (all)",
     )
     parser.add_argument("--systems", default="", help="only these systems (comma-separated)")
+    parser.add_argument("--modes", default="", help="only these modes (e.g. arrival-4x1,inline)")
     parser.add_argument("--growth-ns", default="500,2000,8000", help="N of the growth section")
     parser.add_argument(
         "--growth-base", type=int, default=1_000_000, help="finished runs preloaded"
@@ -492,6 +503,7 @@ def main() -> None:
     parser.add_argument("--out", default="", help="JSON file (default bench/results/<time>.json)")
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
+    args.modes = [s for s in args.modes.split(",") if s]
     sections = [s for s in args.sections.split(",") if s]
     set_variants(args.acidic_variant, args.variants_only)
     out: dict[str, Any] = {"machine": machine(), "n": args.n, "rounds": args.rounds}

@@ -200,6 +200,9 @@ def measure(system: str, mode: str, n: int) -> Measurement:
         poller.close()
         _stop_all(workers)
     check_rides(database, n)
+    with psycopg.connect(pg_url(database), autocommit=True) as conn:
+        table = done[0]
+        row = conn.execute("SELECT pg_indexes_size(%s::regclass)", (table,)).fetchone()
     extra = {
         "processes": procs,
         "executors": execs,
@@ -211,6 +214,8 @@ def measure(system: str, mode: str, n: int) -> Measurement:
         "commits_per_run": (xact1["commits"] - xact0["commits"] - poller.polls - 2) / n,
         "rows_updated_per_run": (xact1["updated"] - xact0["updated"]) / n,
         "hot_updates_per_run": (hot1 - hot0) / n,
+        # Index bytes the queue table grew by (it starts empty): what non-HOT updates cost.
+        "queue_index_bytes_per_run": (int(row[0]) if row else 0) / n,
     }
     return Measurement(system, mode, n, procs * execs, seconds, extra)
 
