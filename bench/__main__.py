@@ -2,6 +2,9 @@
 
 Sections (``--sections``, comma-separated; all by default):
 
+* ``arrival``: runs enqueued one by one while 4 worker processes x 1 executor, 2 x 2
+  and 1 x 4 run, against the raw queue floor fed the same way, and Procrastinate; the
+  drained queue; the inline pair (:mod:`bench.arrival`);
 * ``throughput``: the ride workload through every system, each measurement in a fresh
   child process, in interleaved rounds (each round runs every system once, in an order
   rotated from round to round, so drift of a shared machine hits all alike);
@@ -59,6 +62,26 @@ CONFIGS: list[tuple[str, str, int, str, str | None]] = [
     ("raw-sqlite", "3tx", 1, "SQLite floor: raw sqlite3, 3 tx/job, serial", None),
     ("acidic-sqlite", "inline", 1, "acidic app.run on SQLite, serial", "raw-sqlite/3tx/1"),
     ("acidic-sqlite", "worker", 1, "acidic Worker on SQLite, 1 executor", "raw-sqlite/3tx/1"),
+]
+#: The ``arrival`` section (bench/arrival.py): P worker processes x C executors, the
+#: runs enqueued one by one (each its own transaction, 4 threads) while they run, or
+#: drained; plus the inline pair, for the inline target in the same run.
+SHAPES = ("4x1", "2x2", "1x4")
+ARRIVAL_CONFIGS: list[tuple[str, str, int, str, str | None]] = [
+    *(
+        (system, f"arrival-{shape}", 4, f"{name}, one by one, {shape}", floor)
+        for shape in SHAPES
+        for system, name, floor in (
+            ("raw", "raw queue floor", None),
+            ("acidic", "acidic worker", f"raw/arrival-{shape}/4"),
+        )
+    ),
+    ("procrastinate", "arrival-4x1", 4, "Procrastinate task, one by one, 4x1", "raw/arrival-4x1/4"),
+    ("procrastinate", "arrival-1x4", 4, "Procrastinate task, one by one, 1x4", "raw/arrival-1x4/4"),
+    ("raw", "drain-4x1", 4, "raw queue floor, drain, 4x1", None),
+    ("acidic", "drain-4x1", 4, "acidic worker, drain, 4x1", "raw/drain-4x1/4"),
+    ("raw", "3tx", 1, "floor: raw psycopg, 3 tx/job, serial", None),
+    ("acidic", "inline", 1, "acidic app.run, serial", "raw/3tx/1"),
 ]
 PEERS = {"dbos": "dbos", "procrastinate": "procrastinate"}
 
@@ -125,11 +148,24 @@ def peer_missing(system: str) -> str | None:
 
 #: acidic trees measured side by side (``--acidic-variant NAME=SRC``): system name -> src.
 VARIANTS: dict[str, str] = {}
+#: ``--variants-only``: the variants replace this tree's acidic (an A/B of two trees).
+VARIANTS_ONLY = False
+
+
+def set_variants(specs: list[str], only: bool) -> None:
+    """``--acidic-variant NAME=SRC`` (each) and ``--variants-only``."""
+    global VARIANTS_ONLY  # noqa: PLW0603 - set once, from the command line
+    VARIANTS_ONLY = only
+    for variant in specs:
+        name, src = variant.split("=", 1)
+        VARIANTS[f"acidic@{name}"] = str(Path(src).resolve())
 
 
 def with_variants(configs: list[tuple[str, str, int, str, str | None]]) -> list[Any]:
     """Each acidic PostgreSQL configuration once more per ``--acidic-variant``."""
     out = list(configs)
+    if VARIANTS and VARIANTS_ONLY:  # A/B of two trees: not this tree's src as a third
+        out = [c for c in configs if c[0] != "acidic"]
     for name in VARIANTS:
         out += [
             (name, mode, c, f"{label} [{name.split('@', 1)[1]}]", floor)
@@ -139,8 +175,19 @@ def with_variants(configs: list[tuple[str, str, int, str, str | None]]) -> list[
     return out
 
 
-def throughput(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    configs = with_variants([c for c in CONFIGS if not args.systems or c[0] in args.systems])
+def throughput(
+    args: argparse.Namespace,
+    out: dict[str, Any],
+    all_configs: list[tuple[str, str, int, str, str | None]] = CONFIGS,
+    section: str = "throughput",
+) -> None:
+    configs = with_variants(
+        [
+            c
+            for c in all_configs
+            if (not args.systems or c[0] in args.systems) and (not args.modes or c[1] in args.modes)
+        ]
+    )
     skipped: dict[str, str] = {}
     for system in {c[0] for c in configs}:
         reason = peer_missing(system)
@@ -155,6 +202,8 @@ def throughput(args: argparse.Namespace, out: dict[str, Any]) -> None:
         print(f"round {r + 1}/{args.rounds}: ", end="", flush=True)
         for system, mode, concurrency, _label, _floor in order:
             cid = config_id(system, mode, concurrency)
+            if section == "arrival":
+                _vacuum_bench()
             try:
                 result = run_child(system, mode, args.n, concurrency)
             except Exception as exc:  # recorded; tried again in the next round
@@ -166,8 +215,18 @@ def throughput(args: argparse.Namespace, out: dict[str, Any]) -> None:
             print(".", end="", flush=True)
         print(flush=True)
     rows = summarise(configs, samples, failures)
-    out["throughput"] = {"rows": rows, "skipped": skipped, "failures": failures}
+    out[section] = {"rows": rows, "skipped": skipped, "failures": failures}
     print_throughput(rows, skipped, failures, args.n)
+
+
+def _vacuum_bench() -> None:
+    """Autovacuum may be off: dead rows of earlier rounds would tax every queue."""
+    from .common import DATABASES, ensure_database, pg_url  # noqa: PLC0415
+
+    for database in {DATABASES["acidic"], DATABASES["procrastinate"]}:
+        ensure_database(database)
+        with psycopg.connect(pg_url(database), autocommit=True) as conn:
+            conn.execute("VACUUM")
 
 
 def summarise(
@@ -196,6 +255,27 @@ def summarise(
             "floor": floor,
             "failed_rounds": failures.get(cid),
         }
+        cpu = [
+            s["extra"]["worker_cpu_ms_per_run"]
+            for s in got
+            if "worker_cpu_ms_per_run" in s.get("extra", {})
+        ]
+        if cpu:
+            row["worker_cpu_ms_per_run"] = statistics.median(cpu)
+            row["pg_cpu_ms_per_run"] = statistics.median(
+                s["extra"]["pg_backend_cpu_ms_per_run"] for s in got
+            )
+            row["loadavg"] = [round(s["extra"]["loadavg"], 1) for s in got]
+            row["updated"] = statistics.median(
+                s["extra"].get("rows_updated_per_run", 0) for s in got
+            )
+            row["index_bytes"] = statistics.median(
+                s["extra"].get("queue_index_bytes_per_run", 0) for s in got
+            )
+            row["hot"] = statistics.median(s["extra"].get("hot_updates_per_run", 0) for s in got)
+            row["commits_per_run"] = statistics.median(
+                s["extra"].get("commits_per_run", 0) for s in got
+            )
         if floor:
             # Per-round ratios (same round, so same machine load), then their median.
             base = {s["round"]: s for s in samples.get(floor, [])}
@@ -203,6 +283,7 @@ def summarise(
                 base[s["round"]]["jobs_per_s"] / s["jobs_per_s"] for s in got if s["round"] in base
             ]
             if ratios:
+                row["time_ratios"] = ratios
                 row["time_ratio"] = statistics.median(ratios)
                 row["time_ratio_min"] = min(ratios)
                 row["time_ratio_max"] = max(ratios)
@@ -230,6 +311,17 @@ def print_throughput(
             f"{row['label']:50} {row['jobs_per_s']:8.0f} {spread:>13} {row['ms_per_job']:7.2f}"
             f" {ratio:>13}  {row['floor'] or ''}"
         )
+        if "time_ratios" in row:
+            per_round = ", ".join(f"{1 / r:.2f}" for r in row["time_ratios"])
+            print(f"{'':52}throughput / floor's, per round: {per_round}")
+        if "worker_cpu_ms_per_run" in row:
+            print(
+                f"{'':52}queue's indexes {row['index_bytes']:.0f} bytes/run;"
+                f" CPU ms/run: workers {row['worker_cpu_ms_per_run']:.2f},"
+                f" PostgreSQL backends {row['pg_cpu_ms_per_run']:.2f};"
+                f" commits/run {row['commits_per_run']:.1f}, updates/run {row['updated']:.1f}"
+                f" ({row['hot']:.1f} HOT); load {row['loadavg']}"
+            )
     for system, reason in skipped.items():
         print(f"{system}: skipped: {reason}")
     del failures  # printed in their rows
@@ -268,6 +360,36 @@ def targets(out: dict[str, Any]) -> None:
             r = ratio(mine, peer)
             if r is not None:
                 checks.append((f"acidic {label} >= {want}x {peer}", f"{r:.2f}x", r >= want))
+    arrival = {r["id"]: r for r in out.get("arrival", {}).get("rows", []) if "error" not in r}
+    for shape in SHAPES:
+        r = arrival.get(f"acidic/arrival-{shape}/4", {}).get("time_ratio")
+        if r is not None:
+            want = 0.5 if shape == "4x1" else 0.0
+            checks.append(
+                (
+                    f"acidic one by one {shape} >= {want}x raw queue floor",
+                    f"{1 / r:.2f}x",
+                    1 / r >= want,
+                )
+            )
+    for peer in ("procrastinate/arrival-1x4/4", "procrastinate/arrival-4x1/4"):
+        a, b = arrival.get("acidic/arrival-4x1/4"), arrival.get(peer)
+        if a and b:
+            # Per round, as the floor ratios.
+            by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
+            rs = [
+                s["jobs_per_s"] / by_round[s["round"]]
+                for s in a["samples"]
+                if s["round"] in by_round
+            ]
+            r = statistics.median(rs)
+            checks.append((f"acidic one by one 4x1 >= 1.5x {peer}", f"{r:.2f}x", r >= 1.5))
+    d = arrival.get("acidic/drain-4x1/4", {}).get("time_ratio")
+    if d is not None:
+        checks.append(("acidic drain 4x1 vs raw queue floor", f"{1 / d:.2f}x", True))
+    inl = arrival.get("acidic/inline/1", {}).get("time_ratio")
+    if inl is not None:
+        checks.append(("acidic inline >= 0.55x raw 3-tx floor", f"{1 / inl:.2f}x", 1 / inl >= 0.55))
     sql = out.get("sql")
     if sql:
         step = sql.get("acidic_step_overhead")
@@ -355,10 +477,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument(
         "--sections",
-        default="throughput,sql,growth,latency,memory",
+        default="throughput,arrival,sql,growth,latency,memory",
         help="comma-separated sections to run (all)",
     )
     parser.add_argument("--systems", default="", help="only these systems (comma-separated)")
+    parser.add_argument("--modes", default="", help="only these modes (e.g. arrival-4x1,inline)")
     parser.add_argument("--growth-ns", default="500,2000,8000", help="N of the growth section")
     parser.add_argument(
         "--growth-base", type=int, default=1_000_000, help="finished runs preloaded"
@@ -372,13 +495,17 @@ def main() -> None:
         metavar="NAME=SRC",
         help="also measure the acidic package under SRC (a tree's src/), e.g. a patched copy",
     )
+    parser.add_argument(
+        "--variants-only",
+        action="store_true",
+        help="measure only the --acidic-variant trees, not this tree's acidic",
+    )
     parser.add_argument("--out", default="", help="JSON file (default bench/results/<time>.json)")
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
+    args.modes = [s for s in args.modes.split(",") if s]
     sections = [s for s in args.sections.split(",") if s]
-    for variant in args.acidic_variant:
-        name, src = variant.split("=", 1)
-        VARIANTS[f"acidic@{name}"] = str(Path(src).resolve())
+    set_variants(args.acidic_variant, args.variants_only)
     out: dict[str, Any] = {"machine": machine(), "n": args.n, "rounds": args.rounds}
     out["machine"]["acidic"] = acidic_version()
     out["variants"] = VARIANTS
@@ -386,6 +513,8 @@ def main() -> None:
     started = time.monotonic()
     if "throughput" in sections:
         throughput(args, out)
+    if "arrival" in sections:
+        throughput(args, out, ARRIVAL_CONFIGS, "arrival")
     if "sql" in sections:
         from .sqlcount import print_sql, sql_section  # noqa: PLC0415
 

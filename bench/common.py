@@ -246,8 +246,10 @@ class Poller:
     def __init__(self, database: str, table: str, where: str) -> None:
         self.conn = psycopg.connect(pg_url(database), autocommit=True)
         self.sql = f"SELECT count(*) /* bench poll */ FROM {table} WHERE {where}"
+        self.polls = 0
 
     def count(self) -> int:
+        self.polls += 1
         row = self.conn.execute(self.sql).fetchone()
         assert row is not None
         return int(row[0])

@@ -13,6 +13,10 @@ from .common import Measurement, emit
 
 def measure(system: str, mode: str, n: int, concurrency: int) -> Measurement:
     # Peers are imported only when measured: they are optional extras.
+    if mode.startswith(("arrival-", "drain-")):
+        from . import arrival
+
+        return arrival.measure(system, mode, n)
     if system == "raw":
         from .systems import raw_pg
 

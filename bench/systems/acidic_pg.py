@@ -88,7 +88,9 @@ def reset_pg(keep_runs: bool = False) -> None:
         if keep_runs:  # the growth section's preloaded runs stay; earlier rides go
             conn.execute("DELETE FROM acidic_runs WHERE idempotency_key LIKE 'ride-%'")
         else:
-            conn.execute("TRUNCATE acidic_runs, acidic_history, acidic_signals RESTART IDENTITY")
+            conn.execute(
+                "TRUNCATE acidic_runs, acidic_history, acidic_signals RESTART IDENTITY CASCADE"
+            )
 
 
 def sqlite_path() -> str:

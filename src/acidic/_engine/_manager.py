@@ -234,7 +234,13 @@ class Manager(Operations):
         assert row.lock_token is not None
         # Claimed for the first time (attempts just became 1): no step has started, so
         # there is no history to read.
-        return Claim(row, row.lock_token, retrying=row.attempts > 1 and self._retrying(row))
+        return Claim(
+            row,
+            row.lock_token,
+            retrying=row.attempts > 1 and self._retrying(row),
+            # Executed under a heartbeat (a worker's, an executor delivery's).
+            heartbeat=True,
+        )
 
     def _retrying(self, row: RunRow) -> bool:
         return t.retrying(row, self.store.last_event(row.id))

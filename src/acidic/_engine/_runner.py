@@ -67,6 +67,8 @@ class Claim:
     row: RunRow
     token: str
     retrying: bool
+    #: A heartbeat renews the lock meanwhile (a worker's): see Runner._expiry.
+    heartbeat: bool = False
 
     @property
     def fence(self) -> Fence:
@@ -87,6 +89,8 @@ class _Execution:
     conn: sa.Connection | None = None
     #: The run's status after a failed step (for the observer), once recorded.
     failed_as: str | None = None
+    #: The lock's expiry as this execution last set it (a heartbeat may push it further).
+    lock_until: dt.datetime | None = None
 
     def advance(self, decision: Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
         self.committed_ctx = ctx_json
@@ -128,7 +132,9 @@ class Runner:
             step=row.recovery_point,
             read_signal=lambda name: store.latest_signal(row.id, name),
         )
-        run = _Execution(job, definition, claim, state, row.ctx, should_stop)
+        run = _Execution(
+            job, definition, claim, state, row.ctx, should_stop, lock_until=row.lock_expires_at
+        )
         state.spawn = lambda child, key, queue, priority: self._spawn(
             run, child, key, queue, priority
         )
@@ -246,9 +252,13 @@ class Runner:
         started = self.manager.clock()
         try:
             with store.translated(f"starting step {spec.name} of {state.key!r}"):
+                until = self._expiry(run, started)
                 ok = store.write_progress_alone(
                     run.claim.fence,
-                    RunChange(renewed_at=started, renew_until=self._expiry(run, started)),
+                    # No renewal: a fenced write of the unchanged recovery point.
+                    RunChange(renewed_at=started, renew_until=until)
+                    if until
+                    else RunChange(recovery_point=spec.name),
                     [EventRow(spec.name, "started", started, state.attempt)],
                 )
         except StorageError as error:
@@ -411,8 +421,16 @@ class Runner:
             if self.store.signalled_since(row.id, started):
                 self.manager.wake_halted(row)
 
-    def _expiry(self, run: _Execution, now: dt.datetime) -> dt.datetime:
-        return now + dt.timedelta(seconds=self.manager.lock_timeout_for(run.definition))
+    def _expiry(self, run: _Execution, now: dt.datetime) -> dt.datetime | None:
+        """The lock's new expiry for a progress write at ``now``, or None to leave it.
+        Inline, every write renews it; under a heartbeat, only one that finds it half
+        spent: a renewal changes an indexed column, so PostgreSQL cannot update the row
+        in place (HOT) and writes an entry into every index of the runs table."""
+        timeout = dt.timedelta(seconds=self.manager.lock_timeout_for(run.definition))
+        if run.claim.heartbeat and run.lock_until and run.lock_until - now > timeout / 2:
+            return None
+        run.lock_until = now + timeout
+        return run.lock_until
 
     # -- refusals and failures --------------------------------------------------------
 

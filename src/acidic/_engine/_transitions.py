@@ -147,7 +147,7 @@ def after_step(
     attempt: int,
     started: dt.datetime | None,
     now: dt.datetime,
-    lock_expires_at: dt.datetime,
+    lock_expires_at: dt.datetime | None,
     stopping: bool,
     default_queue: str,
 ) -> Transition:
@@ -177,8 +177,9 @@ def after_step(
             ctx=ctx_json,
             error=None,
             recovery_point=decision.next,
-            renewed_at=now,
-            renew_until=lock_expires_at,
+            # None: the lock is left as it is (a heartbeat keeps it).
+            renewed_at=KEEP if lock_expires_at is None else now,
+            renew_until=KEEP if lock_expires_at is None else lock_expires_at,
         )
         return Transition(change, events, None)
     if status is RunStatus.SUCCEEDED:

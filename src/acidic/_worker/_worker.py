@@ -31,6 +31,7 @@ from ._backoff import Backoff
 from ._housekeeping import side_threads
 from ._loop import LoopExecutor, run_inline
 from ._registry import REGISTRY_MAX_INTERVAL, Registration
+from ._wakeups import Wakeups, listen
 
 if TYPE_CHECKING:
     from .._app import App
@@ -100,7 +101,9 @@ class Worker:
         timeouts = [manager.lock_timeout_for(c.__acidic_definition__) for c in app.jobs.values()]
         shortest = min(timeouts, default=manager.lock_timeout)
         self.heartbeat = float(heartbeat) if heartbeat else max(shortest / 3, 0.05)
-        self._wake = threading.Event()
+        #: The dispatcher's wake-ups: notifications, freed slots (see _wakeups.py).
+        self._wakeups = Wakeups()
+        self._wake = self._wakeups.event
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._held: dict[str, _Held] = {}  # by lock token
@@ -109,7 +112,6 @@ class Worker:
         self._busy = 0
         self._lock = threading.Lock()
         self._next_queue = 0
-        self._notified: set[str] = set()
         #: Signals received (appended by the handler), and whether the first was obeyed.
         self._signal_names: list[str] = []
         self._signal_obeyed = False
@@ -160,7 +162,12 @@ class Worker:
         ]
         if manager.can_notify:
             threads.append(
-                threading.Thread(target=self._listen_loop, name="acidic-listener", daemon=True)
+                threading.Thread(
+                    target=listen,
+                    args=(manager, self.queues, self._wakeups, self._stopped),
+                    name="acidic-listener",
+                    daemon=True,
+                )
             )
         for thread in threads:
             thread.start()
@@ -265,7 +272,9 @@ class Worker:
                 return
             free = self.concurrency - self._busy
             claimed = 0
-            if free > 0:
+            # An executor that just found nothing to claim freed this slot: claiming
+            # again now would find nothing either (unless a notification came since).
+            if free > 0 and not self._wakeups.take_drained():
                 try:
                     claimed = self._claim(free, pool)
                     if backoff.succeeded():
@@ -303,7 +312,7 @@ class Worker:
         # (with one queue, every free slot at once); queues just notified go first.
         with self._lock:
             order = self._queue_order()
-            notified, self._notified = self._notified, set()
+        notified = self._wakeups.take_notified()
         order.sort(key=lambda q: q not in notified)
         share = max(1, free // len(order))
         while claimed < free:
@@ -340,6 +349,7 @@ class Worker:
         jobs = [name for name, cls in self.app.jobs.items() if not _is_async(cls)]
         with self._lock:
             order = self._queue_order()
+        heard = self._wakeups.heard
         for queue in order if jobs else ():
             try:
                 rows = self.manager.claim_due(queue, jobs, 1, owner=self.registration.id)
@@ -356,6 +366,8 @@ class Worker:
                     return None
                 self._hold(row)
                 return row
+        if jobs:
+            self._wakeups.drained(heard)
         return None
 
     def _hold(self, row: RunRow, *, new_slot: bool = False) -> None:
@@ -496,25 +508,3 @@ class Worker:
                 self.registration.check_unknown()
         except Exception as exc:
             log.debug("registry heartbeat failed: %s", exc)
-
-    def _listen_loop(self) -> None:
-        backoff = Backoff()
-        while not self._stopped.is_set():
-            try:
-                notes = self.manager.notifications(self.queues, self._stopped.is_set)
-                for queue in notes or ():
-                    with self._lock:
-                        self._notified.add(queue)
-                    self._wake.set()
-                    backoff.succeeded()
-            except Exception as exc:
-                delay = backoff.failed()
-                # The first loss of a streak is worth a line; the dispatcher's claims
-                # (which poll meanwhile) report the outage itself.
-                log.log(
-                    logging.WARNING if backoff.failures == 1 else logging.DEBUG,
-                    "notification connection lost (%s); reconnecting in %.1f s",
-                    self.manager.describe_failure(exc),
-                    delay,
-                )
-                self._stopped.wait(delay)
