@@ -1,8 +1,10 @@
 -- acidic 0011: the dashboard's reads on a million runs within 200 ms (see docs/dashboard.md).
 --
--- Every update of a run already changes an indexed column (its status, lock expiry), so no
--- update is HOT and each one adds an entry to every full index of the table. The indexes
--- below are therefore partial where they can be, or replace an index rather than add one.
+-- Claims and ends change indexed columns (status, lock expiry), so those updates are not
+-- HOT and add an entry to every full index of the table (a worker's step writes mostly are
+-- HOT: they leave the lock alone until half of it is spent). The indexes below are
+-- therefore partial where they can be, or replace an index rather than add one, and index
+-- no column a step's write changes.
 --
 -- Finished runs by end time, with the columns the overview's chart and the per-job
 -- statistics read (status, job; the last claim for durations): read from the index alone.
