@@ -26,7 +26,6 @@ from tests.support.jobs import CreateRide, Hold, effect_counts, make_app, rides
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
-    pytest.mark.parametrize("flavour", ["sync"], indirect=True),
 ]
 
 #: How many processes race on a held key (LATE of them a little later), and to

@@ -25,7 +25,6 @@ from tests.support.jobs import CreateRide, effect_counts, make_app, rides
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
-    pytest.mark.parametrize("flavour", ["sync"], indirect=True),
 ]
 
 ARGS: dict[str, Any] = {"user_id": 7, "origin": "Lyon", "target": "Nice"}

@@ -28,7 +28,6 @@ from tests.support.jobs import CreateRide, ShortLockRide, effect_counts, make_ap
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
-    pytest.mark.parametrize("flavour", ["sync"], indirect=True),
 ]
 
 ARGS: dict[str, Any] = {"user_id": 5, "origin": "Paris", "target": "Lille"}

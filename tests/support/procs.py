@@ -206,7 +206,7 @@ def run_together(
 def wait_for(
     probe: Callable[[], T | Literal[False] | None],
     what: str,
-    timeout: float = 15.0,
+    timeout: float = CHILD_TIMEOUT,
     every: float = 0.005,
     detail: Callable[[], object] | None = None,
 ) -> T:
