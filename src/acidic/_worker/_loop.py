@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .._engine import RunRow
@@ -23,8 +24,11 @@ from .._engine._aio import in_greenlet
 
 if TYPE_CHECKING:
     from .._engine import Manager
+    from .._job import Job
 
 __all__ = ["LoopExecutor", "run_inline"]
+
+log = logging.getLogger("acidic.worker")
 
 
 #: How long the loop holds back the end of a run before it frees the run's slot (the
@@ -62,12 +66,33 @@ class LoopExecutor:
         self._ended = 0
         self._free_handle: asyncio.TimerHandle | None = None
 
-    def submit(self, row: RunRow) -> None:
-        """Execute ``row`` on the loop (started on first use)."""
+    def warm(self, jobs: Iterable[type[Job]]) -> None:
+        """When the worker starts: if any of ``jobs`` is async, start the loop and open
+        its engine's first connection now, while the dispatcher claims, rather than in
+        the first async run (a thread, an engine, the dialect's first connect: tenths
+        of a second on a loaded machine, late for a run that was due)."""
+        if any(cls.__acidic_definition__.is_async for cls in jobs):
+            asyncio.run_coroutine_threadsafe(self._warm(), self._started())
+
+    async def _warm(self) -> None:
+        try:
+            manager = await self._manager.async_sides.manager()
+            async with manager.store.async_engine.connect():
+                pass
+        except Exception as exc:  # the first run meets it again, and reports it
+            log.debug("warming the worker's event loop failed: %r", exc)
+
+    def _started(self) -> asyncio.AbstractEventLoop:
         if self._thread is None:
             self._thread = threading.Thread(target=self._main, name="acidic-loop", daemon=True)
             self._thread.start()
             self._ready.wait()
+        assert self._loop is not None
+        return self._loop
+
+    def submit(self, row: RunRow) -> None:
+        """Execute ``row`` on the loop (started on first use)."""
+        self._started()
         assert self._loop is not None
         # The dispatcher hands over the runs of one claim in a row: one wake-up of the
         # loop (a write to its self-pipe) starts them all.
