@@ -6,9 +6,9 @@ asyncio engine (so the drivers' and the dialects' one-off start-up is done; acid
 itself has not looked at the database yet: its schema check happens in ``app.run``),
 prints ``{"ready": true}``, then waits for a line on its stdin. The parent sends that
 line to all its children at once, so they call ``app.run`` together instead of
-staggered by their ~1 s start-up. The child then prints one JSON line like ``tests.support.run_job``'s, plus
-``elapsed``: the seconds ``app.run`` took (the App's first look at the database
-included), measured here, so it excludes the start-up.
+staggered by their ~1 s start-up. The child then prints one JSON line like
+``tests.support.run_job``'s, plus ``elapsed``: the seconds ``app.run`` took (the App's
+first look at the database included), measured here, so it excludes the start-up.
 """
 
 from __future__ import annotations
