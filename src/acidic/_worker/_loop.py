@@ -17,7 +17,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._engine import RunRow
 from .._engine._aio import in_greenlet
@@ -37,6 +37,17 @@ log = logging.getLogger("acidic.worker")
 FREE_SLOTS_AFTER = 0.005
 #: ... unless this many slots are waiting to be freed already.
 FREE_SLOTS_AT = 16
+
+
+def pool_for(concurrency: int) -> dict[str, Any]:
+    """The pool of the worker loop's engine. Up to ``concurrency`` runs share it, each
+    holding a connection only for a statement or a step's transaction: a few more
+    connections than SQLAlchemy's default (5 + 10 overflow), not one per run (a server
+    allows a hundred or so). A run waiting for a connection is back-pressure, not an
+    error: on a CPU-starved machine, 200 runs queued for 15 connections waited past
+    SQLAlchemy's 30 s (a TimeoutError in a step, the run retried); here they wait."""
+    size = max(5, min(concurrency, 10))
+    return {"pool_size": size, "max_overflow": size, "pool_timeout": 600}
 
 
 class LoopExecutor:
@@ -65,18 +76,22 @@ class LoopExecutor:
         #: Runs ended whose slot is not freed yet (see FREE_SLOTS_AFTER).
         self._ended = 0
         self._free_handle: asyncio.TimerHandle | None = None
+        #: The options of the loop engine's pool (see warm).
+        self._pool: dict[str, Any] | None = None
 
-    def warm(self, jobs: Iterable[type[Job]]) -> None:
+    def warm(self, jobs: Iterable[type[Job]], concurrency: int) -> None:
         """When the worker starts: if any of ``jobs`` is async, start the loop and open
         its engine's first connection now, while the dispatcher claims, rather than in
         the first async run (a thread, an engine, the dialect's first connect: tenths
-        of a second on a loaded machine, late for a run that was due)."""
+        of a second on a loaded machine, late for a run that was due). Its pool is
+        sized for ``concurrency`` runs (see :func:`pool_for`)."""
+        self._pool = pool_for(concurrency)
         if any(cls.__acidic_definition__.is_async for cls in jobs):
             asyncio.run_coroutine_threadsafe(self._warm(), self._started())
 
     async def _warm(self) -> None:
         try:
-            manager = await self._manager.async_sides.manager()
+            manager = await self._manager.async_sides.manager(self._pool)
             async with manager.store.async_engine.connect():
                 pass
         except Exception as exc:  # the first run meets it again, and reports it
@@ -143,7 +158,7 @@ class LoopExecutor:
 
     async def _run(self, row: RunRow) -> None:
         try:
-            manager = await self._manager.async_sides.manager()
+            manager = await self._manager.async_sides.manager(self._pool)
             await in_greenlet(self._execute, row, manager)
         finally:
             self._ended += 1

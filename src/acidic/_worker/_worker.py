@@ -140,7 +140,7 @@ class Worker:
             self._install_signal_handlers()
         manager = self.manager
         manager.check_schema()
-        self._loop.warm(self.app.jobs.values())
+        self._loop.warm(self.app.jobs.values(), self.concurrency)
         self.registration.jobs = list(self.app.jobs)
         try:
             self.registration.register()
