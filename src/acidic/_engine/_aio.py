@@ -61,6 +61,8 @@ class AsyncSides:
         self._database = database
         #: A user's AsyncEngine, until a manager uses it.
         self._given: Any = given
+        #: Whether the App was given an AsyncEngine: its managers keep it, pool included.
+        self._users_engine = given is not None
         self._sides: dict[int, _Side] = {}
         #: Managers whose loop ended, their engines disposed: for the next loops.
         self._free: list[Manager] = []
@@ -123,8 +125,9 @@ class AsyncSides:
             side = self._sides.get(id(loop))
             if side is not None and side.loop is loop:
                 return side
-            # A free manager's engine has the default pool: a new one for ``pool``.
-            reuse = pool is None and self._free
+            # A free manager's engine has the default pool: a new one for ``pool`` (but
+            # a user's AsyncEngine is kept as it is).
+            reuse = bool(self._free) and (pool is None or self._users_engine)
             manager = self._free.pop() if reuse else self._new_manager(pool)
             side = self._sides[id(loop)] = _Side(loop, manager)
             return side
