@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -39,7 +40,7 @@ from .systems.acidic_pg import _INSERT_AUDIT, _INSERT_RIDE, _UPDATE_RIDE
 from .systems.raw_pg import job_3tx
 
 #: A database of its own: the shared bench database may be at another branch's schema.
-DB = "acidic_bench_aio"
+DB = "acidic_bench_aio" + os.environ.get("BENCH_DATABASE_SUFFIX", "")
 
 
 def reset_pg() -> None:
@@ -49,7 +50,18 @@ def reset_pg() -> None:
     app.migrate()
     app.close()
     with psycopg.connect(pg_url(DB), autocommit=True) as conn:
-        conn.execute("TRUNCATE acidic_runs, acidic_history, acidic_signals RESTART IDENTITY")
+        # Every acidic table (the schema grows: children, limits, workers...); CASCADE for
+        # the foreign keys between them.
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename LIKE 'acidic%%' AND tablename <> 'acidic_schema_version'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        # autovacuum is off on the bench server: no dead rows from the last measurement.
+        conn.execute("VACUUM ANALYZE")
 
 
 INSERT_RIDE = "INSERT INTO rides (user_id, origin, target) VALUES (%s, %s, %s) RETURNING id"

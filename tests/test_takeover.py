@@ -21,14 +21,11 @@ import acidic
 from tests.support import procs
 from tests.support.jobs import CreateRide, ShortLockRide, effect_counts, make_app
 
-#: Sync steps only. These tests race sub-second lock timeouts against process start-up,
-#: which the ORM-session and async flavours lose on a loaded machine (the session flavour
-#: failed so on MariaDB in CI); their crash, resume and takeover are proven by
-#: tests/faults/test_crash_points.py and tests/test_async.py.
+#: Every flavour of step (sync, async, ORM session, async ORM session; the last three in
+#: CI's second phase, scripts/test-flavours).
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
-    pytest.mark.parametrize("flavour", ["sync"], indirect=True),
 ]
 
 ARGS: dict[str, Any] = {"user_id": 5, "origin": "Paris", "target": "Lille"}
@@ -42,6 +39,15 @@ SECONDS = 1.0
 #: Short enough for a quick test, long enough that a loaded CI machine still checks
 #: the refusal before the lock goes stale.
 LOCK_TIMEOUT = 1.0
+#: Both, with async or ORM-session steps: each ``app.run`` of an async job opens a
+#: connection on a loop of its own, and a session step builds the ORM's machinery; on a
+#: loaded machine that ate the room above (CI, MariaDB).
+FLAVOURED = 2.0
+
+
+def _timing(flavour: str) -> tuple[float, float]:
+    """(SECONDS, LOCK_TIMEOUT) for the flavour of step under test."""
+    return (SECONDS, LOCK_TIMEOUT) if flavour == "sync" else (FLAVOURED, FLAVOURED)
 
 
 def _crash_in_create_ride(
@@ -63,13 +69,13 @@ def _check_taken_over(app: acidic.App, key: str, result: object) -> None:
 
 
 def test_takeover__killed_owner_is_taken_over_after_the_apps_lock_timeout(
-    database_url: str, app: acidic.App
+    database_url: str, app: acidic.App, flavour: str
 ) -> None:
     key = "ride-app-timeout"
-    timeout = 1.0
-    # The dead owner and the next caller both run Apps configured with 1 s.
+    timeout = _timing(flavour)[1]
+    # The dead owner and the next caller both run Apps configured with 1 s (2 s).
     with make_app(database_url, lock_timeout=timeout) as short:
-        assert short.get(key) is None  # warm: the refusal check below must be quick
+        procs.warm(short, key)  # the refusal check below must be quick
         _crash_in_create_ride(database_url, "CreateRide", key, timeout)
         with pytest.raises(acidic.KeyLockedError, match=key):
             short.run(CreateRide(**ARGS), key=key)
@@ -87,6 +93,7 @@ def test_takeover__killed_owner_is_taken_over_after_the_jobs_lock_timeout(
 ) -> None:
     key = "ride-job-timeout"
     assert ShortLockRide.lock_timeout == LOCK_TIMEOUT
+    procs.warm(app, key)  # the refusal check below must be quick
     _crash_in_create_ride(database_url, "ShortLockRide", key)
     with pytest.raises(acidic.KeyLockedError, match=key):
         app.run(ShortLockRide(**ARGS), key=key)
@@ -113,13 +120,14 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 # non-transactional variant below covers fencing on SQLite.
 @pytest.mark.parametrize("backend", ["postgresql", "mysql"])
 def test_takeover__stopped_owner_cannot_commit_its_transactional_step(
-    database_url: str, app: acidic.App
+    database_url: str, app: acidic.App, flavour: str
 ) -> None:
+    seconds, lock_timeout = _timing(flavour)
     key = "slow-fenced-tx"
-    args = {"seconds": SECONDS}
+    args = {"seconds": seconds}
     with procs.children() as children:
-        taker = procs.prepare(database_url, "Slow", key, args, LOCK_TIMEOUT)
-        owner = procs.spawn("tests.support.run_job", database_url, "Slow", key, args, LOCK_TIMEOUT)
+        taker = procs.prepare(database_url, "Slow", key, args, lock_timeout)
+        owner = procs.spawn("tests.support.run_job", database_url, "Slow", key, args, lock_timeout)
         children += [taker, owner]
 
         # Stop the owner while it sleeps in hold with hold's transaction open.
@@ -137,10 +145,10 @@ def test_takeover__stopped_owner_cannot_commit_its_transactional_step(
         assert effect_counts(app.engine, key) == {}  # hold's insert is not committed
 
         # Past the lock timeout, another process takes the run over and completes it.
-        procs.sleep_until_stale(app, key, LOCK_TIMEOUT)
+        procs.sleep_until_stale(app, key, lock_timeout)
         taken = procs.release(taker)
         assert taken.get("result") == 2, taken  # Slow.finish returns the attempt
-        assert taken["elapsed"] >= 2 * SECONDS  # it ran hold and wait itself
+        assert taken["elapsed"] >= 2 * seconds  # it ran hold and wait itself
 
         # The owner wakes up: its commit is refused.
         owner.send_signal(signal.SIGCONT)
@@ -160,13 +168,14 @@ def test_takeover__stopped_owner_cannot_commit_its_transactional_step(
 
 
 def test_takeover__stopped_owner_cannot_commit_its_non_transactional_step(
-    database_url: str, app: acidic.App
+    database_url: str, app: acidic.App, flavour: str
 ) -> None:
+    seconds, lock_timeout = _timing(flavour)
     key = "slow-fenced-foreign"
-    args = {"seconds": SECONDS}
+    args = {"seconds": seconds}
     with procs.children() as children:
-        taker = procs.prepare(database_url, "Slow", key, args, LOCK_TIMEOUT)
-        owner = procs.spawn("tests.support.run_job", database_url, "Slow", key, args, LOCK_TIMEOUT)
+        taker = procs.prepare(database_url, "Slow", key, args, lock_timeout)
+        owner = procs.spawn("tests.support.run_job", database_url, "Slow", key, args, lock_timeout)
         children += [taker, owner]
 
         # Stop the owner while it sleeps in wait, with no transaction open.
@@ -174,17 +183,19 @@ def test_takeover__stopped_owner_cannot_commit_its_non_transactional_step(
             run = app.get(key)
             return run is not None and ("wait", "started", 1) in procs.events(run)
 
-        procs.wait_for(in_wait, "the owner inside wait")
+        procs.wait_for(
+            in_wait, "the owner inside wait", detail=lambda: (app.get(key), owner.poll())
+        )
         _stop(owner)
         stopped = app.get(key)
         assert stopped is not None
         assert (stopped.status, stopped.recovery_point, stopped.attempts) == ("running", "wait", 1)
         assert effect_counts(app.engine, key) == {"hold": 1}
 
-        procs.sleep_until_stale(app, key, LOCK_TIMEOUT)
+        procs.sleep_until_stale(app, key, lock_timeout)
         taken = procs.release(taker)
         assert taken.get("result") == 2, taken
-        assert SECONDS <= taken["elapsed"] < 2 * SECONDS  # it ran wait, not hold
+        assert seconds <= taken["elapsed"] < 2 * seconds  # it ran wait, not hold
 
         owner.send_signal(signal.SIGCONT)
         out, err = owner.communicate(timeout=procs.CHILD_TIMEOUT)

@@ -11,6 +11,9 @@ import acidic
 from acidic._engine._actions import ACTIONS
 from tests.support.queue.jobs import Gate, Note, get
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
 
 def test_retry__of_a_pending_run_raises_run_state_error_naming_what_it_accepts(
     app: acidic.App,

@@ -44,6 +44,10 @@ def _first(key: str, step: str) -> dt.datetime:
 # -- run_at ------------------------------------------------------------------------------
 
 
+#: Every test once per flavour of step (sync, async, ORM session, async ORM session).
+pytestmark = pytest.mark.usefixtures("flavour")
+
+
 def test_run_at__not_run_before_it_and_run_soon_after_it(app: acidic.App) -> None:
     at = utcnow() + dt.timedelta(seconds=0.6)
     app.enqueue(Note(tag="later"), key="later", run_at=at)

@@ -8,6 +8,7 @@ Every child runs with ``cwd`` at the project root and the root on ``PYTHONPATH``
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -206,7 +207,7 @@ def run_together(
 def wait_for(
     probe: Callable[[], T | Literal[False] | None],
     what: str,
-    timeout: float = 15.0,
+    timeout: float = CHILD_TIMEOUT,
     every: float = 0.005,
     detail: Callable[[], object] | None = None,
 ) -> T:
@@ -221,6 +222,15 @@ def wait_for(
             shown = f"; {detail()!r}" if detail is not None else ""
             raise AssertionError(f"timed out after {timeout} s waiting for {what}{shown}")
         time.sleep(every)
+
+
+def warm(app: acidic.App, key: str) -> None:
+    """Make ``app``'s next call quick, for checks that race a lock timeout: the sync
+    engine's schema check, and the asyncio engine's one-off start-up (its imports and
+    the dialect's first connection), which ``app.run`` of an async job (async and
+    async_session flavours) would otherwise pay inside the race."""
+    assert app.get(key) is None
+    assert asyncio.run(app.get_async(key)) is None
 
 
 def lock_age(run: acidic.Run) -> float:

@@ -61,6 +61,8 @@ class AsyncSides:
         self._database = database
         #: A user's AsyncEngine, until a manager uses it.
         self._given: Any = given
+        #: Whether the App was given an AsyncEngine: its managers keep it, pool included.
+        self._users_engine = given is not None
         self._sides: dict[int, _Side] = {}
         #: Managers whose loop ended, their engines disposed: for the next loops.
         self._free: list[Manager] = []
@@ -78,19 +80,23 @@ class AsyncSides:
                 return self._free[-1].store.async_engine
         return self._side().manager.store.async_engine
 
-    async def manager(self) -> Manager:
-        """The manager of the running loop (its engine is disposed with the loop)."""
-        side = self._side()
+    async def manager(self, pool: dict[str, Any] | None = None) -> Manager:
+        """The manager of the running loop (its engine is disposed with the loop).
+        ``pool``: options of its engine's pool, if the loop has no manager yet (the
+        worker's loop: sized for its concurrency)."""
+        side = self._side(pool)
         if side.keeper is None:
             side.keeper = _keeper(self, side)
             await side.keeper.__anext__()  # registered with the loop's async generators
         return side.manager
 
-    def _new_manager(self) -> Manager:
+    def _new_manager(self, pool: dict[str, Any] | None = None) -> Manager:
         """(Under _lock.)"""
         from .._storage._engines import make_async_engine  # noqa: PLC0415
 
-        engine, self._given = make_async_engine(self._given or self._database), None
+        given = self._given
+        engine = make_async_engine(given or self._database, None if given else pool)
+        self._given = None
         base = self._base
         store = Store(engine, asynchronous=True)
         store.sync_twin = base.store
@@ -106,7 +112,7 @@ class AsyncSides:
         manager.async_session_factory = base.async_session_factory
         return manager
 
-    def _side(self) -> _Side:
+    def _side(self, pool: dict[str, Any] | None = None) -> _Side:
         loop = asyncio.get_running_loop()
         with self._lock:
             for key, other in list(self._sides.items()):
@@ -119,7 +125,10 @@ class AsyncSides:
             side = self._sides.get(id(loop))
             if side is not None and side.loop is loop:
                 return side
-            manager = self._free.pop() if self._free else self._new_manager()
+            # A free manager's engine has the default pool: a new one for ``pool`` (but
+            # a user's AsyncEngine is kept as it is).
+            reuse = bool(self._free) and (pool is None or self._users_engine)
+            manager = self._free.pop() if reuse else self._new_manager(pool)
             side = self._sides[id(loop)] = _Side(loop, manager)
             return side
 

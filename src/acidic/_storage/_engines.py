@@ -160,10 +160,13 @@ def sync_url(url: URL) -> URL:
     return url.set(drivername=_SYNC_DRIVERS.get(url.drivername, url.drivername))
 
 
-def make_async_engine(database: str | URL | Engine | Any) -> Any:
+def make_async_engine(
+    database: str | URL | Engine | Any, pool: dict[str, Any] | None = None
+) -> Any:
     """The asyncio engine (``AsyncEngine``) acidic uses for ``database``: a URL, acidic's
     sync Engine (its database, through the asyncio driver of its dialect), or a user's
-    ``AsyncEngine``, used as it is (except on SQLite: see :func:`make_engine`)."""
+    ``AsyncEngine``, used as it is (except on SQLite: see :func:`make_engine`).
+    ``pool``: options of its connection pool (``pool_size``...; not for SQLite)."""
     try:
         # Optional: greenlet is the extra acidic[async]. SQLAlchemy's asyncio runs on it.
         import greenlet  # type: ignore[import-untyped]  # noqa: F401, PLC0415
@@ -180,7 +183,7 @@ def make_async_engine(database: str | URL | Engine | Any) -> Any:
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url, create_async_engine)
-        return create_async_engine(url, **_options(url))
+        return create_async_engine(url, **_options(url), **(pool or {}))
     except ImportError as exc:
         raise AcidicError(_missing_driver(url, exc)) from exc
 

@@ -127,8 +127,7 @@ class Worker:
             concurrency=concurrency,
             heartbeat=self.heartbeat,
         )
-        #: Where runs of async jobs execute: the process's event loop (see _loop.py).
-        self._loop = LoopExecutor(manager, self._execute, self._free_slot)
+        self._loop = LoopExecutor(manager, self._execute, self._free_slot)  # async jobs' runs
 
     # -- control ----------------------------------------------------------------------
 
@@ -143,6 +142,7 @@ class Worker:
             self._install_signal_handlers()
         manager = self.manager
         manager.check_schema()
+        self._loop.warm(self.app.jobs.values(), self.concurrency)
         self.registration.jobs = list(self.app.jobs)
         try:
             self.registration.register()
