@@ -30,6 +30,10 @@ from tests.support.jobs import get_run
 
 pytestmark = pytest.mark.slow
 
+#: The worker's jobs, swapped by the ``flavour`` fixture (async and ORM-session steps run
+#: in scripts/test-flavours); its worker processes take the flavour from the environment.
+JOBS = wa.JOBS
+
 #: Long enough that the healthy worker's heartbeat (every third of it) never misses it on
 #: a loaded machine, SQLite's single writer included.
 LOCK_TIMEOUT = 3.0
@@ -96,7 +100,7 @@ def _pause(pid: int, app: acidic.App, key: str) -> None:
     ],
 )
 def test_fencing__paused_worker_cannot_commit_after_a_takeover(
-    worker_app: acidic.App, database_url: str, tmp_path: Path, step: str
+    worker_app: acidic.App, database_url: str, tmp_path: Path, step: str, flavour: str
 ) -> None:
     app = worker_app
     key = f"fenced-{step}"

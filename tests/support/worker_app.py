@@ -364,6 +364,10 @@ def __getattr__(name: str) -> Any:
     # test that finds a worker stuck can show where (see WorkerProcess.wait).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     timeout = os.environ.get(LOCK_TIMEOUT_ENV)
+    # The flavour of step (async, ORM session) of the test that started this worker.
+    from tests.support.flavours import apply_from_environment
+
+    apply_from_environment(JOBS.values())
     application = make_app(url, float(timeout) if timeout else None)
     globals()["app"] = application
     return application
