@@ -17,6 +17,7 @@ import pytest
 
 import acidic
 from tests.support import procs
+from tests.support.flavours import PROCESS_FLAVOURS
 from tests.support.jobs import CreateRide, Hold, effect_counts, make_app, rides
 
 #: Every flavour of step (sync, async, ORM session, async ORM session; the last three in
@@ -24,6 +25,7 @@ from tests.support.jobs import CreateRide, Hold, effect_counts, make_app, rides
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
+    pytest.mark.parametrize("flavour", PROCESS_FLAVOURS, indirect=True),
 ]
 
 #: How many processes race on a held key (LATE of them a little later), and to

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 import acidic
 from tests.support import procs
+from tests.support.flavours import PROCESS_FLAVOURS
 from tests.support.jobs import CreateRide, effect_counts, make_app, rides
 
 #: Every flavour of step (sync, async, ORM session, async ORM session; the last three in
@@ -23,6 +24,7 @@ from tests.support.jobs import CreateRide, effect_counts, make_app, rides
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
+    pytest.mark.parametrize("flavour", PROCESS_FLAVOURS, indirect=True),
 ]
 
 ARGS: dict[str, Any] = {"user_id": 7, "origin": "Lyon", "target": "Nice"}

@@ -19,6 +19,7 @@ import pytest
 
 import acidic
 from tests.support import procs
+from tests.support.flavours import PROCESS_FLAVOURS
 from tests.support.jobs import CreateRide, ShortLockRide, effect_counts, make_app
 
 #: Every flavour of step (sync, async, ORM session, async ORM session; the last three in
@@ -26,6 +27,7 @@ from tests.support.jobs import CreateRide, ShortLockRide, effect_counts, make_ap
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("flavour"),
+    pytest.mark.parametrize("flavour", PROCESS_FLAVOURS, indirect=True),
 ]
 
 ARGS: dict[str, Any] = {"user_id": 5, "origin": "Paris", "target": "Lille"}

@@ -26,9 +26,13 @@ import sqlalchemy as sa
 import acidic
 from acidic._storage._schema import runs
 from tests.support import worker_app as wa
+from tests.support.flavours import PROCESS_FLAVOURS
 from tests.support.jobs import get_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("flavour", PROCESS_FLAVOURS, indirect=True),
+]
 
 #: The worker's jobs, swapped by the ``flavour`` fixture (async and ORM-session steps run
 #: in scripts/test-flavours); its worker processes take the flavour from the environment.
