@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Run", "RunError", "RunStatus", "StepEvent"]
+__all__ = ["ENDED", "Run", "RunError", "RunStatus", "StepEvent"]
 
 
 class RunStatus(StrEnum):
@@ -41,6 +41,11 @@ class RunStatus(StrEnum):
     def finished(self) -> bool:
         """True only for ``succeeded``: a failed or halted run can still be resumed."""
         return self is RunStatus.SUCCEEDED
+
+
+#: The statuses a run ends in (its last attempt is over; only an operator's action
+#: moves it again).
+ENDED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
 @dataclass(frozen=True, slots=True)

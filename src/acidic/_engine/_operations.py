@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from .._encoding import check_key, dumps
 from .._errors import AcidicError, UnknownKeyError
 from .._job import Job
-from .._run import RunStatus
+from .._run import ENDED, RunStatus
 from .._storage import EventRow, Fence, NewRun, QueueLimits, RunRow
 from .._storage._fleet import Fleet
 from . import _transitions as t
@@ -25,7 +25,6 @@ __all__ = ["Operations"]
 
 #: Longest a waiter goes without reading its run (seconds), notifications or not.
 _MAX_QUIET = 5.0
-_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class Operations(ManagerBase):
@@ -284,7 +283,7 @@ class Operations(ManagerBase):
             while True:
                 if row is None:
                     raise UnknownKeyError(f"no run has key {key!r}")
-                if row.status in _FINISHED:
+                if row.status in ENDED:
                     return row
                 now = time.monotonic()
                 left = _MAX_QUIET if deadline is None else deadline - now

@@ -36,7 +36,7 @@ from .._errors import (
     UnknownRecoveryPointError,
 )
 from .._job import Job, JobDefinition, StepSpec, StepState
-from .._run import Run, RunStatus
+from .._run import ENDED, Run, RunStatus
 from .._storage import EventRow, Fence, RunChange, RunRow
 from . import _transitions as t
 from ._calls import call_step
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Claim", "Runner", "current_step", "error_json"]
 
-#: A child run that ends so may be the last one its awaiting parent waits for.
-_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 log = logging.getLogger("acidic.run")
 
@@ -179,7 +177,7 @@ class Runner:
             raise
         finally:
             job.__dict__.pop("_acidic_state", None)
-            if row.parent_id is not None and outcome in _FINISHED:
+            if row.parent_id is not None and outcome in ENDED:
                 self._wake_parent(row)
             observer.run_ended(attempt_handle, row, outcome, error)
 

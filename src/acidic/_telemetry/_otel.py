@@ -34,12 +34,11 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._engine import Observer, RunRow, current_executor
+from .._run import ENDED
 
 __all__ = ["OtelObserver"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
-#: Statuses in which a run has finished for good (``acidic_runs_finished_total``).
-_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 #: Seconds: from a fast step to a long external call.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 #: Seconds a queue measurement is reused: the depth and age gauges read one query.
@@ -261,7 +260,7 @@ class OtelObserver(Observer):
         job = row.job
         if handle.metering:
             self.attempts.add(1, {"job": job, "outcome": outcome})
-            if outcome in _FINISHED:
+            if outcome in ENDED:
                 self.finished.add(1, {"job": job, "status": outcome})
             elif outcome == "scheduled" and error is not None:
                 self.retries.add(1, {"job": job})
