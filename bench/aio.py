@@ -6,7 +6,9 @@
   ``raw_pg.job_3tx``); next to it, the sync pair (``app.run`` against ``job_3tx``).
 * ``worker``: one worker with ``concurrency`` 200 draining N rides whose foreign step
   waits 100 ms (``await asyncio.sleep(0.1)``): the async job (on the worker's event
-  loop) against the same ride as a sync job (``time.sleep(0.1)`` in 200 threads).
+  loop) against the same ride as a sync job (``time.sleep(0.1)`` in 200 threads), and
+  against the floor of an asyncio queue worker (:func:`worker_floor`: raw psycopg async,
+  one event loop, the same claim-in-batches + three transactions + 100 ms wait).
 
 Not a timed test: ratios in one run, printed (``--n``, ``--worker-n`` to size it).
 """
@@ -28,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import acidic
 
 from .common import (
+    INSERT_RIDE,
     Timer,
     check_rides,
     fake_charge,
@@ -207,6 +210,123 @@ def inline(n: int) -> dict[str, float]:
     return rates
 
 
+async def _floor_worker(n: int, concurrency: int) -> float:
+    """The raw asyncio queue worker: one loop, ``concurrency`` runs at once, a pool of 20
+    connections (acidic's worker pool: 10 + 10); a dispatcher claims as many pending
+    rows as there are free slots in one autocommit ``UPDATE … SKIP LOCKED``; each run
+    is ``raw_pg.claim_and_run``'s three transactions with the 100 ms call after the
+    first. Seconds to drain ``n``."""
+    url = pg_url(DB)
+    pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+    for _ in range(20):
+        pool.put_nowait(await psycopg.AsyncConnection.connect(url))
+    claimer = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    free = asyncio.Semaphore(concurrency)
+    slot_freed = asyncio.Event()
+    done = 0
+
+    async def tx(statements: list[tuple[str, tuple[Any, ...]]]) -> Any:
+        conn = await pool.get()
+        try:
+            async with conn.transaction():
+                first = None
+                for sql, params in statements:
+                    cur = await conn.execute(sql, params)
+                    if first is None and cur.description is not None:
+                        first = await cur.fetchone()
+                return first
+        finally:
+            pool.put_nowait(conn)
+
+    async def run(run_id: int, key: str, args: dict[str, Any]) -> None:
+        nonlocal done
+        try:
+            conn = await pool.get()
+            try:
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        INSERT_RIDE, (args["user_id"], args["origin"], args["target"])
+                    )
+                    ride = await cur.fetchone()
+                    assert ride is not None
+                    await conn.execute(
+                        "UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s",
+                        (json.dumps({"ride_id": ride[0]}), run_id),
+                    )
+            finally:
+                pool.put_nowait(conn)
+            await asyncio.sleep(CALL)
+            charge = fake_charge(ride[0], key)
+            ctx = json.dumps({"ride_id": ride[0], "charge_id": charge})
+            await tx(
+                [
+                    (
+                        "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s",
+                        (ctx, run_id),
+                    )
+                ]
+            )
+            await tx(
+                [
+                    ("UPDATE rides SET charge_id = %s WHERE id = %s", (charge, ride[0])),
+                    ("INSERT INTO ride_audit (ride_id, action) VALUES (%s, 'charged')", (ride[0],)),
+                    (
+                        "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s",
+                        (run_id,),
+                    ),
+                ]
+            )
+            done += 1
+        finally:
+            free.release()
+            slot_freed.set()
+
+    tasks: set[asyncio.Task[None]] = set()
+    with Timer() as t:
+        while done < n:
+            await free.acquire()
+            slots = 1
+            while not free.locked() and slots < concurrency:
+                await free.acquire()
+                slots += 1
+            cur = await claimer.execute(
+                "UPDATE bench_progress SET status = 'running' WHERE id IN ("
+                " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
+                " FOR UPDATE SKIP LOCKED LIMIT %s) RETURNING id, key, args",
+                (slots,),
+            )
+            rows = await cur.fetchall()
+            for run_id, key, args in rows:
+                task = asyncio.create_task(run(run_id, key, json.loads(args)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            for _ in range(slots - len(rows)):
+                free.release()
+            if not rows:
+                slot_freed.clear()
+                if done < n:
+                    await slot_freed.wait()
+    await claimer.close()
+    while not pool.empty():
+        await pool.get_nowait().close()
+    return t.seconds
+
+
+def worker_floor(n: int, concurrency: int) -> float:
+    """Runs per second of :func:`_floor_worker` on N pending rows."""
+    reset_pg()
+    with psycopg.connect(pg_url(DB), autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO bench_progress (key, args, status) VALUES (%s, %s, 'pending')",
+                [(f"ride-{i}", json.dumps(ride_args(i))) for i in range(n)],
+            )
+        conn.execute("VACUUM ANALYZE bench_progress")
+    rate = n / asyncio.run(_floor_worker(n, concurrency))
+    check_rides(DB, n)
+    return rate
+
+
 def worker(n: int, concurrency: int) -> dict[str, float]:
     """Runs per second of one worker draining N rides whose foreign step waits."""
     rates: dict[str, float] = {}
@@ -226,6 +346,7 @@ def worker(n: int, concurrency: int) -> dict[str, float]:
         app.close()
         check_rides(DB, n)
         rates[f"worker --concurrency {concurrency}, {label}"] = n / t.seconds
+    rates[f"floor: raw psycopg async queue, {concurrency} at once"] = worker_floor(n, concurrency)
     return rates
 
 
@@ -250,6 +371,13 @@ def main() -> None:
         print(f"worker, N={options.worker_n}, foreign call {CALL * 1000:.0f} ms (runs/s)")
         for label, rate in rates.items():
             print(f"  {label:48s} {rate:8.1f}")
+        floor = rates[f"floor: raw psycopg async queue, {options.concurrency} at once"]
+        ratios = [
+            f"{label.split(', ')[1]} {rate / floor:.2f}x"
+            for label, rate in rates.items()
+            if not label.startswith("floor")
+        ]
+        print(f"  ratio to the floor: {'; '.join(ratios)}")
 
 
 if __name__ == "__main__":

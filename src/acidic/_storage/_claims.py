@@ -225,7 +225,7 @@ class OneStatementClaimer:
 
     def __init__(self, store: Connected) -> None:
         self.store = store
-        self._cache: dict[tuple[tuple[str, ...], int], Rendered] = {}
+        self._cache: dict[tuple[str, ...], Rendered] = {}
 
     def claim_due(
         self,
@@ -240,9 +240,14 @@ class OneStatementClaimer:
         """See :class:`Claimer`: one statement in autocommit, the rows picked with SKIP
         LOCKED in a CTE, updated and returned; one round trip instead of a transaction of
         several."""
-        stmt = self._statement(tuple(jobs), limit)
+        stmt = self._statement(tuple(jobs))
         now = clock()
-        params: dict[str, Any] = {"c_queue": queue, "c_now": now, "c_owner": owner}
+        params: dict[str, Any] = {
+            "c_queue": queue,
+            "c_now": now,
+            "c_owner": owner,
+            "c_limit": limit,
+        }
         for i, job in enumerate(jobs):
             params[f"c_job{i}"] = job
             params[f"c_expires{i}"] = now + dt.timedelta(seconds=lock_timeout(job))
@@ -254,14 +259,14 @@ class OneStatementClaimer:
         ordered = sorted(rows, key=lambda r: (-r[-2], r[0]))
         return [run_row(r[:-2], taken_over=r[-1] == 0) for r in ordered]
 
-    def _statement(self, jobs: tuple[str, ...], limit: int) -> Rendered:
-        """The statement of :meth:`claim_due`, built once per set of
-        jobs and limit: building it costs more than executing it (a worker claims
-        once per run)."""
-        key = (jobs, limit)
-        cached = self._cache.get(key)
+    def _statement(self, jobs: tuple[str, ...]) -> Rendered:
+        """The statement of :meth:`claim_due`, built once per set of jobs (the limit is a
+        parameter: an async worker's claims ask for anything from 1 to its concurrency):
+        building it costs more than executing it (a worker claims once per run)."""
+        cached = self._cache.get(jobs)
         if cached is not None:
             return cached
+        limit = sa.bindparam("c_limit", type_=sa.Integer)
         now = sa.bindparam("c_now", type_=runs.c.lock_expires_at.type)
         job_params = [sa.bindparam(f"c_job{i}", type_=runs.c.job.type) for i in range(len(jobs))]
         queue = sa.bindparam("c_queue", type_=runs.c.queue.type)
@@ -328,5 +333,5 @@ class OneStatementClaimer:
         )
         if len(self._cache) > 64:  # jobs registered on the fly: stay bounded
             self._cache.clear()
-        rendered = self._cache[key] = Rendered.of(stmt, self.store.engine.dialect)
+        rendered = self._cache[jobs] = Rendered.of(stmt, self.store.engine.dialect)
         return rendered
