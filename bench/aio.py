@@ -67,7 +67,6 @@ def reset_pg() -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-INSERT_RIDE = "INSERT INTO rides (user_id, origin, target) VALUES (%s, %s, %s) RETURNING id"
 #: The foreign call of the worker section (seconds).
 CALL = 0.1
 
@@ -210,7 +209,7 @@ def inline(n: int) -> dict[str, float]:
     return rates
 
 
-async def _floor_worker(n: int, concurrency: int) -> float:
+async def _floor_worker(n: int, concurrency: int) -> float:  # noqa: PLR0915
     """The raw asyncio queue worker: one loop, ``concurrency`` runs at once, a pool of 20
     connections (acidic's worker pool: 10 + 10); a dispatcher claims as many pending
     rows as there are free slots in one autocommit ``UPDATE … SKIP LOCKED``; each run
