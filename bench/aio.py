@@ -311,8 +311,9 @@ async def _floor_worker(n: int, concurrency: int) -> float:  # noqa: PLR0915
     return t.seconds
 
 
-def worker_floor(n: int, concurrency: int) -> float:
-    """Runs per second of :func:`_floor_worker` on N pending rows."""
+def worker_floor(n: int, concurrency: int) -> tuple[float, float]:
+    """Runs per second of :func:`_floor_worker` on N pending rows, and its CPU
+    milliseconds per run."""
     reset_pg()
     with psycopg.connect(pg_url(DB), autocommit=True) as conn:
         with conn.cursor() as cur:
@@ -321,14 +322,16 @@ def worker_floor(n: int, concurrency: int) -> float:
                 [(f"ride-{i}", json.dumps(ride_args(i))) for i in range(n)],
             )
         conn.execute("VACUUM ANALYZE bench_progress")
-    rate = n / asyncio.run(_floor_worker(n, concurrency))
+    with Timer() as t:
+        rate = n / asyncio.run(_floor_worker(n, concurrency))
     check_rides(DB, n)
-    return rate
+    return rate, t.cpu * 1000 / n
 
 
-def worker(n: int, concurrency: int) -> dict[str, float]:
-    """Runs per second of one worker draining N rides whose foreign step waits."""
-    rates: dict[str, float] = {}
+def worker(n: int, concurrency: int) -> dict[str, tuple[float, float]]:
+    """Runs per second of one worker draining N rides whose foreign step waits, and its
+    CPU milliseconds per run (the worker is in this process; the floor too)."""
+    rates: dict[str, tuple[float, float]] = {}
     for label, pick in (("async job, event loop", 1), ("sync job, threads", 2)):
         reset_pg()
         app, *jobs = make_app(pg_url(DB, "postgresql+psycopg"), call=CALL)
@@ -344,7 +347,7 @@ def worker(n: int, concurrency: int) -> dict[str, float]:
         thread.join()
         app.close()
         check_rides(DB, n)
-        rates[f"worker --concurrency {concurrency}, {label}"] = n / t.seconds
+        rates[f"worker --concurrency {concurrency}, {label}"] = (n / t.seconds, t.cpu * 1000 / n)
     rates[f"floor: raw psycopg async queue, {concurrency} at once"] = worker_floor(n, concurrency)
     return rates
 
@@ -367,13 +370,16 @@ def main() -> None:
         print(f"  ratio sync  {sync:.2f}   ratio async {aio:.2f}")
     if "worker" in sections:
         rates = worker(options.worker_n, options.concurrency)
-        print(f"worker, N={options.worker_n}, foreign call {CALL * 1000:.0f} ms (runs/s)")
-        for label, rate in rates.items():
-            print(f"  {label:48s} {rate:8.1f}")
-        floor = rates[f"floor: raw psycopg async queue, {options.concurrency} at once"]
+        print(
+            f"worker, N={options.worker_n}, foreign call {CALL * 1000:.0f} ms"
+            " (runs/s; client CPU ms/run, all threads)"
+        )
+        for label, (rate, cpu) in rates.items():
+            print(f"  {label:48s} {rate:8.1f}  {cpu:6.2f} ms")
+        floor = rates[f"floor: raw psycopg async queue, {options.concurrency} at once"][0]
         ratios = [
             f"{label.split(', ')[1]} {rate / floor:.2f}x"
-            for label, rate in rates.items()
+            for label, (rate, _) in rates.items()
             if not label.startswith("floor")
         ]
         print(f"  ratio to the floor: {'; '.join(ratios)}")

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
+from acidic.testing import crash_points
 from tests.support.jobs import effect_counts, effects, get_run, migrated_app
 
 
@@ -434,6 +435,40 @@ def test_retrying__true_for_a_failed_non_transactional_step(steps_app: acidic.Ap
         ("three", True),
         ("four", False),
     ]
+
+
+def test_started__of_a_non_transactional_step_commits_with_the_step_before_it(
+    steps_app: acidic.App,
+) -> None:
+    steps_app.run(Pipeline(), key="k")
+
+    history = _get(steps_app, "k").history
+    assert [(e.step, e.event) for e in history] == [
+        (step, event)
+        for step in ("one", "two", "three", "four")
+        for event in ("started", "succeeded")
+    ]
+    two_ended, three_started = history[3], history[4]
+    # One transaction: two's commit records three's start (no write of its own).
+    assert three_started.time == two_ended.time
+
+
+def test_retrying__true_after_a_crash_between_the_step_before_and_the_call(
+    steps_app: acidic.App,
+) -> None:
+    # The crash after two's commit, before three is called: three's start is committed
+    # already, so three runs with retrying true ("the call may have been made").
+    crashes = crash_points(
+        steps_app,
+        Pipeline(),
+        where=lambda p: p.step == "two" and p.kind == "acknowledgement",
+    )
+    crashed = [c for c in crashes if c.crashed]
+
+    assert len(crashed) == 1
+    assert crashed[0].run.status == "succeeded"
+    seen = [(s.step, s.retrying) for s in SEEN if s.key == crashed[0].key]
+    assert seen == [("one", False), ("two", False), ("three", True), ("four", False)]
 
 
 # -- context ---------------------------------------------------------------------------

@@ -43,7 +43,9 @@ def decide(step: str, returned: object) -> t.Decision:
     return t.decide(STEPS, "Ride", "ride-1", step, returned, NOW)
 
 
-def after(run: RunRow, decision: t.Decision, *, stopping: bool = False) -> t.Transition:
+def after(
+    run: RunRow, decision: t.Decision, *, stopping: bool = False, start_next: bool = False
+) -> t.Transition:
     return t.after_step(
         run,
         decision,
@@ -55,6 +57,7 @@ def after(run: RunRow, decision: t.Decision, *, stopping: bool = False) -> t.Tra
         lock_expires_at=NOW + dt.timedelta(seconds=90),
         stopping=stopping,
         default_queue="default",
+        start_next=start_next,
     )
 
 
@@ -106,6 +109,31 @@ def test_after_step__continuing_renews_the_lock_and_moves_the_point() -> None:
     assert not change.release
     assert change.status is KEEP  # still running
     assert [e.event for e in transition.events] == ["started", "succeeded"]
+
+
+def test_after_step__start_next_records_the_next_steps_start_in_the_same_write() -> None:
+    transition = after(row(), decide("reserve", None), start_next=True)
+
+    assert [(e.step, e.event, e.at) for e in transition.events] == [
+        ("reserve", "started", NOW - dt.timedelta(seconds=1)),
+        ("reserve", "succeeded", NOW),
+        ("charge", "started", NOW),
+    ]
+    assert transition.change.recovery_point == "charge"
+
+
+def test_after_step__start_next_is_ignored_when_the_run_does_not_go_on() -> None:
+    for decision, stopping in (
+        (decide("reserve", None), True),  # handed back by a stopping worker
+        (decide("reserve", acidic.Sleep(30)), False),
+        (decide("charge", acidic.Halt()), False),
+        (decide("notify", None), False),  # the last step: succeeded
+    ):
+        transition = after(row(), decision, stopping=stopping, start_next=True)
+        assert transition.ended is not None
+        assert [e.step for e in transition.events if e.event == "started"] == [
+            transition.events[0].step
+        ]
 
 
 def test_after_step__success_stores_the_result_releases_and_ends_with_its_value() -> None:

@@ -9,6 +9,9 @@ The rules it enforces:
   history commit in one transaction;
 * a non-transactional step records ``started`` first (so a crash leaves a trace and
   ``retrying`` is known), then runs with no transaction open, then commits progress;
+  when the step before it goes on to it, that step's commit records the ``started``
+  (one transaction less per such step: ``retrying`` then means "the call may have been
+  made", as it already did for a crash between the ``started`` write and the call);
 * whatever a step raises is stored with its step, the lock is released at once and the
   exception leaves unchanged.
 """
@@ -89,6 +92,8 @@ class _Execution:
     failed_as: str | None = None
     #: The lock's expiry as this execution last set it (a heartbeat may push it further).
     lock_until: dt.datetime | None = None
+    #: The non-transactional step whose ``started`` event the last commit recorded.
+    started_ahead: str | None = None
 
     def advance(self, decision: Decision, ctx_json: str, ended: Ended | None) -> Ended | None:
         self.committed_ctx = ctx_json
@@ -248,17 +253,10 @@ class Runner:
         state = run.state
         store = self.store
         started = self.manager.clock()
+        # Recorded by the previous step's commit already (see _starts_next)?
+        ahead, run.started_ahead = run.started_ahead == spec.name, None
         try:
-            with store.translated(f"starting step {spec.name} of {state.key!r}"):
-                until = self._expiry(run, started)
-                ok = store.write_progress_alone(
-                    run.claim.fence,
-                    # No renewal: a fenced write of the unchanged recovery point.
-                    RunChange(renewed_at=started, renew_until=until)
-                    if until
-                    else RunChange(recovery_point=spec.name),
-                    [EventRow(spec.name, "started", started, state.attempt)],
-                )
+            ok = ahead or self._record_start(run, spec, started)
         except StorageError as error:
             # Nothing ran: record the failure (if the database lets us) so that the run
             # is resumable at once instead of locked until its lock is stale.
@@ -289,6 +287,20 @@ class Runner:
         if not ok:
             return self._refused(run, spec)
         return self._advanced(run, spec, decision, ctx_json, transition, started)
+
+    def _record_start(self, run: _Execution, spec: StepSpec, started: dt.datetime) -> bool:
+        """Commit a non-transactional step's ``started`` event (fenced; renews the lock
+        where :meth:`_expiry` says so). False: the run was cancelled or its lock lost."""
+        with self.store.translated(f"starting step {spec.name} of {run.state.key!r}"):
+            until = self._expiry(run, started)
+            return self.store.write_progress_alone(
+                run.claim.fence,
+                # No renewal: a fenced write of the unchanged recovery point.
+                RunChange(renewed_at=started, renew_until=until)
+                if until
+                else RunChange(recovery_point=spec.name),
+                [EventRow(spec.name, "started", started, run.state.attempt)],
+            )
 
     def _call(self, run: _Execution, spec: StepSpec, conn: sa.Connection | None) -> object:
         """The step's call (sync or async, given a connection or an ORM session)."""
@@ -329,8 +341,18 @@ class Runner:
             lock_expires_at=self._expiry(run, now),
             stopping=decision.status is RunStatus.RUNNING and run.should_stop(),
             default_queue=manager.default_queue,
+            start_next=self._starts_next(run, decision),
         )
         return decision, ctx_json, transition
+
+    @staticmethod
+    def _starts_next(run: _Execution, decision: Decision) -> bool:
+        """Whether the progress write of this decision also records the ``started`` of
+        the step it goes on to: a non-transactional one, called right after it."""
+        if decision.status is not RunStatus.RUNNING or decision.next is None:
+            return False
+        following = run.definition.steps_by_name.get(decision.next)
+        return following is not None and not following.transactional
 
     def _advanced(
         self,
@@ -342,6 +364,9 @@ class Runner:
         started: dt.datetime,
     ) -> Ended | None:
         ended = transition.ended
+        last = transition.events[-1]
+        if ended is None and last.event == "started" and last.step == decision.next:
+            run.started_ahead = last.step
         self._log(run, spec, started, ended)
         self._wake_if_signalled(run, ended, started)
         if ended is not None and ended.status is RunStatus.AWAITING:

@@ -150,9 +150,13 @@ def after_step(
     lock_expires_at: dt.datetime | None,
     stopping: bool,
     default_queue: str,
+    start_next: bool = False,
 ) -> Transition:
     """The end of a step that returned normally. ``started``: also record the step's
-    ``started`` event (a transactional step records both at its commit)."""
+    ``started`` event (a transactional step records both at its commit). ``start_next``:
+    where the run goes on at once, also record the next step's ``started`` event (the
+    next step is non-transactional and will be called right after this commit: its own
+    ``started`` write would be one more transaction per run)."""
     status = decision.status
     end = "halted" if status is RunStatus.HALTED else "succeeded"
     events: tuple[EventRow, ...] = (EventRow(step, end, now, attempt),)
@@ -181,6 +185,9 @@ def after_step(
             renewed_at=KEEP if lock_expires_at is None else now,
             renew_until=KEEP if lock_expires_at is None else lock_expires_at,
         )
+        if start_next:
+            assert decision.next is not None
+            events = (*events, EventRow(decision.next, "started", now, attempt))
         return Transition(change, events, None)
     if status is RunStatus.SUCCEEDED:
         change = RunChange(
