@@ -16,7 +16,7 @@ from . import _migrations
 from ._checks import check_row
 from ._dialects import Dialect, Heard, dialect_for
 from ._engines import make_async_engine, make_engine
-from ._rendered import Rendered
+from ._rendered import Rendered, listen_before_execute
 from ._rows import EventRow, RunRow
 from ._schema import history, runs
 from ._statements import APPEND, BY_KEY, EVENT_COLUMNS, run_row
@@ -77,7 +77,7 @@ class Connected:
         if not sa.event.contains(self.engine, "commit", _refuse_commit_in_step):
             sa.event.listen(self.engine, "commit", _refuse_commit_in_step)
         sa.event.listen(self.engine, "handle_error", self._note_step_error)
-        sa.event.listen(self.engine, "before_cursor_execute", self._refuse_in_broken_step)
+        listen_before_execute(self.engine, self._refuse_in_broken_step)
         self._schema_checked = False
         self._claimer = self.dialect.claimer(self)
         self._progress_statements: dict[tuple[tuple[str, ...], int], Rendered] = {}
@@ -124,7 +124,7 @@ class Connected:
         if not sa.event.contains(engine, "commit", _refuse_commit_in_step):
             sa.event.listen(engine, "commit", _refuse_commit_in_step)
         sa.event.listen(engine, "handle_error", self._note_step_error)
-        sa.event.listen(engine, "before_cursor_execute", self._refuse_in_broken_step)
+        listen_before_execute(engine, self._refuse_in_broken_step)
 
     def step_broken(self, conn: Connection) -> str | None:
         """The error that ended the transaction of the step running on ``conn`` (which
