@@ -117,9 +117,10 @@ class Rendered:
                 cursor.executemany(self.sql, params)
             else:
                 cursor.execute(self.sql, params)
-        except Exception as exc:
-            # Translated, handle_error listeners called, a dead connection invalidated,
-            # the cursor closed: as for a statement SQLAlchemy ran.
+        except BaseException as exc:
+            # Translated, handle_error listeners called, a dead connection (or one left
+            # mid-statement by KeyboardInterrupt) invalidated, the cursor closed: as for
+            # a statement SQLAlchemy ran.
             conn._handle_dbapi_exception(exc, self.sql, params, cursor, None)
         return cursor
 
