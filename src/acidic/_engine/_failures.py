@@ -1,5 +1,6 @@
 """What a failing step leaves behind: its stored error, its rolled-back transaction,
-the error of a lost lock, and the outcome the observer is told."""
+the error of a lost lock, the outcome the observer is told, and whether a commit that
+raised landed anyway."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import sqlalchemy as sa
 from .._errors import LockLostError, RunCancelledError
 from .._job import StepSpec, StepState
 from .._run import RunError, RunStatus
+from .._storage import EventRow, Store
 
-__all__ = ["error_json", "lost", "outcome_of", "rollback"]
+__all__ = ["error_json", "landed", "lost", "outcome_of", "rollback"]
 
 
 def error_json(exc: BaseException, step: str | None) -> str:
@@ -55,4 +57,19 @@ def lost(state: StepState, spec: StepSpec) -> LockLostError:
     return LockLostError(
         f"key {state.key!r}: the lock went stale during step {spec.name} and another owner "
         "took the run over; this step's work was rolled back and is not committed"
+    )
+
+
+def landed(store: Store, run_id: int, last: EventRow) -> bool:
+    """After a commit that raised: whether it reached the database anyway, i.e. the
+    event it was to append (``last``, exact to the microsecond) is the run's last."""
+    try:
+        stored = store.last_event(run_id)
+    except Exception:  # the database is still unreachable: it is not known to have landed
+        return False
+    return stored is not None and (stored.step, stored.event, stored.at, stored.attempt) == (
+        last.step,
+        last.event,
+        last.at,
+        last.attempt,
     )

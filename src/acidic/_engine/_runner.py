@@ -43,8 +43,9 @@ from .._run import ENDED, Run, RunStatus
 from .._storage import EventRow, Fence, RunChange, RunRow
 from . import _transitions as t
 from ._calls import call_step
-from ._failures import error_json, lost, outcome_of, rollback
+from ._failures import error_json, landed, lost, outcome_of, rollback
 from ._family import children, refuse_missing, spawn
+from ._steplog import log_step
 from ._transitions import Decision, Ended, Transition
 
 if TYPE_CHECKING:
@@ -239,7 +240,7 @@ class Runner:
                 # acknowledgement was lost), the step is done: go on. Else nothing of the
                 # step is committed: report it like a step failure.
                 rollback(conn, tx)
-                if not self._landed(run, transition.events[-1]):
+                if not landed(self.store, run.claim.row.id, transition.events[-1]):
                     error = StorageError(
                         f"key {state.key!r}: committing step {spec.name} failed: {exc}"
                     )
@@ -281,7 +282,7 @@ class Runner:
             # The call was made but its progress is not known to be committed. If the
             # commit landed (only its acknowledgement was lost), go on; else record the
             # failure, so the run is resumable at once and makes the call again.
-            if not self._landed(run, transition.events[-1]):
+            if not landed(self.store, run.claim.row.id, transition.events[-1]):
                 return self._failed(run, spec, error, started, record_start=False)
             ok = True
         if not ok:
@@ -367,7 +368,7 @@ class Runner:
         last = transition.events[-1]
         if ended is None and last.event == "started" and last.step == decision.next:
             run.started_ahead = last.step
-        self._log(run, spec, started, ended)
+        log_step(run.state, run.claim.row.job, spec.name, started, self.manager.clock, ended)
         self._wake_if_signalled(run, ended, started)
         if ended is not None and ended.status is RunStatus.AWAITING:
             # What it awaits may have finished before it parked: then it is due at once.
@@ -391,46 +392,6 @@ class Runner:
             self.manager.wake_awaiting(row.parent_id)
         except Exception:  # the workers' sweep wakes it later (Manager.wake_ready_awaiting)
             log.warning("could not wake the parent of %r", row.key, exc_info=True)
-
-    def _landed(self, run: _Execution, last: EventRow) -> bool:
-        """After a commit that raised: whether it reached the database anyway, i.e. the
-        event it was to append (``last``, exact to the microsecond) is the run's last."""
-        try:
-            stored = self.store.last_event(run.claim.row.id)
-        except Exception:  # the database is still unreachable: it is not known to have landed
-            return False
-        return stored is not None and (stored.step, stored.event, stored.at, stored.attempt) == (
-            last.step,
-            last.event,
-            last.at,
-            last.attempt,
-        )
-
-    def _log(
-        self,
-        run: _Execution,
-        spec: StepSpec,
-        started: dt.datetime,
-        ended: Ended | None,
-        outcome: str | None = None,
-    ) -> None:
-        """One line per step transition, with fields for structured log handlers."""
-        if not log.isEnabledFor(logging.INFO):
-            return
-        if outcome is None:
-            outcome = "succeeded" if ended is None else ended.status.value
-        fields = {
-            "key": run.state.key,
-            "job": run.claim.row.job,
-            "step": spec.name,
-            "attempt": run.state.attempt,
-            "duration_ms": round((self.manager.clock() - started).total_seconds() * 1000, 1),
-            "outcome": outcome,
-        }
-        # Each field is also an attribute of the record (JSON log formatters print them).
-        log.info(
-            " ".join(f"{k}={v}" for k, v in fields.items()), extra={**fields, "acidic": fields}
-        )
 
     def _wake_if_signalled(
         self, run: _Execution, ended: Ended | None, started: dt.datetime
@@ -519,7 +480,10 @@ class Runner:
             # stale and the run be taken over, so nothing is lost.
             exc.add_note(f"acidic could not record this failure: {db_exc!r}")
         run.failed_as = status.value
-        self._log(run, spec, started, None, f"errored:{type(exc).__name__}->{status}")
+        outcome = f"errored:{type(exc).__name__}->{status}"
+        log_step(
+            run.state, run.claim.row.job, spec.name, started, self.manager.clock, None, outcome
+        )
         if isinstance(exc, Retry) and status is RunStatus.SCHEDULED:
             return Ended(RunStatus.SCHEDULED, error=exc)
         raise exc
@@ -538,5 +502,12 @@ class Runner:
             self.store.fail(run.claim.fence, transition.change, transition.events)
         except Exception as db_exc:  # the lock goes stale: the run is taken over later
             exc.add_note(f"acidic could not record this interruption: {db_exc!r}")
-        self._log(run, spec, started or self.manager.clock(), transition.ended)
+        log_step(
+            run.state,
+            run.claim.row.job,
+            spec.name,
+            started or self.manager.clock(),
+            self.manager.clock,
+            transition.ended,
+        )
         raise exc
