@@ -81,8 +81,8 @@ class Dialect:
     def inserted(self, conn: Connection, insert: Rendered, values: dict[str, Any]) -> int | None:
         """Run :meth:`insert_unless_exists` (rendered); the new row's id, or None if the
         key existed."""
-        row: sa.Row[Any] | None = insert.execute(conn, values).first()
-        return None if row is None else int(row[0])
+        rows = insert.rows(conn, values)
+        return int(rows[0][0]) if rows else None
 
     def lock_row_nowait(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Make ``stmt`` lock the rows it reads, failing at once if one is locked."""
