@@ -372,8 +372,10 @@ def targets(out: dict[str, Any]) -> None:
                     1 / r >= want,
                 )
             )
-    for peer in ("procrastinate/arrival-1x4/4", "procrastinate/arrival-4x1/4"):
-        a, b = arrival.get("acidic/arrival-4x1/4"), arrival.get(peer)
+    for shape in ("4x1", "1x4"):
+        # At the same concurrency: the same processes x executors on both sides.
+        peer = f"procrastinate/arrival-{shape}/4"
+        a, b = arrival.get(f"acidic/arrival-{shape}/4"), arrival.get(peer)
         if a and b:
             # Per round, as the floor ratios.
             by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
@@ -383,7 +385,7 @@ def targets(out: dict[str, Any]) -> None:
                 if s["round"] in by_round
             ]
             r = statistics.median(rs)
-            checks.append((f"acidic one by one 4x1 >= 1.5x {peer}", f"{r:.2f}x", r >= 1.5))
+            checks.append((f"acidic one by one {shape} >= 1.5x {peer}", f"{r:.2f}x", r >= 1.5))
     d = arrival.get("acidic/drain-4x1/4", {}).get("time_ratio")
     if d is not None:
         checks.append(("acidic drain 4x1 vs raw queue floor", f"{1 / d:.2f}x", True))

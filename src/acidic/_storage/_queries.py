@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from .._run import RunStatus
 from ._report_queries import ReportQueries
-from ._schema import WAITING, history, runs, signals, workers
+from ._schema import IN_FLIGHT, WAITING, history, runs, signals, workers
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -219,16 +219,16 @@ class Queries(ReportQueries):
             conditions.append(runs.c.idempotency_key.startswith(prefix, autoescape=True))
             conditions.append(sa.func.substr(runs.c.idempotency_key, 1, len(prefix)) == prefix)
         if selection.key_contains:
-            conditions.append(self._contains(runs.c.idempotency_key, selection.key_contains))
+            in_key = self._contains(runs.c.idempotency_key, selection.key_contains)
+            conditions.append(self._searched([in_key]))
         if selection.text:
             contains = self._contains
             in_args = contains(runs.c.args, selection.text)
             if selection.text_args_jobs is not None:
                 in_args = sa.and_(runs.c.job.in_(selection.text_args_jobs), in_args)
             conditions.append(
-                sa.or_(
-                    contains(runs.c.idempotency_key, selection.text),
-                    in_args,
+                self._searched(
+                    [contains(runs.c.idempotency_key, selection.text), in_args],
                     # NULL (no error) is not "does not contain": say false outright.
                     sa.and_(runs.c.error.is_not(None), contains(runs.c.error, selection.text)),
                 )
@@ -240,11 +240,32 @@ class Queries(ReportQueries):
             )
         return conditions
 
+    def _searched(
+        self, arms: list[sa.ColumnElement[bool]], error: sa.ColumnElement[bool] | None = None
+    ) -> sa.ColumnElement[bool]:
+        """Any of ``arms`` (searches in the key or the arguments), or ``error``.
+
+        On PostgreSQL the trigram indexes of keys and arguments leave out the runs in
+        flight (migration 0012): each arm is asked of the other runs, where its index
+        serves it, and all of them of the runs in flight, which
+        ``acidic_runs_in_flight_idx`` lists. The planner proves a partial index usable
+        only from a condition in the same arm of an OR, with the statuses written as
+        literals, hence one flat OR.
+        """
+        either = list(arms)
+        if self.store.dialect.name == "postgresql":
+            settled = runs.c.status.not_in(IN_FLIGHT)
+            either = [sa.and_(settled, arm) for arm in arms]
+            either.append(sa.and_(runs.c.status.in_(IN_FLIGHT), sa.or_(*arms)))
+        if error is not None:
+            either.append(error)
+        return either[0] if len(either) == 1 else sa.or_(*either)
+
     def _contains(self, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
         """``column`` contains ``text`` exactly (case included)."""
         if self.store.dialect.name == "postgresql":
             # LIKE is exact on PostgreSQL (case-sensitive; % _ and \ escaped here), and the
-            # trigram indexes of 0011 serve it, where strpos reads every row.
+            # trigram indexes (0011, 0012) serve it, where strpos reads every row.
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             return column.like(f"%{escaped}%", escape="\\")
         return self.store.dialect.contains(column, text)

@@ -147,6 +147,13 @@ WAITING: tuple[ColumnClause[str], ...] = (
     literal_column("'pending'"),
     literal_column("'scheduled'"),
 )
+#: The statuses of runs in flight (waiting or running), as literals (same reason): the
+#: trigram search indexes of PostgreSQL leave them out (0012).
+IN_FLIGHT: tuple[ColumnClause[str], ...] = (
+    literal_column("'pending'"),
+    literal_column("'running'"),
+    literal_column("'scheduled'"),
+)
 
 #: 0003: a queue's waiting runs in claim order (see the migration); PostgreSQL and SQLite
 #: only, which have partial indexes.
@@ -222,26 +229,36 @@ Index(
 ).ddl_if(dialect="postgresql")
 
 
-def _trigram_block() -> str:
-    """The DO block of migration 0011 that creates the trigram indexes: substring search
-    of keys, arguments and errors on PostgreSQL where the pg_trgm extension exists or can
-    be created. Read from the migration itself, so both create the same indexes."""
+#: 0012: the runs in flight, which the trigram indexes of keys and arguments leave out.
+Index(
+    "acidic_runs_in_flight_idx",
+    runs.c.id,
+    postgresql_where=runs.c.status.in_(IN_FLIGHT),
+).ddl_if(dialect="postgresql")
+
+
+def _do_block(migration: str) -> str:
+    """The DO block of a PostgreSQL migration, read from the migration itself so that
+    ``metadata`` and the migrations create the same indexes: 0011's creates the trigram
+    indexes (substring search of keys, arguments and errors) where the pg_trgm extension
+    exists or can be created; 0012's makes the key and argument ones leave out the runs in
+    flight."""
     sql = (
         resources.files("acidic._storage.migrations")
-        .joinpath("postgresql", "0011_report_indexes.sql")
+        .joinpath("postgresql", migration)
         .read_text("utf-8")
     )
     start = sql.index("DO $$")
     return sql[start : sql.index("$$;", start) + 2]
 
 
-_TRIGRAM_INDEXES = _trigram_block()
-# DDL is untyped in SQLAlchemy.
-event.listen(
-    runs,
-    "after_create",
-    DDL(_TRIGRAM_INDEXES).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-)
+for _migration in ("0011_report_indexes.sql", "0012_search_indexes.sql"):
+    # DDL is untyped in SQLAlchemy.
+    event.listen(
+        runs,
+        "after_create",
+        DDL(_do_block(_migration)).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+    )
 
 history = Table(
     "acidic_history",
