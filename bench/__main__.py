@@ -396,7 +396,7 @@ def targets(out: dict[str, Any]) -> None:
     if sql:
         step = sql.get("acidic_step_overhead")
         if step is not None:
-            checks.append(("statements per tx step <= own + 2", f"own + {step:g}", step <= 2))
+            checks.append(("statements per tx step <= own + 1", f"own + {step:g}", step <= 1))
     lat = out.get("latency", {}).get("median_ms")
     if lat is not None:
         checks.append(("enqueue-to-start median < 10 ms", f"{lat:.1f} ms", lat < 10))
