@@ -76,6 +76,9 @@ ARRIVAL_CONFIGS: list[tuple[str, str, int, str, str | None]] = [
             ("acidic", "acidic worker", f"raw/arrival-{shape}/4"),
         )
     ),
+    # The same floor with its transactions on a SQLAlchemy Engine and its statements
+    # text(): what an application writing its steps with SQLAlchemy pays without acidic.
+    ("raw-sa", "arrival-4x1", 4, "SQLAlchemy queue floor, one by one, 4x1", "raw/arrival-4x1/4"),
     ("procrastinate", "arrival-4x1", 4, "Procrastinate task, one by one, 4x1", "raw/arrival-4x1/4"),
     ("procrastinate", "arrival-1x4", 4, "Procrastinate task, one by one, 1x4", "raw/arrival-1x4/4"),
     ("raw", "drain-4x1", 4, "raw queue floor, drain, 4x1", None),
@@ -327,6 +330,50 @@ def print_throughput(
     del failures  # printed in their rows
 
 
+def _arrival_targets(out: dict[str, Any], checks: list[tuple[str, str, bool]]) -> None:
+    """The targets of the arrival section (issue 18's), appended to ``checks``."""
+    arrival = {r["id"]: r for r in out.get("arrival", {}).get("rows", []) if "error" not in r}
+    for shape in SHAPES:
+        r = arrival.get(f"acidic/arrival-{shape}/4", {}).get("time_ratio")
+        if r is not None:
+            want = 0.5 if shape == "4x1" else 0.0
+            checks.append(
+                (
+                    f"acidic one by one {shape} >= {want}x raw queue floor",
+                    f"{1 / r:.2f}x",
+                    1 / r >= want,
+                )
+            )
+    for shape in ("4x1", "1x4"):
+        # At the same concurrency: the same processes x executors on both sides.
+        peer = f"procrastinate/arrival-{shape}/4"
+        a, b = arrival.get(f"acidic/arrival-{shape}/4"), arrival.get(peer)
+        if a and b:
+            # Per round, as the floor ratios.
+            by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
+            rs = [
+                s["jobs_per_s"] / by_round[s["round"]]
+                for s in a["samples"]
+                if s["round"] in by_round
+            ]
+            r = statistics.median(rs)
+            checks.append((f"acidic one by one {shape} >= 1.5x {peer}", f"{r:.2f}x", r >= 1.5))
+    a, b = arrival.get("acidic/arrival-4x1/4"), arrival.get("raw-sa/arrival-4x1/4")
+    if a and b:
+        by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
+        rs = [
+            s["jobs_per_s"] / by_round[s["round"]] for s in a["samples"] if s["round"] in by_round
+        ]
+        r = statistics.median(rs)
+        checks.append(("acidic one by one 4x1 vs SQLAlchemy queue floor", f"{r:.2f}x", True))
+    d = arrival.get("acidic/drain-4x1/4", {}).get("time_ratio")
+    if d is not None:
+        checks.append(("acidic drain 4x1 vs raw queue floor", f"{1 / d:.2f}x", True))
+    inl = arrival.get("acidic/inline/1", {}).get("time_ratio")
+    if inl is not None:
+        checks.append(("acidic inline >= 0.55x raw 3-tx floor", f"{1 / inl:.2f}x", 1 / inl >= 0.55))
+
+
 def targets(out: dict[str, Any]) -> None:
     rows = {r["id"]: r for r in out.get("throughput", {}).get("rows", []) if "error" not in r}
     checks = []
@@ -360,38 +407,7 @@ def targets(out: dict[str, Any]) -> None:
             r = ratio(mine, peer)
             if r is not None:
                 checks.append((f"acidic {label} >= {want}x {peer}", f"{r:.2f}x", r >= want))
-    arrival = {r["id"]: r for r in out.get("arrival", {}).get("rows", []) if "error" not in r}
-    for shape in SHAPES:
-        r = arrival.get(f"acidic/arrival-{shape}/4", {}).get("time_ratio")
-        if r is not None:
-            want = 0.5 if shape == "4x1" else 0.0
-            checks.append(
-                (
-                    f"acidic one by one {shape} >= {want}x raw queue floor",
-                    f"{1 / r:.2f}x",
-                    1 / r >= want,
-                )
-            )
-    for shape in ("4x1", "1x4"):
-        # At the same concurrency: the same processes x executors on both sides.
-        peer = f"procrastinate/arrival-{shape}/4"
-        a, b = arrival.get(f"acidic/arrival-{shape}/4"), arrival.get(peer)
-        if a and b:
-            # Per round, as the floor ratios.
-            by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
-            rs = [
-                s["jobs_per_s"] / by_round[s["round"]]
-                for s in a["samples"]
-                if s["round"] in by_round
-            ]
-            r = statistics.median(rs)
-            checks.append((f"acidic one by one {shape} >= 1.5x {peer}", f"{r:.2f}x", r >= 1.5))
-    d = arrival.get("acidic/drain-4x1/4", {}).get("time_ratio")
-    if d is not None:
-        checks.append(("acidic drain 4x1 vs raw queue floor", f"{1 / d:.2f}x", True))
-    inl = arrival.get("acidic/inline/1", {}).get("time_ratio")
-    if inl is not None:
-        checks.append(("acidic inline >= 0.55x raw 3-tx floor", f"{1 / inl:.2f}x", 1 / inl >= 0.55))
+    _arrival_targets(out, checks)
     sql = out.get("sql")
     if sql:
         step = sql.get("acidic_step_overhead")

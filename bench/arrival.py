@@ -161,7 +161,9 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def measure(system: str, mode: str, n: int) -> Measurement:
     how, procs, execs = parse_mode(mode)
-    database = DATABASES["procrastinate" if system == "procrastinate" else system]
+    database = DATABASES[
+        "procrastinate" if system == "procrastinate" else "raw" if system == "raw-sa" else system
+    ]
     feed, workers, done = _SYSTEMS[system](database, how, procs, execs, n)
     poller = Poller(database, *done)
     try:
@@ -228,12 +230,13 @@ RAW_INSERT = (
 )
 
 
-def _raw(database: str, how: str, procs: int, execs: int, n: int) -> tuple[Any, Any, Any]:
+def _raw(
+    database: str, how: str, procs: int, execs: int, n: int, role: str = "raw-worker"
+) -> tuple[Any, Any, Any]:
     reset_ride_tables(database)
     _vacuum(database)
     workers = [
-        _spawn([sys.executable, "-m", "bench.arrival", "raw-worker", str(execs)])
-        for _ in range(procs)
+        _spawn([sys.executable, "-m", "bench.arrival", role, str(execs)]) for _ in range(procs)
     ]
     conn = psycopg.connect(pg_url(database), autocommit=True)
     conns = [psycopg.connect(pg_url(database), autocommit=True) for _ in range(FEEDERS)]
@@ -264,15 +267,30 @@ def _raw(database: str, how: str, procs: int, execs: int, n: int) -> tuple[Any, 
     return feed, workers, ("bench_progress", "status = 'succeeded'")
 
 
-def raw_worker(execs: int) -> None:
+def _raw_sa(database: str, how: str, procs: int, execs: int, n: int) -> tuple[Any, Any, Any]:
+    return _raw(database, how, procs, execs, n, role="raw-sa-worker")
+
+
+def raw_worker(execs: int, *, through_sqlalchemy: bool = False) -> None:
     """A process of the raw floor: ``execs`` executor threads; one LISTEN connection
-    wakes one idle executor per notification."""
-    from .systems.raw_pg import claim_and_run  # noqa: PLC0415
+    wakes one idle executor per notification. ``through_sqlalchemy``: each transaction on
+    a connection of a SQLAlchemy Engine's pool, its statements ``text()`` (what an
+    application's steps written with SQLAlchemy Core pay, with or without acidic)."""
+    from .systems.raw_pg import claim_and_run, claim_and_run_sa  # noqa: PLC0415
 
     database = DATABASES["raw"]
     wake = threading.Condition()
 
     def executor() -> None:
+        if through_sqlalchemy:
+            import sqlalchemy as sa  # noqa: PLC0415
+
+            engine = sa.create_engine(pg_url(database, "postgresql+psycopg"), pool_size=1)
+            while True:
+                while claim_and_run_sa(engine):
+                    pass
+                with wake:
+                    wake.wait(1.0)
         conn = psycopg.connect(pg_url(database))
         while True:
             while claim_and_run(conn):
@@ -396,9 +414,17 @@ def procrastinate_worker(execs: int) -> None:
     asyncio.run(main())
 
 
-_SYSTEMS = {"raw": _raw, "acidic": _acidic, "procrastinate": _procrastinate}
+_SYSTEMS = {
+    "raw": _raw,
+    "raw-sa": _raw_sa,
+    "acidic": _acidic,
+    "procrastinate": _procrastinate,
+}
 
 
 if __name__ == "__main__":
     role, count = sys.argv[1], int(sys.argv[2])
-    {"raw-worker": raw_worker, "procrastinate-worker": procrastinate_worker}[role](count)
+    if role == "raw-sa-worker":
+        raw_worker(count, through_sqlalchemy=True)
+    else:
+        {"raw-worker": raw_worker, "procrastinate-worker": procrastinate_worker}[role](count)

@@ -16,6 +16,7 @@ import itertools
 import json
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -101,6 +102,59 @@ def claim_and_run(conn: psycopg.Connection) -> bool:
             (json.dumps({"ride_id": ride[0]}), run_id),
         )
     _steps_2_3(conn, run_id, ride[0], key)
+    return True
+
+
+def _named(sql: str) -> Any:
+    """The statement as SQLAlchemy ``text()`` with named parameters :a, :b, :c."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    for name in "abc":
+        sql = sql.replace("%s", f":{name}", 1)
+    return sa.text(sql)
+
+
+_SA_STATEMENTS: dict[str, Any] = {}
+
+
+def claim_and_run_sa(engine: Any) -> bool:
+    """:func:`claim_and_run` with every transaction on a connection of ``engine``'s pool
+    (checked out per transaction, as acidic does) and every statement SQLAlchemy
+    ``text()``: the queue floor of an application that writes with SQLAlchemy Core."""
+    st = _SA_STATEMENTS
+    if not st:
+        st["claim"] = _named(
+            "UPDATE bench_progress SET status = 'running' WHERE id = ("
+            " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
+            " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, key, args"
+        )
+        st["ride"], st["update"], st["audit"] = map(
+            _named, (INSERT_RIDE, UPDATE_RIDE, INSERT_AUDIT)
+        )
+        st["step1"] = _named("UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s")
+        st["step2"] = _named("UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s")
+        st["done"] = _named(
+            "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s"
+        )
+    with engine.begin() as conn:
+        row = conn.execute(st["claim"]).first()
+    if row is None:
+        return False
+    run_id, key, args_json = row
+    args = json.loads(args_json)
+    with engine.begin() as conn:
+        ride_id = conn.execute(
+            st["ride"], {"a": args["user_id"], "b": args["origin"], "c": args["target"]}
+        ).scalar_one()
+        conn.execute(st["step1"], {"a": json.dumps({"ride_id": ride_id}), "b": run_id})
+    charge = fake_charge(ride_id, key)
+    with engine.begin() as conn:
+        ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
+        conn.execute(st["step2"], {"a": ctx, "b": run_id})
+    with engine.begin() as conn:
+        conn.execute(st["update"], {"a": charge, "b": ride_id})
+        conn.execute(st["audit"], {"a": ride_id})
+        conn.execute(st["done"], {"a": run_id})
     return True
 
 
