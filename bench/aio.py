@@ -8,7 +8,8 @@
   waits 100 ms (``await asyncio.sleep(0.1)``): the async job (on the worker's event
   loop) against the same ride as a sync job (``time.sleep(0.1)`` in 200 threads), and
   against the floor of an asyncio queue worker (:func:`worker_floor`: raw psycopg async,
-  one event loop, the same claim-in-batches + three transactions + 100 ms wait).
+  one event loop, the same claim-in-batches + three transactions + 100 ms wait), and the
+  same floor on SQLAlchemy's asyncio engine (what SQLAlchemy's asyncio costs by itself).
 
 Not a timed test: ratios in one run, printed (``--n``, ``--worker-n`` to size it).
 """
@@ -21,6 +22,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -209,72 +211,137 @@ def inline(n: int) -> dict[str, float]:
     return rates
 
 
-async def _floor_worker(n: int, concurrency: int) -> float:  # noqa: PLR0915
-    """The raw asyncio queue worker: one loop, ``concurrency`` runs at once, a pool of 20
-    connections (acidic's worker pool: 10 + 10); a dispatcher claims as many pending
-    rows as there are free slots in one autocommit ``UPDATE … SKIP LOCKED``; each run
-    is ``raw_pg.claim_and_run``'s three transactions with the 100 ms call after the
-    first. Seconds to drain ``n``."""
+_CLAIM = (
+    "UPDATE bench_progress SET status = 'running' WHERE id IN ("
+    " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
+    " FOR UPDATE SKIP LOCKED LIMIT %s) RETURNING id, key, args"
+)
+#: A transaction's statements: given ``execute(sql, params)`` (returning the first row,
+#: if any), runs them; the first transaction needs the ride's id for its second.
+_Body = Callable[[Callable[[str, tuple[Any, ...]], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def _psycopg_io(
+    concurrency: int,
+) -> tuple[Any, Any, Any]:
+    """The floor's transactions and claims on raw psycopg async connections: a pool of
+    20 (acidic's worker pool: 10 + 10) and one autocommit connection for claims."""
     url = pg_url(DB)
     pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
     for _ in range(20):
         pool.put_nowait(await psycopg.AsyncConnection.connect(url))
     claimer = await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+    async def tx(body: _Body) -> Any:
+        conn = await pool.get()
+        try:
+            async with conn.transaction():
+
+                async def execute(sql: str, params: tuple[Any, ...]) -> Any:
+                    cur = await conn.execute(sql, params)
+                    return await cur.fetchone() if cur.description is not None else None
+
+                return await body(execute)
+        finally:
+            pool.put_nowait(conn)
+
+    async def claim(slots: int) -> list[Any]:
+        cur = await claimer.execute(_CLAIM, (slots,))
+        return await cur.fetchall()
+
+    async def close() -> None:
+        await claimer.close()
+        while not pool.empty():
+            await pool.get_nowait().close()
+
+    return tx, claim, close
+
+
+async def _sqlalchemy_io(concurrency: int) -> tuple[Any, Any, Any]:
+    """The same on SQLAlchemy's asyncio engine (pool 10 + 10, statements ``text()``, a
+    transaction per ``engine.begin()``): what an application writing its async steps with
+    SQLAlchemy pays with or without acidic."""
+    from sqlalchemy import text  # noqa: PLC0415
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    engine = create_async_engine(
+        pg_url(DB, "postgresql+psycopg"), pool_size=10, max_overflow=10, pool_timeout=600
+    )
+    claims = engine.execution_options(isolation_level="AUTOCOMMIT")
+    texts: dict[str, Any] = {}
+
+    def named(sql: str, params: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+        stmt = texts.get(sql)
+        if stmt is None:
+            parts = sql.split("%s")
+            stmt = texts[sql] = text(
+                "".join(p + (f":p{i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+            )
+        return stmt, {f"p{i}": v for i, v in enumerate(params)}
+
+    async def tx(body: _Body) -> Any:
+        async with engine.begin() as conn:
+
+            async def execute(sql: str, params: tuple[Any, ...]) -> Any:
+                result = await conn.execute(*named(sql, params))
+                return result.first() if result.returns_rows else None
+
+            return await body(execute)
+
+    async def claim(slots: int) -> list[Any]:
+        async with claims.connect() as conn:
+            return list((await conn.execute(*named(_CLAIM, (slots,)))).all())
+
+    return tx, claim, engine.dispose
+
+
+async def _floor_worker(n: int, concurrency: int, *, sqlalchemy: bool = False) -> float:
+    """The raw asyncio queue worker: one loop, ``concurrency`` runs at once; a dispatcher
+    claims as many pending rows as there are free slots in one autocommit ``UPDATE …
+    SKIP LOCKED``; each run is ``raw_pg.claim_and_run``'s three transactions with the
+    100 ms call after the first. On psycopg's async connections, or (``sqlalchemy``) on
+    SQLAlchemy's asyncio engine. Seconds to drain ``n``."""
+    io = _sqlalchemy_io if sqlalchemy else _psycopg_io
+    tx, claim, close = await io(concurrency)
     free = asyncio.Semaphore(concurrency)
     slot_freed = asyncio.Event()
     done = 0
 
-    async def tx(statements: list[tuple[str, tuple[Any, ...]]]) -> Any:
-        conn = await pool.get()
-        try:
-            async with conn.transaction():
-                first = None
-                for sql, params in statements:
-                    cur = await conn.execute(sql, params)
-                    if first is None and cur.description is not None:
-                        first = await cur.fetchone()
-                return first
-        finally:
-            pool.put_nowait(conn)
-
     async def run(run_id: int, key: str, args: dict[str, Any]) -> None:
         nonlocal done
         try:
-            conn = await pool.get()
-            try:
-                async with conn.transaction():
-                    cur = await conn.execute(
-                        INSERT_RIDE, (args["user_id"], args["origin"], args["target"])
-                    )
-                    ride = await cur.fetchone()
-                    assert ride is not None
-                    await conn.execute(
-                        "UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s",
-                        (json.dumps({"ride_id": ride[0]}), run_id),
-                    )
-            finally:
-                pool.put_nowait(conn)
+
+            async def step1(execute: Any) -> Any:
+                ride = await execute(INSERT_RIDE, (args["user_id"], args["origin"], args["target"]))
+                await execute(
+                    "UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s",
+                    (json.dumps({"ride_id": ride[0]}), run_id),
+                )
+                return ride
+
+            ride = await tx(step1)
             await asyncio.sleep(CALL)
             charge = fake_charge(ride[0], key)
             ctx = json.dumps({"ride_id": ride[0], "charge_id": charge})
-            await tx(
-                [
-                    (
-                        "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s",
-                        (ctx, run_id),
-                    )
-                ]
-            )
-            await tx(
-                [
-                    ("UPDATE rides SET charge_id = %s WHERE id = %s", (charge, ride[0])),
-                    ("INSERT INTO ride_audit (ride_id, action) VALUES (%s, 'charged')", (ride[0],)),
-                    (
-                        "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s",
-                        (run_id,),
-                    ),
-                ]
-            )
+
+            async def step2(execute: Any) -> None:
+                await execute(
+                    "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s",
+                    (ctx, run_id),
+                )
+
+            async def step3(execute: Any) -> None:
+                await execute("UPDATE rides SET charge_id = %s WHERE id = %s", (charge, ride[0]))
+                await execute(
+                    "INSERT INTO ride_audit (ride_id, action) VALUES (%s, 'charged')", (ride[0],)
+                )
+                await execute(
+                    "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s",
+                    (run_id,),
+                )
+
+            await tx(step2)
+            await tx(step3)
             done += 1
         finally:
             free.release()
@@ -288,13 +355,7 @@ async def _floor_worker(n: int, concurrency: int) -> float:  # noqa: PLR0915
             while not free.locked() and slots < concurrency:
                 await free.acquire()
                 slots += 1
-            cur = await claimer.execute(
-                "UPDATE bench_progress SET status = 'running' WHERE id IN ("
-                " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
-                " FOR UPDATE SKIP LOCKED LIMIT %s) RETURNING id, key, args",
-                (slots,),
-            )
-            rows = await cur.fetchall()
+            rows = await claim(slots)
             for run_id, key, args in rows:
                 task = asyncio.create_task(run(run_id, key, json.loads(args)))
                 tasks.add(task)
@@ -305,13 +366,11 @@ async def _floor_worker(n: int, concurrency: int) -> float:  # noqa: PLR0915
                 slot_freed.clear()
                 if done < n:
                     await slot_freed.wait()
-    await claimer.close()
-    while not pool.empty():
-        await pool.get_nowait().close()
+    await close()
     return t.seconds
 
 
-def worker_floor(n: int, concurrency: int) -> tuple[float, float]:
+def worker_floor(n: int, concurrency: int, *, sqlalchemy: bool = False) -> tuple[float, float]:
     """Runs per second of :func:`_floor_worker` on N pending rows, and its CPU
     milliseconds per run."""
     reset_pg()
@@ -323,7 +382,7 @@ def worker_floor(n: int, concurrency: int) -> tuple[float, float]:
             )
         conn.execute("VACUUM ANALYZE bench_progress")
     with Timer() as t:
-        rate = n / asyncio.run(_floor_worker(n, concurrency))
+        rate = n / asyncio.run(_floor_worker(n, concurrency, sqlalchemy=sqlalchemy))
     check_rides(DB, n)
     return rate, t.cpu * 1000 / n
 
@@ -349,6 +408,9 @@ def worker(n: int, concurrency: int) -> dict[str, tuple[float, float]]:
         check_rides(DB, n)
         rates[f"worker --concurrency {concurrency}, {label}"] = (n / t.seconds, t.cpu * 1000 / n)
     rates[f"floor: raw psycopg async queue, {concurrency} at once"] = worker_floor(n, concurrency)
+    rates[f"floor: SQLAlchemy asyncio queue, {concurrency} at once"] = worker_floor(
+        n, concurrency, sqlalchemy=True
+    )
     return rates
 
 
@@ -376,13 +438,14 @@ def main() -> None:
         )
         for label, (rate, cpu) in rates.items():
             print(f"  {label:48s} {rate:8.1f}  {cpu:6.2f} ms")
-        floor = rates[f"floor: raw psycopg async queue, {options.concurrency} at once"][0]
-        ratios = [
-            f"{label.split(', ')[1]} {rate / floor:.2f}x"
-            for label, (rate, _) in rates.items()
-            if not label.startswith("floor")
-        ]
-        print(f"  ratio to the floor: {'; '.join(ratios)}")
+        for name in ("raw psycopg async queue", "SQLAlchemy asyncio queue"):
+            floor = rates[f"floor: {name}, {options.concurrency} at once"][0]
+            ratios = [
+                f"{label.split(', ')[1]} {rate / floor:.2f}x"
+                for label, (rate, _) in rates.items()
+                if not label.startswith("floor")
+            ]
+            print(f"  ratio to the {name} floor: {'; '.join(ratios)}")
 
 
 if __name__ == "__main__":
