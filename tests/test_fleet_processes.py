@@ -21,7 +21,7 @@ import acidic
 from acidic._admin import Admin
 from acidic._storage._schema import runs
 from tests.support import worker_app as wa
-from tests.support.cli import run_cli
+from tests.support.cli import invoke_cli
 from tests.support.pg_cluster import PrivateCluster
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def app(database_url: str) -> Iterator[acidic.App]:
 
 
 def _cli_json(url: str, *args: str) -> Any:
-    done = run_cli(*args, "--json", url=url)
+    done = invoke_cli(*args, "--json", url=url)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

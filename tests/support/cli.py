@@ -18,9 +18,8 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
 
 from click.testing import CliRunner
 
@@ -52,11 +51,14 @@ def run_cli(
 
 
 def invoke_cli(
-    *args: str, cwd: Path | None = None, url: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    url: str | None = None,
+    env: Mapping[str, str | None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``acidic ARGS`` in this process, as :func:`run_cli` runs it in a new one:
-    ``$ACIDIC_DATABASE_URL`` set to ``url`` (or unset) and ``cwd`` the current
-    directory for the call; stdin is not a terminal. An exception the command lets
+    ``$ACIDIC_DATABASE_URL`` set to ``url`` (or unset), the variables of ``env`` set
+    (None: unset) and ``cwd`` the current directory for the call; stdin is not a terminal. An exception the command lets
     escape is printed to stderr as a traceback with exit code 1, as Python would.
 
     The module of ``--app module:attr`` is imported afresh for the call (a new process
@@ -72,7 +74,7 @@ def invoke_cli(
         result = runner.invoke(
             main,
             list(args),
-            env={"ACIDIC_DATABASE_URL": url},
+            env={"ACIDIC_DATABASE_URL": url, **(env or {})},
             prog_name="acidic",
             catch_exceptions=True,
         )
@@ -100,13 +102,14 @@ def _isolated(cwd: Path | None) -> Iterator[None]:
 @contextlib.contextmanager
 def _fresh_app_module(args: tuple[str, ...]) -> Iterator[None]:
     """The module named by ``--app module:attr`` out of ``sys.modules`` for the call;
-    the Apps of the one the call imported are closed, the previous one put back."""
-    name = None
+    the App the call's import of it made is closed, the previous module put back."""
+    target = None
     for i, arg in enumerate(args):
         if arg == "--app" and i + 1 < len(args):
-            name = args[i + 1].partition(":")[0]
+            target = args[i + 1]
         elif arg.startswith("--app="):
-            name = arg.removeprefix("--app=").partition(":")[0]
+            target = arg.removeprefix("--app=")
+    name, _, attribute = (target or "").partition(":")
     if not name:
         yield
         return
@@ -117,18 +120,17 @@ def _fresh_app_module(args: tuple[str, ...]) -> Iterator[None]:
     finally:
         imported = sys.modules.pop(name, None)
         if imported is not None and imported is not before:
-            _close_apps(imported)
+            # The App the module made (not one it imported from a module kept).
+            head = attribute.partition(".")[0]
+            made = vars(imported).get(head)
+            kept = vars(before).get(head) if before is not None else None
+            if isinstance(made, acidic.App) and made is not kept:
+                made.close()
         if before is not None:
             sys.modules[name] = before
         parent = sys.modules.get(parent_name) if parent_name else None
         if parent is not None:
             if before is not None:
                 setattr(parent, child, before)
-            elif getattr(parent, child, None) is imported:
+            elif imported is not None and getattr(parent, child, None) is imported:
                 delattr(parent, child)
-
-
-def _close_apps(module: ModuleType) -> None:
-    for value in list(vars(module).values()):
-        if isinstance(value, acidic.App):
-            value.close()
