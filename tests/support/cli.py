@@ -24,6 +24,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import acidic
+from acidic._cli import main
 
 ACIDIC = Path(sys.executable).with_name("acidic")
 
@@ -58,8 +59,9 @@ def invoke_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``acidic ARGS`` in this process, as :func:`run_cli` runs it in a new one:
     ``$ACIDIC_DATABASE_URL`` set to ``url`` (or unset), the variables of ``env`` set
-    (None: unset) and ``cwd`` the current directory for the call; stdin is not a terminal. An exception the command lets
-    escape is printed to stderr as a traceback with exit code 1, as Python would.
+    (None: unset) and ``cwd`` the current directory for the call; stdin is not a
+    terminal. An exception the command lets escape is printed to stderr as a
+    traceback with exit code 1, as Python would.
 
     The module of ``--app module:attr`` is imported afresh for the call (a new process
     would import it, with the call's environment) and the Apps it made are closed
@@ -67,8 +69,6 @@ def invoke_cli(
     command = next((a for a in args if not a.startswith("-")), None)
     if command in REAL_PROCESS_ONLY:
         raise ValueError(f"acidic {command} must run in a real process: use run_cli")
-    from acidic._cli import main  # noqa: PLC0415 - the CLI is not imported by acidic
-
     runner = CliRunner()
     with _fresh_app_module(args), _isolated(cwd):
         result = runner.invoke(
