@@ -25,6 +25,33 @@ def test_cli__version() -> None:
     assert done.stdout.strip() == f"acidic {acidic.__version__}"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--version",),
+        ("migrate", "--database-url", "not a url"),
+        ("runs", "list", "--status", "lost"),
+        ("no-such-command",),
+    ],
+)
+def test_cli__in_process_calls_print_and_exit_as_the_console_script(args: tuple[str, ...]) -> None:
+    """What the in-process calls of the other tests stand for (tests.support.cli)."""
+    real = run_cli(*args)
+    in_process = invoke_cli(*args)
+
+    assert (in_process.returncode, in_process.stdout, in_process.stderr) == (
+        real.returncode,
+        real.stdout,
+        real.stderr,
+    )
+
+
+def test_cli__in_process_calls_refuse_the_commands_that_need_a_process() -> None:
+    for command in ("worker", "relay", "dashboard", "demo"):
+        with pytest.raises(ValueError, match="must run in a real process"):
+            invoke_cli(command, "--help")
+
+
 def test_cli__help_lists_commands_and_exit_codes() -> None:
     done = invoke_cli("--help")
 
