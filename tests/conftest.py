@@ -21,13 +21,7 @@ from pathlib import Path
 import pytest
 
 import acidic
-from tests.support.databases import (
-    BACKENDS,
-    IN_CI,
-    MIGRATING_FIXTURES,
-    create_database,
-    postgresql_template,
-)
+from tests.support.databases import BACKENDS, IN_CI, create_database
 from tests.support.flavours import FLAVOURS, flavoured
 from tests.support.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
 
@@ -75,13 +69,6 @@ def private_postgresql() -> Iterator[PrivateCluster]:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def _postgresql_template() -> Iterator[str]:
-    """A database holding acidic's migrated tables, which the PostgreSQL databases of
-    the tests that migrate at once are copied from (see tests/support/databases.py)."""
-    yield from postgresql_template()
-
-
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -90,13 +77,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database of each backend in turn (on the private cluster for the
-    tests marked ``private_postgresql``); on PostgreSQL, for a test whose fixtures
-    migrate it at once, one that holds acidic's tables already."""
+    tests marked ``private_postgresql``)."""
     if request.node.get_closest_marker(PRIVATE) is None:
-        template = None
-        if backend == "postgresql" and MIGRATING_FIXTURES.intersection(request.fixturenames):
-            template = request.getfixturevalue("_postgresql_template")
-        yield from create_database(backend, tmp_path, template=template)
+        yield from create_database(backend, tmp_path)
         return
     if backend != "postgresql":
         raise pytest.UsageError(f"{request.node.nodeid}: {PRIVATE} is for postgresql only")

@@ -2,13 +2,8 @@
 tests/conftest.py), and the URLs of the servers that hold them.
 
 On PostgreSQL a test's "database" is a schema of its own in the ``test`` database
-(selected through ``search_path`` in the URL): creating a schema takes milliseconds.
-A test that migrates at once (its fixture is one of :data:`MIGRATING_FIXTURES`) gets
-instead a database of its own copied from a template that the test process migrated
-once (:func:`postgresql_template`), its schema renamed to the test's: 0.15 s where
-migrating takes 0.4 to 0.8 s (and waits for the other tests' migrations: the
-migration lock is one per server database). Its ``migrate()`` finds acidic's tables
-current, as it would after the migration it ran. Server addresses can be changed with
+(selected through ``search_path`` in the URL): creating a schema takes milliseconds
+where CREATE DATABASE takes a second. Server addresses can be changed with
 ``ACIDIC_TEST_POSTGRESQL`` and ``ACIDIC_TEST_MYSQL`` (URLs of an admin connection).
 """
 
@@ -22,18 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import acidic
-
 POSTGRESQL_ADMIN = os.environ.get(
     "ACIDIC_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 MYSQL_ADMIN = os.environ.get("ACIDIC_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ("sqlite", "postgresql", "mysql")
-#: Fixtures that migrate the test's database before the test (each with acidic.App's
-#: own migrate()): on PostgreSQL their database may start from the migrated template.
-MIGRATING_FIXTURES = frozenset({"app", "chaos_app", "seeded"})
-#: The schema that holds acidic's tables in the template database.
-TEMPLATE_SCHEMA = "acidic_template"
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -52,55 +40,22 @@ def _admin_engine(backend: str, admin_url: str | None = None) -> sa.Engine:
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
 
-def postgresql_template() -> Iterator[str]:
-    """Yield the name of a new database on the server of ``ACIDIC_TEST_POSTGRESQL`` whose
-    schema :data:`TEMPLATE_SCHEMA` holds acidic's tables, migrated by ``App.migrate()``;
-    drop it afterwards. Nothing stays connected to it (CREATE DATABASE ... TEMPLATE
-    needs that)."""
-    name = f"acidic_tpl_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine("postgresql")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        _unavailable("postgresql", exc)
-    try:
-        url = admin.url.set(database=name)
-        with sa.create_engine(url, poolclass=sa.pool.NullPool).connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {TEMPLATE_SCHEMA}")
-            conn.commit()
-        in_schema = url.update_query_dict({"options": f"-csearch_path={TEMPLATE_SCHEMA}"})
-        with acidic.App(in_schema.render_as_string(hide_password=False)) as app:
-            app.migrate()
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-
-
 def create_database(
     backend: str,
     tmp_path: Path,
     *,
     admin_url: str | None = None,
     before_drop: Callable[[], None] | None = None,
-    template: str | None = None,
 ) -> Iterator[str]:
     """Yield the URL of a new, empty database of ``backend``; drop it afterwards.
 
     ``admin_url`` names another PostgreSQL server than ``ACIDIC_TEST_POSTGRESQL`` (the
     private cluster); ``before_drop`` is called before the drop (to start that server
-    again if the test left it stopped). ``template`` (PostgreSQL): a database of
-    :func:`postgresql_template` to copy, so the new one holds acidic's tables."""
+    again if the test left it stopped)."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'acidic.sqlite3'}"
         return
     name = f"acidic_t_{uuid.uuid4().hex[:12]}"
-    if template is not None:
-        yield from _copy_of_template(template, name)
-        return
     admin = _admin_engine(backend, admin_url)
     kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
     try:
@@ -132,25 +87,4 @@ def create_database(
                 conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
             else:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
-
-
-def _copy_of_template(template: str, name: str) -> Iterator[str]:
-    """A database ``name`` copied from ``template``, its schema renamed ``name``: the URL
-    has the same form as a schema's of :func:`create_database` (``search_path`` and
-    ``application_name`` set to ``name``), on a database of its own."""
-    admin = _admin_engine("postgresql")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {template}")
-    url = admin.url.set(database=name)
-    try:
-        with sa.create_engine(url, poolclass=sa.pool.NullPool).connect() as conn:
-            conn.exec_driver_sql(f"ALTER SCHEMA {TEMPLATE_SCHEMA} RENAME TO {name}")
-            conn.commit()
-        url = url.update_query_dict({"options": f"-csearch_path={name}", "application_name": name})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            # FORCE: the test's leftover sessions (e.g. of killed children) end first.
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
