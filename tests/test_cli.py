@@ -1,4 +1,6 @@
-"""The ``acidic`` console script, run for real from the virtualenv's ``bin``."""
+"""The ``acidic`` command. The console script runs for real from the virtualenv's ``bin``
+for ``--version`` and the demo (a child process it SIGKILLs); the other commands run
+in-process (:func:`tests.support.cli.invoke_cli`): what they print and exit with."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.support.cli import ACIDIC, run_cli
+from tests.support.cli import ACIDIC, invoke_cli, run_cli
 
 
 def test_cli__script_is_installed() -> None:
@@ -23,23 +25,50 @@ def test_cli__version() -> None:
     assert done.stdout.strip() == f"acidic {acidic.__version__}"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--version",),
+        ("migrate", "--database-url", "not a url"),
+        ("runs", "list", "--status", "lost"),
+        ("no-such-command",),
+    ],
+)
+def test_cli__in_process_calls_print_and_exit_as_the_console_script(args: tuple[str, ...]) -> None:
+    """What the in-process calls of the other tests stand for (tests.support.cli)."""
+    real = run_cli(*args)
+    in_process = invoke_cli(*args)
+
+    assert (in_process.returncode, in_process.stdout, in_process.stderr) == (
+        real.returncode,
+        real.stdout,
+        real.stderr,
+    )
+
+
+def test_cli__in_process_calls_refuse_the_commands_that_need_a_process() -> None:
+    for command in ("worker", "relay", "dashboard", "demo"):
+        with pytest.raises(ValueError, match="must run in a real process"):
+            invoke_cli(command, "--help")
+
+
 def test_cli__help_lists_commands_and_exit_codes() -> None:
-    done = run_cli("--help")
+    done = invoke_cli("--help")
 
     assert done.returncode == 0, done.stderr
     assert "migrate" in done.stdout
     assert "demo" in done.stdout
     assert "Exit codes" in done.stdout
-    assert run_cli("no-such-command").returncode == 2
+    assert invoke_cli("no-such-command").returncode == 2
 
 
 def test_migrate__applies_then_is_up_to_date(database_url: str) -> None:
-    first = run_cli("migrate", "--database-url", database_url)
+    first = invoke_cli("migrate", "--database-url", database_url)
 
     assert first.returncode == 0, first.stderr
     assert "applied migration 0001_initial" in first.stdout
 
-    second = run_cli("migrate", "--database-url", database_url)
+    second = invoke_cli("migrate", "--database-url", database_url)
 
     assert second.returncode == 0, second.stderr
     assert "up to date" in second.stdout
@@ -52,7 +81,7 @@ def test_migrate__applies_then_is_up_to_date(database_url: str) -> None:
 def test_migrate__uses_the_environment_url(database_url: str, tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    done = run_cli("migrate", url=database_url, cwd=cwd)
+    done = invoke_cli("migrate", url=database_url, cwd=cwd)
 
     assert done.returncode == 0, done.stderr
     assert "applied migration 0001_initial" in done.stdout
@@ -60,7 +89,7 @@ def test_migrate__uses_the_environment_url(database_url: str, tmp_path: Path) ->
 
 
 def test_migrate__defaults_to_sqlite_in_the_current_directory(tmp_path: Path) -> None:
-    done = run_cli("migrate", cwd=tmp_path)
+    done = invoke_cli("migrate", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert "sqlite:///acidic.sqlite3" in done.stdout
@@ -76,7 +105,7 @@ def _unreachable(database_url: str, tmp_path: Path) -> str:
 
 
 def test_migrate__bad_url_is_one_clear_line_and_exit_1(database_url: str, tmp_path: Path) -> None:
-    done = run_cli("migrate", "--database-url", _unreachable(database_url, tmp_path))
+    done = invoke_cli("migrate", "--database-url", _unreachable(database_url, tmp_path))
 
     assert done.returncode == 1
     assert done.stdout == ""
@@ -96,7 +125,7 @@ def test_migrate__bad_url_is_one_clear_line_and_exit_1(database_url: str, tmp_pa
     ],
 )
 def test_migrate__unusable_url_is_one_clear_line_and_exit_1(url: str, says: str) -> None:
-    done = run_cli("migrate", "--database-url", url)
+    done = invoke_cli("migrate", "--database-url", url)
 
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
@@ -106,7 +135,7 @@ def test_migrate__unusable_url_is_one_clear_line_and_exit_1(url: str, says: str)
 
 
 def test_migrate__hides_the_password_in_messages(tmp_path: Path) -> None:
-    done = run_cli("migrate", "--database-url", "postgresql://u:s3cret@127.0.0.1:1/x")
+    done = invoke_cli("migrate", "--database-url", "postgresql://u:s3cret@127.0.0.1:1/x")
 
     assert done.returncode == 1
     assert "s3cret" not in done.stderr

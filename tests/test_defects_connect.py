@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
-from tests.support.cli import run_cli
+from tests.support.cli import invoke_cli
 from tests.support.databases import MYSQL_ADMIN, POSTGRESQL_ADMIN
 from tests.support.jobs import CreateRide
 
@@ -103,7 +103,7 @@ def test_connection_failure__an_sqlite_file_that_cannot_be_opened_is_named(
 def test_connection_failure__the_cli_says_it_on_one_line() -> None:
     port = _closed_port()
 
-    done = run_cli("migrate", "--database-url", f"postgresql://root:secret@127.0.0.1:{port}/x")
+    done = invoke_cli("migrate", "--database-url", f"postgresql://root:secret@127.0.0.1:{port}/x")
 
     assert done.returncode == 1
     assert done.stderr.strip() == (

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 import acidic
+from tests.support.cli import invoke_cli
 from tests.support.dashboard.helpers import free_port
 from tests.support.executors import app as support
 from tests.support.executors.harness import KINDS, QueueWorld, broker_available
@@ -256,10 +257,12 @@ def test_cli_and_dashboard__name_the_executor(world: QueueWorld, tmp_path: Path)
     """`acidic runs show` (text and JSON) and the dashboard's run page name the executor
     of a run handed to a queue (here still pending: no worker)."""
     world.app.enqueue(support.Ride(rider="shown"), "shown")
-    base = [sys.executable, "-m", "acidic", "runs", "show", "shown", "--database-url", world.url]
-    text = subprocess.run(base, cwd=ROOT, capture_output=True, timeout=60, check=True)
-    assert re.search(rb"executor\s+rq", text.stdout), text.stdout
-    out = subprocess.run([*base, "--json"], cwd=ROOT, capture_output=True, timeout=60, check=True)
+    base = ["runs", "show", "shown", "--database-url", world.url]
+    text = invoke_cli(*base, cwd=ROOT)
+    assert text.returncode == 0, text.stderr
+    assert re.search(r"executor\s+rq", text.stdout), text.stdout
+    out = invoke_cli(*base, "--json", cwd=ROOT)
+    assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["executor"] == "rq"
 
     port = free_port()

@@ -21,7 +21,7 @@ import acidic
 from acidic._admin import Admin
 from acidic._storage._schema import runs
 from tests.support import worker_app as wa
-from tests.support.cli import run_cli
+from tests.support.cli import invoke_cli
 from tests.support.pg_cluster import PrivateCluster
 
 pytestmark = pytest.mark.slow
@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 #: Short locks: the dead worker's run is taken over within seconds.
 LOCK_TIMEOUT = 6.0
 UNKNOWN = "no live worker knows job 'Ghost' on queue 'default'"
+#: Seconds between the idle second worker's checks for such runs (5 s in production).
+UNKNOWN_CHECK = 1.0
 
 
 class Ghost(acidic.Job):
@@ -46,7 +48,7 @@ def app(database_url: str) -> Iterator[acidic.App]:
 
 
 def _cli_json(url: str, *args: str) -> Any:
-    done = run_cli(*args, "--json", url=url)
+    done = invoke_cli(*args, "--json", url=url)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -90,7 +92,12 @@ def test_sigkill__run_orphaned_with_the_dead_worker_then_taken_over_unknown_job_
         listed = {r["key"]: r for r in _cli_json(database_url, "runs", "list")["runs"]}
         assert listed["ghost"]["warning"] == UNKNOWN
 
-        second = wa.spawn_worker(database_url, tmp_path / "second.log", lock_timeout=LOCK_TIMEOUT)
+        second = wa.spawn_worker(
+            database_url,
+            tmp_path / "second.log",
+            lock_timeout=LOCK_TIMEOUT,
+            extra_env={wa.UNKNOWN_CHECK_ENV: repr(UNKNOWN_CHECK)},
+        )
         workers.append(second)
         second.wait_started(timeout=120)
         wa.wait_for(
@@ -108,7 +115,7 @@ def test_sigkill__run_orphaned_with_the_dead_worker_then_taken_over_unknown_job_
 
         # The idle second worker logs the warning once, however many polls follow.
         wa.wait_for(lambda: UNKNOWN in second.output(), "the warning", 60, 0.2, second.output)
-        time.sleep(12)  # more than two checks (every 5 s)
+        time.sleep(3 * UNKNOWN_CHECK + 0.5)  # more than two checks
         assert second.output().count("no live worker knows job") == 1
         still = {r["key"]: r for r in _cli_json(database_url, "runs", "list")["runs"]}
         assert still["ghost"]["status"] == "pending"

@@ -2,8 +2,9 @@
 (orphaned runs, due runs of a job no live worker knows), paused queues, and what
 ``acidic workers``, ``acidic queues`` and ``acidic runs`` print about them.
 
-Workers run in-process in a thread; the commands are the real console script. The
-tests with worker processes killed by SIGKILL are in ``tests/test_fleet_processes.py``.
+Workers run in-process in a thread, and so do the commands
+(:func:`tests.support.cli.invoke_cli`). The tests with worker processes killed by
+SIGKILL are in ``tests/test_fleet_processes.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import acidic
 from acidic._admin import Admin, RunFilter
 from acidic._storage._schema import runs, workers
 from acidic._worker import _registry
-from tests.support.cli import run_cli
+from tests.support.cli import invoke_cli
 from tests.support.queue.jobs import (
     QUEUES,
     Note,
@@ -56,7 +57,7 @@ def holding(app: acidic.App) -> Iterator[type[Holder]]:
 
 
 def _cli_json(url: str, *args: str) -> Any:
-    done = run_cli(*args, "--json", url=url)
+    done = invoke_cli(*args, "--json", url=url)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -94,7 +95,7 @@ def test_workers__a_running_worker_is_listed_with_the_runs_it_holds_and_removed_
             listed["started_at"]
         )
 
-        table = run_cli("workers", url=database_url)
+        table = invoke_cli("workers", url=database_url)
         assert worker_id in table.stdout, table.stdout
         assert "long" in table.stdout
         shown = _cli_json(database_url, "runs", "show", "long")
@@ -105,7 +106,7 @@ def test_workers__a_running_worker_is_listed_with_the_runs_it_holds_and_removed_
         assert shown["lock_expires_at"] is not None
         assert shown["owner_heartbeat_at"] is not None
 
-        human = run_cli("runs", "show", "long", url=database_url)
+        human = invoke_cli("runs", "show", "long", url=database_url)
         assert worker_id in human.stdout, human.stdout
         assert "lock expires" in human.stdout
         RELEASE.set()
@@ -191,7 +192,7 @@ def test_unknown_job__a_due_run_no_live_worker_knows_is_flagged_and_filtered(
         "ghost"
     ]
     assert [r["key"] for r in _cli_json(database_url, "runs", "list", "--due")["runs"]] == ["ghost"]
-    human = run_cli("runs", "list", url=database_url)
+    human = invoke_cli("runs", "list", url=database_url)
     assert warning in human.stdout
     assert "due (UTC)" in human.stdout
     # A live worker that knows the job on that queue clears the warning.
@@ -233,10 +234,10 @@ def test_unknown_job__an_idle_worker_logs_the_warning_once_per_job_and_again_aft
 def test_pause__workers_stop_claiming_and_enqueue_still_works_resume_claims_again(
     app: acidic.App, database_url: str
 ) -> None:
-    assert run_cli("queues", "pause", "default", url=database_url).returncode == 0
+    assert invoke_cli("queues", "pause", "default", url=database_url).returncode == 0
     queues = {q["name"]: q for q in _cli_json(database_url, "queues")}
     assert queues["default"]["paused"] is True
-    again = run_cli("queues", "pause", "default", url=database_url)
+    again = invoke_cli("queues", "pause", "default", url=database_url)
     assert "already paused" in again.stdout
     with background(app, queues=["default", "other"]):
         app.enqueue(Note(tag="waits"), key="waits")
@@ -257,7 +258,7 @@ def test_pause__workers_stop_claiming_and_enqueue_still_works_resume_claims_agai
         assert queues["default"]["oldest_due_age_s"] >= 0
         assert app.get("waits").status == "pending"  # type: ignore[union-attr]
         assert Admin(app).summary("waits").warning == "queue 'default' is paused"  # type: ignore[union-attr]
-        assert run_cli("queues", "resume", "default", url=database_url).returncode == 0
+        assert invoke_cli("queues", "resume", "default", url=database_url).returncode == 0
         wait_status(app, "waits", "succeeded")
     assert app.resume_queue("default") is False
 

@@ -42,6 +42,9 @@ from acidic._storage._schema import runs
 URL_ENV = "ACIDIC_TEST_URL"
 LOCK_TIMEOUT_ENV = "ACIDIC_TEST_LOCK_TIMEOUT"
 EXEC_LOG_ENV = "ACIDIC_TEST_EXEC_LOG"
+#: Seconds between an idle worker's checks for due runs of jobs no live worker knows
+#: (acidic._worker._registry.UNKNOWN_CHECK_INTERVAL, 5 s): a test waits for fewer.
+UNKNOWN_CHECK_ENV = "ACIDIC_TEST_UNKNOWN_CHECK"
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The venv's console script (``python -m acidic._cli`` has no ``__main__`` entry).
@@ -364,6 +367,11 @@ def __getattr__(name: str) -> Any:
     # test that finds a worker stuck can show where (see WorkerProcess.wait).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     timeout = os.environ.get(LOCK_TIMEOUT_ENV)
+    check = os.environ.get(UNKNOWN_CHECK_ENV)
+    if check:
+        from acidic._worker import _registry
+
+        _registry.UNKNOWN_CHECK_INTERVAL = float(check)
     # The flavour of step (async, ORM session) of the test that started this worker.
     from tests.support.flavours import apply_from_environment
 
@@ -472,7 +480,7 @@ def spawn_worker(
     """Start ``acidic worker --app tests.support.worker_app:app`` (or ``app_ref``) on ``url``,
     with ``extra_env`` added to its environment and ``extra_args`` to its options."""
     env = dict(os.environ)
-    for name in (LOCK_TIMEOUT_ENV, EXEC_LOG_ENV):
+    for name in (LOCK_TIMEOUT_ENV, EXEC_LOG_ENV, UNKNOWN_CHECK_ENV):
         env.pop(name, None)
     env[URL_ENV] = url
     if lock_timeout is not None:
