@@ -330,6 +330,18 @@ def print_throughput(
     del failures  # printed in their rows
 
 
+def _median_round_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """The median over the rounds of ``a``'s throughput over ``b``'s in the same round
+    (as the floor ratios are taken), or None if either was not measured."""
+    if not a or not b:
+        return None
+    by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
+    ratios = [
+        s["jobs_per_s"] / by_round[s["round"]] for s in a["samples"] if s["round"] in by_round
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
 def _arrival_targets(out: dict[str, Any], checks: list[tuple[str, str, bool]]) -> None:
     """The targets of the arrival section (issue 18's), appended to ``checks``."""
     arrival = {r["id"]: r for r in out.get("arrival", {}).get("rows", []) if "error" not in r}
@@ -347,24 +359,13 @@ def _arrival_targets(out: dict[str, Any], checks: list[tuple[str, str, bool]]) -
     for shape in ("4x1", "1x4"):
         # At the same concurrency: the same processes x executors on both sides.
         peer = f"procrastinate/arrival-{shape}/4"
-        a, b = arrival.get(f"acidic/arrival-{shape}/4"), arrival.get(peer)
-        if a and b:
-            # Per round, as the floor ratios.
-            by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
-            rs = [
-                s["jobs_per_s"] / by_round[s["round"]]
-                for s in a["samples"]
-                if s["round"] in by_round
-            ]
-            r = statistics.median(rs)
+        r = _median_round_ratio(arrival.get(f"acidic/arrival-{shape}/4"), arrival.get(peer))
+        if r is not None:
             checks.append((f"acidic one by one {shape} >= 1.5x {peer}", f"{r:.2f}x", r >= 1.5))
-    a, b = arrival.get("acidic/arrival-4x1/4"), arrival.get("raw-sa/arrival-4x1/4")
-    if a and b:
-        by_round = {s["round"]: s["jobs_per_s"] for s in b["samples"]}
-        rs = [
-            s["jobs_per_s"] / by_round[s["round"]] for s in a["samples"] if s["round"] in by_round
-        ]
-        r = statistics.median(rs)
+    r = _median_round_ratio(
+        arrival.get("acidic/arrival-4x1/4"), arrival.get("raw-sa/arrival-4x1/4")
+    )
+    if r is not None:
         checks.append(("acidic one by one 4x1 vs SQLAlchemy queue floor", f"{r:.2f}x", True))
     d = arrival.get("acidic/drain-4x1/4", {}).get("time_ratio")
     if d is not None:

@@ -39,6 +39,8 @@ from .common import (
     pg_url,
     reset_ride_tables,
     ride_args,
+    sa_params,
+    sa_text,
     wait_until,
 )
 from .systems.acidic_pg import _INSERT_AUDIT, _INSERT_RIDE, _UPDATE_RIDE
@@ -261,7 +263,6 @@ async def _sqlalchemy_io(concurrency: int) -> tuple[Any, Any, Any]:
     """The same on SQLAlchemy's asyncio engine (pool 10 + 10, statements ``text()``, a
     transaction per ``engine.begin()``): what an application writing its async steps with
     SQLAlchemy pays with or without acidic."""
-    from sqlalchemy import text  # noqa: PLC0415
     from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
 
     engine = create_async_engine(
@@ -273,11 +274,8 @@ async def _sqlalchemy_io(concurrency: int) -> tuple[Any, Any, Any]:
     def named(sql: str, params: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
         stmt = texts.get(sql)
         if stmt is None:
-            parts = sql.split("%s")
-            stmt = texts[sql] = text(
-                "".join(p + (f":p{i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
-            )
-        return stmt, {f"p{i}": v for i, v in enumerate(params)}
+            stmt = texts[sql] = sa_text(sql)
+        return stmt, sa_params(*params)
 
     async def tx(body: _Body) -> Any:
         async with engine.begin() as conn:

@@ -27,6 +27,7 @@ processes of the raw floor and of Procrastinate.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -161,9 +162,7 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def measure(system: str, mode: str, n: int) -> Measurement:
     how, procs, execs = parse_mode(mode)
-    database = DATABASES[
-        "procrastinate" if system == "procrastinate" else "raw" if system == "raw-sa" else system
-    ]
+    database = DATABASES[_DATABASE_OF.get(system, system)]
     feed, workers, done = _SYSTEMS[system](database, how, procs, execs, n)
     poller = Poller(database, *done)
     try:
@@ -286,14 +285,11 @@ def raw_worker(execs: int, *, through_sqlalchemy: bool = False) -> None:
             import sqlalchemy as sa  # noqa: PLC0415
 
             engine = sa.create_engine(pg_url(database, "postgresql+psycopg"), pool_size=1)
-            while True:
-                while claim_and_run_sa(engine):
-                    pass
-                with wake:
-                    wake.wait(1.0)
-        conn = psycopg.connect(pg_url(database))
+            run_next = functools.partial(claim_and_run_sa, engine)
+        else:
+            run_next = functools.partial(claim_and_run, psycopg.connect(pg_url(database)))
         while True:
-            while claim_and_run(conn):
+            while run_next():
                 pass
             with wake:
                 wake.wait(1.0)
@@ -414,6 +410,8 @@ def procrastinate_worker(execs: int) -> None:
     asyncio.run(main())
 
 
+#: The database of a system, where it is not the system's own name.
+_DATABASE_OF = {"raw-sa": "raw"}
 _SYSTEMS = {
     "raw": _raw,
     "raw-sa": _raw_sa,
@@ -424,7 +422,8 @@ _SYSTEMS = {
 
 if __name__ == "__main__":
     role, count = sys.argv[1], int(sys.argv[2])
-    if role == "raw-sa-worker":
-        raw_worker(count, through_sqlalchemy=True)
-    else:
-        {"raw-worker": raw_worker, "procrastinate-worker": procrastinate_worker}[role](count)
+    {
+        "raw-worker": raw_worker,
+        "raw-sa-worker": functools.partial(raw_worker, through_sqlalchemy=True),
+        "procrastinate-worker": procrastinate_worker,
+    }[role](count)

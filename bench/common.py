@@ -70,6 +70,26 @@ UPDATE_RIDE = "UPDATE rides SET charge_id = %s WHERE id = %s"
 INSERT_AUDIT = "INSERT INTO ride_audit (ride_id, action) VALUES (%s, 'charged')"
 
 
+#: The names :a, :b, ... that :func:`sa_text` gives a statement's %s placeholders in turn.
+SA_NAMES = "abcdefgh"
+
+
+def sa_text(sql: str) -> Any:
+    """The workload's psycopg statement (``%s`` placeholders) as SQLAlchemy ``text()`` with
+    the named parameters :a, :b, ... in their order; :func:`sa_params` names the values."""
+    from sqlalchemy import text  # noqa: PLC0415 - the raw systems never import SQLAlchemy
+
+    parts = sql.split("%s")
+    return text(
+        "".join(p + (f":{SA_NAMES[i]}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+    )
+
+
+def sa_params(*values: Any) -> dict[str, Any]:
+    """``values`` named for a :func:`sa_text` statement."""
+    return dict(zip(SA_NAMES, values, strict=False))
+
+
 def ride_args(i: int) -> dict[str, Any]:
     return {"user_id": i, "origin": f"origin-{i}", "target": f"target-{i}"}
 

@@ -20,6 +20,7 @@ import time
 
 import psycopg
 
+from .arrival import _backend_pids, _cpu_seconds
 from .common import DATABASES, pg_url, wait_until
 from .systems import acidic_pg
 
@@ -47,18 +48,6 @@ CONFIGURATIONS = {
 _NAMES = ("key_trgm", "args_trgm", "error_trgm", "in_flight")
 
 
-def _backend_cpu(pids: list[int]) -> float:
-    ticks = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def measure(statements: list[str], n: int) -> dict[str, float]:
     acidic_pg.reset_pg()
     with psycopg.connect(pg_url(DB), autocommit=True) as conn:
@@ -71,21 +60,14 @@ def measure(statements: list[str], n: int) -> dict[str, float]:
         for i in range(n):
             app.enqueue(job(**acidic_pg.ride_args(i)), key=f"ride-{i}")
         size0 = conn.execute("SELECT pg_indexes_size('acidic_runs')").fetchone()
-        me = conn.execute("SELECT pg_backend_pid()").fetchone()
         worker = app.worker(concurrency=1, poll_interval=1.0)
         thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
         thread.start()
         wait_until(lambda: worker.running > 0 or worker.processed > 0, timeout=60)
-        pids = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-                (DB, me[0] if me else 0),
-            )
-        ]
-        cpu0, own0, start = _backend_cpu(pids), os.times(), time.perf_counter()
+        pids = _backend_pids(DB)
+        cpu0, own0, start = sum(map(_cpu_seconds, pids)), os.times(), time.perf_counter()
         wait_until(lambda: worker.outcomes.get("succeeded", 0) >= n, timeout=3600)
-        wall, cpu1, own1 = time.perf_counter() - start, _backend_cpu(pids), os.times()
+        wall, cpu1, own1 = time.perf_counter() - start, sum(map(_cpu_seconds, pids)), os.times()
         worker.stop()
         thread.join()
         app.close()

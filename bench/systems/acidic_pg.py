@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 import acidic
 
@@ -29,22 +28,16 @@ from ..common import (
     pg_url,
     reset_ride_tables,
     ride_args,
+    sa_text,
     wait_until,
 )
 
 DB = DATABASES["acidic"]
 
 
-def _sa(sql: str) -> Any:
-    """The workload's statement with SQLAlchemy's named parameters :a, :b, :c."""
-    for name in "abc":
-        sql = sql.replace("%s", f":{name}", 1)
-    return text(sql)
-
-
-_INSERT_RIDE = _sa(INSERT_RIDE)
-_UPDATE_RIDE = _sa(UPDATE_RIDE)
-_INSERT_AUDIT = _sa(INSERT_AUDIT)
+_INSERT_RIDE = sa_text(INSERT_RIDE)
+_UPDATE_RIDE = sa_text(UPDATE_RIDE)
+_INSERT_AUDIT = sa_text(INSERT_AUDIT)
 
 
 def make_app(url: str) -> tuple[acidic.App, type[acidic.Job]]:

@@ -34,20 +34,13 @@ from ..common import (
     pg_url,
     reset_ride_tables,
     ride_args,
+    sa_text,
     wait_until,
 )
 
 DB = DATABASES["dbos"]
 QUEUE = "rides"
 POLL = float(os.environ.get("BENCH_DBOS_POLL", "0.01"))
-
-
-def _sa(sql: str) -> Any:
-    from sqlalchemy import text  # noqa: PLC0415
-
-    for name in "abc":
-        sql = sql.replace("%s", f":{name}", 1)
-    return text(sql)
 
 
 def _reset() -> None:
@@ -71,7 +64,7 @@ def run(mode: str, n: int, concurrency: int) -> Measurement:
     DBOS(config={"name": "bench", "system_database_url": url, "log_level": "WARNING"})
     logging.getLogger("dbos").setLevel(logging.WARNING)
     ds = SQLAlchemyDatasource.create(url)
-    insert_ride, update_ride, insert_audit = _sa(INSERT_RIDE), _sa(UPDATE_RIDE), _sa(INSERT_AUDIT)
+    insert_ride, update_ride, insert_audit = map(sa_text, (INSERT_RIDE, UPDATE_RIDE, INSERT_AUDIT))
 
     @ds.transaction(isolation_level="READ COMMITTED")
     def create_ride(args: dict[str, Any]) -> int:

@@ -12,6 +12,7 @@ counter (no queue) or claiming rows (``queue``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -32,10 +33,27 @@ from ..common import (
     pg_url,
     reset_ride_tables,
     ride_args,
+    sa_params,
+    sa_text,
     time_executors,
 )
 
 DB = DATABASES["raw"]
+
+#: The progress statements of the floors (psycopg placeholders; :func:`sa_text` for the
+#: SQLAlchemy floors).
+CLAIM_ONE = (
+    "UPDATE bench_progress SET status = 'running' WHERE id = ("
+    " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
+    " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, key, args"
+)
+INSERT_PROGRESS = (
+    "INSERT INTO bench_progress (key, args, status, step, ctx)"
+    " VALUES (%s, %s, 'running', 'charge', %s) RETURNING id"
+)
+STEP_CHARGE = "UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s"
+STEP_FINISH = "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s"
+RUN_DONE = "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s"
 
 
 def job_3tx(conn: psycopg.Connection, i: int) -> None:
@@ -46,9 +64,7 @@ def job_3tx(conn: psycopg.Connection, i: int) -> None:
         ride = ride_id.fetchone()
         assert ride is not None
         progress = conn.execute(
-            "INSERT INTO bench_progress (key, args, status, step, ctx)"
-            " VALUES (%s, %s, 'running', 'charge', %s) RETURNING id",
-            (key, json.dumps(args), json.dumps({"ride_id": ride[0]})),
+            INSERT_PROGRESS, (key, json.dumps(args), json.dumps({"ride_id": ride[0]}))
         ).fetchone()
         assert progress is not None
     _steps_2_3(conn, progress[0], ride[0], key)
@@ -58,15 +74,11 @@ def _steps_2_3(conn: psycopg.Connection, run_id: int, ride_id: int, key: str) ->
     charge = fake_charge(ride_id, key)
     ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
     with conn.transaction():
-        conn.execute(
-            "UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s", (ctx, run_id)
-        )
+        conn.execute(STEP_FINISH, (ctx, run_id))
     with conn.transaction():
         conn.execute(UPDATE_RIDE, (charge, ride_id))
         conn.execute(INSERT_AUDIT, (ride_id,))
-        conn.execute(
-            "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s", (run_id,)
-        )
+        conn.execute(RUN_DONE, (run_id,))
 
 
 def job_1tx(conn: psycopg.Connection, i: int) -> None:
@@ -83,11 +95,7 @@ def job_1tx(conn: psycopg.Connection, i: int) -> None:
 def claim_and_run(conn: psycopg.Connection) -> bool:
     """The queue floor: claim one pending job row, then its three step transactions."""
     with conn.transaction():
-        row = conn.execute(
-            "UPDATE bench_progress SET status = 'running' WHERE id = ("
-            " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
-            " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, key, args"
-        ).fetchone()
+        row = conn.execute(CLAIM_ONE).fetchone()
     if row is None:
         return False
     run_id, key, args_json = row
@@ -97,65 +105,55 @@ def claim_and_run(conn: psycopg.Connection) -> bool:
             INSERT_RIDE, (args["user_id"], args["origin"], args["target"])
         ).fetchone()
         assert ride is not None
-        conn.execute(
-            "UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s",
-            (json.dumps({"ride_id": ride[0]}), run_id),
-        )
+        conn.execute(STEP_CHARGE, (json.dumps({"ride_id": ride[0]}), run_id))
     _steps_2_3(conn, run_id, ride[0], key)
     return True
 
 
-def _named(sql: str) -> Any:
-    """The statement as SQLAlchemy ``text()`` with named parameters :a, :b, :c."""
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    for name in "abc":
-        sql = sql.replace("%s", f":{name}", 1)
-    return sa.text(sql)
-
-
-_SA_STATEMENTS: dict[str, Any] = {}
+@functools.cache
+def _sa_statements() -> dict[str, Any]:
+    """The floor's statements as SQLAlchemy ``text()``, built once per process."""
+    return {
+        "CLAIM_ONE": sa_text(CLAIM_ONE),
+        "INSERT_PROGRESS": sa_text(INSERT_PROGRESS),
+        "STEP_CHARGE": sa_text(STEP_CHARGE),
+        "STEP_FINISH": sa_text(STEP_FINISH),
+        "RUN_DONE": sa_text(RUN_DONE),
+        "INSERT_RIDE": sa_text(INSERT_RIDE),
+        "UPDATE_RIDE": sa_text(UPDATE_RIDE),
+        "INSERT_AUDIT": sa_text(INSERT_AUDIT),
+    }
 
 
 def claim_and_run_sa(engine: Any) -> bool:
     """:func:`claim_and_run` with every transaction on a connection of ``engine``'s pool
     (checked out per transaction, as acidic does) and every statement SQLAlchemy
     ``text()``: the queue floor of an application that writes with SQLAlchemy Core."""
-    st = _SA_STATEMENTS
-    if not st:
-        st["claim"] = _named(
-            "UPDATE bench_progress SET status = 'running' WHERE id = ("
-            " SELECT id FROM bench_progress WHERE status = 'pending' ORDER BY id"
-            " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, key, args"
-        )
-        st["ride"], st["update"], st["audit"] = map(
-            _named, (INSERT_RIDE, UPDATE_RIDE, INSERT_AUDIT)
-        )
-        st["step1"] = _named("UPDATE bench_progress SET step = 'charge', ctx = %s WHERE id = %s")
-        st["step2"] = _named("UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s")
-        st["done"] = _named(
-            "UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s"
-        )
+    st = _sa_statements()
     with engine.begin() as conn:
-        row = conn.execute(st["claim"]).first()
+        row = conn.execute(st["CLAIM_ONE"]).first()
     if row is None:
         return False
     run_id, key, args_json = row
     args = json.loads(args_json)
     with engine.begin() as conn:
         ride_id = conn.execute(
-            st["ride"], {"a": args["user_id"], "b": args["origin"], "c": args["target"]}
+            st["INSERT_RIDE"], sa_params(args["user_id"], args["origin"], args["target"])
         ).scalar_one()
-        conn.execute(st["step1"], {"a": json.dumps({"ride_id": ride_id}), "b": run_id})
-    charge = fake_charge(ride_id, key)
-    with engine.begin() as conn:
-        ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
-        conn.execute(st["step2"], {"a": ctx, "b": run_id})
-    with engine.begin() as conn:
-        conn.execute(st["update"], {"a": charge, "b": ride_id})
-        conn.execute(st["audit"], {"a": ride_id})
-        conn.execute(st["done"], {"a": run_id})
+        conn.execute(st["STEP_CHARGE"], sa_params(json.dumps({"ride_id": ride_id}), run_id))
+    _steps_2_3_sa(engine, st, run_id, ride_id, key)
     return True
+
+
+def _steps_2_3_sa(engine: Any, st: dict[str, Any], run_id: int, ride_id: int, key: str) -> None:
+    charge = fake_charge(ride_id, key)
+    ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
+    with engine.begin() as conn:
+        conn.execute(st["STEP_FINISH"], sa_params(ctx, run_id))
+    with engine.begin() as conn:
+        conn.execute(st["UPDATE_RIDE"], sa_params(charge, ride_id))
+        conn.execute(st["INSERT_AUDIT"], sa_params(ride_id))
+        conn.execute(st["RUN_DONE"], sa_params(run_id))
 
 
 def sa_floor(n: int, concurrency: int) -> float:
@@ -163,18 +161,7 @@ def sa_floor(n: int, concurrency: int) -> float:
     checkout per transaction as acidic does): what SQLAlchemy itself costs."""
     import sqlalchemy as sa  # noqa: PLC0415
 
-    def named(sql: str) -> sa.TextClause:
-        for name in "abc":
-            sql = sql.replace("%s", f":{name}", 1)
-        return sa.text(sql)
-
-    insert_ride, update_ride, insert_audit = map(named, (INSERT_RIDE, UPDATE_RIDE, INSERT_AUDIT))
-    insert_progress = named(
-        "INSERT INTO bench_progress (key, args, status, step, ctx)"
-        " VALUES (%s, %s, 'running', 'charge', %s) RETURNING id"
-    )
-    step2 = named("UPDATE bench_progress SET step = 'finish', ctx = %s WHERE id = %s")
-    done = named("UPDATE bench_progress SET status = 'succeeded', step = NULL WHERE id = %s")
+    st = _sa_statements()
     engine = sa.create_engine(pg_url(DB, "postgresql+psycopg"), pool_size=concurrency)
     counter = itertools.count()
 
@@ -183,20 +170,13 @@ def sa_floor(n: int, concurrency: int) -> float:
             args, key = ride_args(i), f"ride-{i}"
             with engine.begin() as conn:
                 ride_id = conn.execute(
-                    insert_ride, {"a": args["user_id"], "b": args["origin"], "c": args["target"]}
+                    st["INSERT_RIDE"], sa_params(args["user_id"], args["origin"], args["target"])
                 ).scalar_one()
                 run_id = conn.execute(
-                    insert_progress,
-                    {"a": key, "b": json.dumps(args), "c": json.dumps({"ride_id": ride_id})},
+                    st["INSERT_PROGRESS"],
+                    sa_params(key, json.dumps(args), json.dumps({"ride_id": ride_id})),
                 ).scalar_one()
-            charge = fake_charge(ride_id, key)
-            ctx = json.dumps({"ride_id": ride_id, "charge_id": charge})
-            with engine.begin() as conn:
-                conn.execute(step2, {"a": ctx, "b": run_id})
-            with engine.begin() as conn:
-                conn.execute(update_ride, {"a": charge, "b": ride_id})
-                conn.execute(insert_audit, {"a": ride_id})
-                conn.execute(done, {"a": run_id})
+            _steps_2_3_sa(engine, st, run_id, ride_id, key)
 
     with engine.connect():
         pass  # the first connection (and SQLAlchemy's dialect setup) is not timed
