@@ -12,6 +12,7 @@ import inspect
 import random
 import typing
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
 
@@ -206,7 +207,17 @@ class JobDefinition:
         return {name: getattr(model, name) for name in self.field_names}
 
     def instantiate(self, data: dict[str, Any]) -> Job:
-        return self.cls(**self.decode_args(data))
+        """The job of stored arguments ``data`` (validated by decoding them; not proven
+        storable again, as a job built by the application is: they were stored)."""
+        token = _FROM_STORAGE.set(self.cls)
+        try:
+            return self.cls(**self.decode_args(data))
+        finally:
+            _FROM_STORAGE.reset(token)
+
+
+#: The job class :meth:`JobDefinition.instantiate` is building from stored arguments.
+_FROM_STORAGE: ContextVar[type[Job] | None] = ContextVar("acidic_from_storage", default=None)
 
 
 def _describe(exc: pydantic.ValidationError) -> str:
@@ -397,8 +408,10 @@ class Job:
         cls.__acidic_definition__ = definition
 
     def __post_init__(self) -> None:
-        # Fail on the line that builds the job, not later in a worker.
-        type(self).__acidic_definition__.encode_args(self)
+        # Fail on the line that builds the job, not later in a worker. (A worker building
+        # it from its stored arguments knows they are storable; decode_args validated them.)
+        if _FROM_STORAGE.get() is not type(self):
+            type(self).__acidic_definition__.encode_args(self)
 
     def unique_by(self) -> Any:
         """What identifies this job's run when no key is given: by default, all its arguments.

@@ -114,6 +114,11 @@ class AsyncSides:
 
     def _side(self, pool: dict[str, Any] | None = None) -> _Side:
         loop = asyncio.get_running_loop()
+        # The common case first, without the lock or the sweep (a worker's loop asks once
+        # per run): a running loop's side is never removed by another thread's sweep.
+        side = self._sides.get(id(loop))
+        if side is not None and side.loop is loop:
+            return side
         with self._lock:
             for key, other in list(self._sides.items()):
                 if other.loop.is_closed():

@@ -103,6 +103,7 @@ class Manager(Operations):
             encoded_args,
             same_args=same_args,
             concurrency=concurrency_of(job),
+            flushed_later=True,  # the run's steps flush before any effect: see insert_claimed
         )
         if isinstance(claim, Finished):
             return claim.result
@@ -120,9 +121,12 @@ class Manager(Operations):
         *,
         same_args: bool = True,
         concurrency: dict[str, Any] | None = None,
+        flushed_later: bool = False,
     ) -> Claim | Finished:
         """Create the key's run or take it over, or return its stored result
-        (``concurrency``: the new run's limit columns, see :func:`concurrency_of`)."""
+        (``concurrency``: the new run's limit columns, see :func:`concurrency_of`;
+        ``flushed_later``: the caller's next write of the run is flushed and makes
+        no effect depend on the run before it, see ``Store.insert_claimed``)."""
         self.store.check_schema()
         for attempt in range(RACE_RETRIES):
             try:
@@ -137,6 +141,7 @@ class Manager(Operations):
                     same_args,
                     patient=attempt > 0,
                     concurrency=concurrency,
+                    flushed_later=flushed_later,
                 )
             except sa.exc.DBAPIError as exc:
                 if not self.store.is_race(exc):
@@ -163,6 +168,7 @@ class Manager(Operations):
         *,
         patient: bool,
         concurrency: dict[str, Any] | None = None,
+        flushed_later: bool = False,
     ) -> Claim | Finished | None:
         """One attempt; None when a concurrent writer changed the row under us."""
         store = self.store
@@ -193,6 +199,7 @@ class Manager(Operations):
                     **(concurrency or {}),
                 ),
                 patient=patient,
+                flushed_later=flushed_later,
             )
             if new is not None:
                 return Claim(new, token, retrying=False)

@@ -40,7 +40,7 @@ from .._errors import (
 )
 from .._job import Job, JobDefinition, StepSpec, StepState
 from .._run import ENDED, Run, RunStatus
-from .._storage import EventRow, Fence, RunChange, RunRow
+from .._storage import EventRow, Fence, RunChange, RunRow, mark_step
 from . import _transitions as t
 from ._calls import call_step
 from ._failures import error_json, landed, lost, outcome_of, rollback
@@ -200,15 +200,13 @@ class Runner:
             try:
                 # While the step runs, a COMMIT on its connection is refused (see Store).
                 store.step_broken(conn)  # forget a previous use of the connection
-                conn.execution_options(
-                    acidic_in_step=f"step {spec.name} of job {run.definition.cls.__qualname__}"
-                )
+                mark_step(conn, f"step {spec.name} of job {run.definition.cls.__qualname__}")
                 run.conn = conn
                 try:
                     returned = self._call(run, spec, conn)
                 finally:
                     run.conn = None
-                    conn.execution_options(acidic_in_step=None)
+                    mark_step(conn, None)
                 broken = store.step_broken(conn)
                 if broken is not None:
                     raise StorageError(

@@ -5,7 +5,9 @@ above this package writes SQL or names a column.
 """
 
 from ._limited_claims import QueueLimits
+from ._rendered import in_autocommit
 from ._rows import KEEP, EventRow, Fence, Keep, NewRun, RunChange, RunRow
+from ._step_connection import mark_step
 from ._store import Store
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "RunChange",
     "RunRow",
     "Store",
+    "in_autocommit",
+    "mark_step",
 ]

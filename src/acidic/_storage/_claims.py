@@ -251,8 +251,7 @@ class OneStatementClaimer:
         for i, job in enumerate(jobs):
             params[f"c_job{i}"] = job
             params[f"c_expires{i}"] = now + dt.timedelta(seconds=lock_timeout(job))
-        with self.store.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self.store.autocommitted() as conn:
             rows = stmt.rows(conn, params)
         # The last two columns: the run's priority (claim order) and its candidate rank
         # (0: its owner's lock had expired, a takeover).

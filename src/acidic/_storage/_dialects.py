@@ -78,6 +78,20 @@ class Dialect:
         """An INSERT of ``values`` that does nothing when the primary key exists."""
         raise NotImplementedError
 
+    def flushed_later(self) -> sa.ColumnElement[Any] | None:
+        """A column to add to the ``RETURNING`` of one statement in autocommit so that
+        its commit does not wait for the database to flush it to disk, where the
+        database can be told so for one transaction; None elsewhere. Only for a write
+        that nothing relies on until a later, flushed write of the same run (see
+        ``Store.insert_claimed``)."""
+        return None
+
+    def set_autocommit(self, conn: Connection, on: bool) -> bool:
+        """Switch ``conn``'s driver connection in or out of autocommit directly (cheaper
+        than SQLAlchemy's isolation-level option and its reset on return to the pool);
+        False where this dialect leaves it to SQLAlchemy."""
+        return False
+
     def inserted(self, conn: Connection, insert: Rendered, values: dict[str, Any]) -> int | None:
         """Run :meth:`insert_unless_exists` (rendered); the new row's id, or None if the
         key existed."""
@@ -232,6 +246,24 @@ class PostgreSQL(Dialect):
             .on_conflict_do_nothing(index_elements=[key_column])
             .returning(table.c.id)
         )
+
+    def flushed_later(self) -> sa.ColumnElement[Any] | None:
+        # set_config(..., is_local => true) lasts until the end of the statement's own
+        # (implicit) transaction, and is read when it commits: that commit alone does not
+        # wait for the WAL flush, and the session's setting is untouched. Evaluated in
+        # RETURNING, so only when a row is written (else there is nothing to commit).
+        return sa.func.set_config(
+            sa.literal("synchronous_commit"), sa.literal("off"), sa.true()
+        ).label("acidic_flushed_later")
+
+    def set_autocommit(self, conn: Connection, on: bool) -> bool:
+        if conn.dialect.driver != "psycopg":
+            return False
+        # psycopg's Connection, or SQLAlchemy's adapter of its AsyncConnection (whose
+        # setter awaits set_autocommit(), from the greenlet SQLAlchemy runs us in): a
+        # client-side switch either way, no round trip.
+        conn.connection.dbapi_connection.autocommit = on  # type: ignore[union-attr]
+        return True
 
     def inserted_and_notified(self, insert: sa.Insert) -> sa.Select[Any] | None:
         new = insert.cte("acidic_new")

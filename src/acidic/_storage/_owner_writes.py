@@ -101,8 +101,7 @@ class OwnerWrites(Connected):
         """:meth:`write_progress` in a transaction of its own, committed (one statement
         in autocommit where the dialect writes progress and events in one)."""
         if events and self.dialect.dml_in_cte and self.dialect.autocommit_writes:
-            with self.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            with self.autocommitted() as conn:
                 return self.write_progress(conn, fence, change, events)
         with self.transaction() as conn:
             return self.write_progress(conn, fence, change, events)

@@ -62,8 +62,7 @@ class QueueWrites(Connected):
             run_id = write(conn)
         elif both is not None and self.dialect.autocommit_writes and new.concurrency_key is None:
             # One statement (PostgreSQL): atomic on its own, no BEGIN and COMMIT.
-            with self.engine.connect() as own:
-                own.execution_options(isolation_level="AUTOCOMMIT")
+            with self.autocommitted() as own:
                 run_id = write(own)
         else:
             with self.transaction() as own:

@@ -8,57 +8,65 @@ PostgreSQL, 5-6% of a ride job's). A :class:`Rendered` statement pays for that o
 each execution goes through ``Connection.exec_driver_sql``, which keeps SQLAlchemy's
 events, error translation and transaction handling.
 
-Where nobody but acidic listens to SQLAlchemy's cursor events on the engine, and the
+Where nothing listens to SQLAlchemy's cursor events on the engine or the connection, and the
 statement runs outside any step (acidic's own progress writes and claims), it goes to
 the driver's cursor directly: SQLAlchemy's execution context, result object and event
 dispatch cost about as much again as the rest (121 against 53 µs of client CPU per
 statement with psycopg; 293 against 176 µs through its asyncio adapter). Errors still go
 through SQLAlchemy's handling (translation, ``handle_error``, invalidation of a dead
-connection). As soon as anything else listens (``acidic.testing.crash_points``, an
+connection). As soon as anything listens (``acidic.testing.crash_points``, an
 application's instrumentation), every statement goes through ``exec_driver_sql`` again,
 so that it sees each one.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-__all__ = ["Rendered", "listen_before_execute"]
+from ._step_connection import in_step
 
-#: How many ``before_cursor_execute`` listeners acidic itself put on each engine.
-_OWN_LISTENERS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
-
-
-def listen_before_execute(engine: Engine, listener: Callable[..., None]) -> None:
-    """Listen to ``engine``'s ``before_cursor_execute`` as acidic (counted: a statement
-    of acidic's own skips SQLAlchemy's execution while only acidic listens)."""
-    sa.event.listen(engine, "before_cursor_execute", listener)
-    _OWN_LISTENERS[engine] = _OWN_LISTENERS.get(engine, 0) + 1
+__all__ = ["Rendered", "in_autocommit", "mark_autocommit"]
 
 
 def _on_driver(conn: Connection) -> bool:
     """Whether a statement may go to ``conn``'s driver cursor directly: no listener of
-    cursor events but acidic's, not in a step (acidic's guard of a step's connection is
-    such a listener), and in a transaction or in autocommit (else SQLAlchemy would begin
-    one itself)."""
+    cursor events, not in a step, and in a transaction or in autocommit (else SQLAlchemy
+    would begin one itself)."""
     if conn._has_events:  # listeners of this connection alone
         return False
-    engine = conn.engine
-    dispatch = engine.dispatch
-    if dispatch.after_cursor_execute or len(dispatch.before_cursor_execute) != _OWN_LISTENERS.get(
-        engine, 0
-    ):
+    dispatch = conn.engine.dispatch
+    if dispatch.after_cursor_execute or dispatch.before_cursor_execute:
         return False
-    options = conn.get_execution_options()
-    if options.get("acidic_in_step"):
+    if in_step(conn):
         return False
-    return conn.in_transaction() or options.get("isolation_level") == "AUTOCOMMIT"
+    return conn.in_transaction() or in_autocommit(conn)
+
+
+def in_autocommit(conn: Connection) -> bool:
+    """Whether each statement on ``conn`` commits on its own: switched by SQLAlchemy's
+    isolation-level option, or on the driver by acidic (``Connected.autocommitted``)."""
+    return (
+        _AUTOCOMMIT in conn.__dict__
+        or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    )
+
+
+#: Set on a Connection whose driver connection acidic switched to autocommit itself
+#: (see ``Connected.autocommitted``).
+_AUTOCOMMIT = "acidic_autocommit"
+
+
+def mark_autocommit(conn: Connection, on: bool) -> None:
+    """Mark ``conn`` as switched to autocommit on its driver connection (or no more)."""
+    if on:
+        conn.__dict__[_AUTOCOMMIT] = True
+    else:
+        conn.__dict__.pop(_AUTOCOMMIT, None)
 
 
 #: Read the cursor's rowcount before the result is closed (SQLAlchemy reads it only

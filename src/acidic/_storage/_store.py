@@ -39,24 +39,36 @@ class Store(OwnerWrites, QueueWrites, Family, RelayReads):
 
     # -- claims -----------------------------------------------------------------------
 
-    def insert_claimed(self, new: NewRun, *, patient: bool = True) -> RunRow | None:
+    def insert_claimed(
+        self, new: NewRun, *, patient: bool = True, flushed_later: bool = False
+    ) -> RunRow | None:
         """Insert a new run already claimed by its creator; None if the key exists.
 
         Not ``patient``: on SQLite, give up after a few milliseconds if another
         connection holds the write lock (a retryable "database is locked" error).
+
+        ``flushed_later``: the insert's commit need not wait for the disk (see
+        :meth:`Dialect.flushed_later`), because the caller makes no effect depend on the
+        new row before its next write, which is flushed and so flushes the row too (the
+        database's log is written in order). A job's run: its first transactional step
+        commits with the step's writes; a non-transactional first step's ``started``
+        record commits before the call. A database crash in between loses the row and
+        nothing done under it: the caller's next write fails, and the next call creates
+        the run again.
         """
         values = new.values()
+        if self.dialect.autocommit_writes:
+            # One statement: atomic on its own, without BEGIN and COMMIT round trips.
+            insert = self._insert_statement(tuple(values), flushed_later=flushed_later)
+            with self.autocommitted() as conn:
+                run_id = self.dialect.inserted(conn, insert, values)
+            return None if run_id is None else new.row(run_id)
         insert = self._insert_statement(tuple(values))
         with self.engine.connect() as conn:
-            if self.dialect.autocommit_writes:
-                # One statement: atomic on its own, without BEGIN and COMMIT round trips.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not patient:
+                conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
+            with conn.begin():
                 run_id = self.dialect.inserted(conn, insert, values)
-            else:
-                if not patient:
-                    conn.execution_options(acidic_busy_timeout=IMPATIENT_BUSY_TIMEOUT)
-                with conn.begin():
-                    run_id = self.dialect.inserted(conn, insert, values)
         return None if run_id is None else new.row(run_id)
 
     def claim(

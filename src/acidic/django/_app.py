@@ -45,8 +45,7 @@ class DjangoApp(App):
         self.alias = alias
         _follow_django_settings(self.engine, alias)
         store = self.manager.store
-        store.step_engine = django_engine(alias, "step")
-        store.guard_steps(store.step_engine)
+        store.step_engine = store.guard_steps(django_engine(alias, "step"))
 
     def run(self, job: Job, key: str | None = None) -> Any:
         """As :meth:`acidic.App.run`; refused (nothing runs, nothing is locked) inside an

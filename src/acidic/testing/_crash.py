@@ -30,6 +30,7 @@ from .._engine import current_step
 from .._errors import AcidicError
 from .._job import Job
 from .._run import Run, RunStatus
+from .._storage import in_autocommit
 from ._clock import Clock
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def _describe(write: re.Match[str]) -> str:
 
 
 def _autocommit(conn: sa.Connection) -> bool:
-    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    return in_autocommit(conn)
 
 
 def _raise(point: CrashPoint, conn: sa.Connection) -> None:
