@@ -226,7 +226,11 @@ def test_worker__sqlite_workers_share_the_writer_without_lock_errors(
         app, database_url, tmp_path, workers=3, concurrency=2, n=SQLITE_DRAIN_RUNS
     )
     pids = _check_drained(app, tmp_path, SQLITE_DRAIN_RUNS)
-    assert len(pids) == 3, f"only workers {pids} ran anything"
+    # SQLite does not queue waiting writers (a busy one sleeps and tries again): a worker
+    # whose executors claim run after run can keep the lock from another for the whole
+    # drain (seen: one of three idle for 2 s on a loaded machine). Fair shares are not
+    # promised; claims that raced and nothing lost or doubled are.
+    assert len(pids) >= 2, f"only workers {pids} ran anything"
     logs = "".join(worker.output() for worker in workers)
     assert "database is locked" not in logs, logs
     assert _errors(workers) == []
@@ -316,18 +320,20 @@ def test_worker__sigkilled_workers_run_is_taken_over_by_a_running_worker(
         )
         (second,) = _start_workers(database_url, tmp_path, started, 1, **options)
         assert first.alive()
+        kill_sent_at = dt.datetime.now(dt.UTC)
         first.signal_group(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         killed_at = dt.datetime.now(dt.UTC)
         dead = _run(app, key)
         # On SQLite the lock may be stale already (the step held the only write lock, so
         # the heartbeat could not renew it, and nobody could claim): the second worker may
-        # take the run over the moment the kill frees the write lock, before this read.
+        # take the run over the moment the kill frees the write lock, before the wait above
+        # returns (seen: 13 ms before killed_at), so then the bound is the signal itself.
         if not (database_url.startswith("sqlite") and dead.attempts == 2):
             assert (dead.status, dead.attempts, dead.recovery_point) == ("running", 1, step)
         assert dead.lock_expires_at is not None
         # Nobody renews it any more (unless the second worker already took it over).
-        stale_from = dead.lock_expires_at if dead.attempts == 1 else killed_at
+        stale_from = dead.lock_expires_at if dead.attempts == 1 else kill_sent_at
 
         done = _reach(app, key, "succeeded", started, f"{key} to be taken over")
     assert (done.attempts, done.result) == (2, 2)
