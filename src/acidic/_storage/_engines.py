@@ -114,7 +114,8 @@ def make_engine(database: str | URL | Engine) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)  # type: ignore[no-any-return]
     try:
-        return sa.create_engine(url, **_options(url))
+        engine: Engine = _reset_only_in_transaction(sa.create_engine(url, **_options(url)))
+        return engine
     except ImportError as exc:
         raise AcidicError(_missing_driver(url, exc)) from exc
 
@@ -124,7 +125,35 @@ def _options(url: URL) -> dict[str, Any]:
     if url.get_backend_name() in ("mysql", "mariadb"):
         # REPEATABLE READ would let a step read a snapshot older than the row it updates.
         options["isolation_level"] = "READ COMMITTED"
+    if url.drivername == "postgresql+psycopg":
+        # Replaced by _reset_only_in_transaction's listener.
+        options["pool_reset_on_return"] = None
     return options
+
+
+def _reset_only_in_transaction(made: Any) -> Any:
+    """On psycopg, roll a connection back on its return to the pool only when it is in a
+    transaction. acidic ends its transactions itself (commit, or rollback on any error)
+    and runs its one-statement writes in autocommit, so SQLAlchemy's ROLLBACK on every
+    return found an idle connection each time: nothing reached the server, but each cost
+    the client about 30 µs, a greenlet switch on asyncio, three times per ride job. A
+    connection that comes back in a transaction, or with a statement in progress, is
+    still rolled back (and discarded if that fails, as before)."""
+    engine: Engine = getattr(made, "sync_engine", made)
+    if engine.url.drivername != "postgresql+psycopg":
+        return made
+    from psycopg import pq  # noqa: PLC0415 - psycopg engines only
+
+    idle = pq.TransactionStatus.IDLE
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        if state.terminate_only or not state.asyncio_safe:
+            return  # as SQLAlchemy's own reset: the connection is discarded, or can't be used here
+        if record.driver_connection.info.transaction_status != idle:
+            dbapi_connection.rollback()
+
+    return made
 
 
 #: The asyncio driver acidic picks for the sync driver of a URL.
@@ -183,7 +212,7 @@ def make_async_engine(
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url, create_async_engine)
-        return create_async_engine(url, **_options(url), **(pool or {}))
+        return _reset_only_in_transaction(create_async_engine(url, **_options(url), **(pool or {})))
     except ImportError as exc:
         raise AcidicError(_missing_driver(url, exc)) from exc
 
