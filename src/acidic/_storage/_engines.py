@@ -114,7 +114,7 @@ def make_engine(database: str | URL | Engine) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)  # type: ignore[no-any-return]
     try:
-        engine: Engine = _reset_only_in_transaction(sa.create_engine(url, **_options(url)))
+        engine: Engine = _created(sa.create_engine, url)
         return engine
     except ImportError as exc:
         raise AcidicError(_missing_driver(url, exc)) from exc
@@ -125,23 +125,29 @@ def _options(url: URL) -> dict[str, Any]:
     if url.get_backend_name() in ("mysql", "mariadb"):
         # REPEATABLE READ would let a step read a snapshot older than the row it updates.
         options["isolation_level"] = "READ COMMITTED"
-    if url.drivername == "postgresql+psycopg":
-        # Replaced by _reset_only_in_transaction's listener.
-        options["pool_reset_on_return"] = None
     return options
 
 
-def _reset_only_in_transaction(made: Any) -> Any:
+def _created(create: Any, url: URL, **pool: Any) -> Any:
+    """``create(url, ...)`` (the sync or asyncio ``create_engine``) with acidic's options;
+    on psycopg, the pool's reset of :func:`_reset_only_in_transaction`."""
+    options = _options(url)
+    if url.drivername != "postgresql+psycopg":
+        return create(url, **options, **pool)
+    made = create(url, **options, **pool, pool_reset_on_return=None)
+    _reset_only_in_transaction(getattr(made, "sync_engine", made))
+    return made
+
+
+def _reset_only_in_transaction(engine: Engine) -> None:
     """On psycopg, roll a connection back on its return to the pool only when it is in a
     transaction. acidic ends its transactions itself (commit, or rollback on any error)
     and runs its one-statement writes in autocommit, so SQLAlchemy's ROLLBACK on every
     return found an idle connection each time: nothing reached the server, but each cost
     the client about 30 µs, a greenlet switch on asyncio, three times per ride job. A
     connection that comes back in a transaction, or with a statement in progress, is
-    still rolled back (and discarded if that fails, as before)."""
-    engine: Engine = getattr(made, "sync_engine", made)
-    if engine.url.drivername != "postgresql+psycopg":
-        return made
+    still rolled back (and discarded if that fails, as before). For an engine made with
+    ``pool_reset_on_return=None``."""
     from psycopg import pq  # noqa: PLC0415 - psycopg engines only
 
     idle = pq.TransactionStatus.IDLE
@@ -152,8 +158,6 @@ def _reset_only_in_transaction(made: Any) -> Any:
             return  # as SQLAlchemy's own reset: the connection is discarded, or can't be used here
         if record.driver_connection.info.transaction_status != idle:
             dbapi_connection.rollback()
-
-    return made
 
 
 #: The asyncio driver acidic picks for the sync driver of a URL.
@@ -212,7 +216,7 @@ def make_async_engine(
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url, create_async_engine)
-        return _reset_only_in_transaction(create_async_engine(url, **_options(url), **(pool or {})))
+        return _created(create_async_engine, url, **(pool or {}))
     except ImportError as exc:
         raise AcidicError(_missing_driver(url, exc)) from exc
 

@@ -189,14 +189,14 @@ class _Injector:
         executemany: bool,
     ) -> None:
         # A write in autocommit took effect when it returned: that is its commit.
-        if not self._mine(conn) or not _autocommit(conn):
+        if not self._mine(conn) or not in_autocommit(conn):
             return
         write = _WRITE.match(statement)
         if write is not None:
             self._reached(conn, "acknowledgement", _describe(write))
 
     def _on_commit(self, conn: sa.Connection) -> None:
-        if not self._mine(conn) or _autocommit(conn):  # nothing left to commit
+        if not self._mine(conn) or in_autocommit(conn):  # nothing left to commit
             return
         self._dead()
         self._reached(conn, "commit")
@@ -217,10 +217,6 @@ def _describe(write: re.Match[str]) -> str:
     verb = " ".join(write.group(1).upper().split())
     table = write.group(2).strip('`"')
     return f"{verb} {table}"
-
-
-def _autocommit(conn: sa.Connection) -> bool:
-    return in_autocommit(conn)
 
 
 def _raise(point: CrashPoint, conn: sa.Connection) -> None:
