@@ -26,29 +26,25 @@ log = logging.getLogger("acidic.worker")
 
 
 class Wakeups:
-    """The dispatcher's wake-up (``event``), the queues notified since its last claim,
-    and whether an executor has just found every queue empty."""
+    """The dispatcher's wake-up (``event``), how many notifications arrived, and
+    whether an executor has just found every queue empty.
+
+    Which queue was notified does not reorder the claims: the dispatcher keeps its
+    round-robin, or a queue that keeps receiving runs (notified between every two
+    claims) would always go first and starve a quiet queue's due runs."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self._lock = threading.Lock()
-        self._notified: set[str] = set()
         self._heard = 0  # notifications so far
         self._drained = False
 
     def notified(self, queue: str) -> None:
         """The listener heard of a new run in ``queue``: wake the dispatcher to claim."""
         with self._lock:
-            self._notified.add(queue)
             self._heard += 1
             self._drained = False
         self.event.set()
-
-    def take_notified(self) -> set[str]:
-        """The queues notified since the last call (the dispatcher claims them first)."""
-        with self._lock:
-            notified, self._notified = self._notified, set()
-        return notified
 
     @property
     def heard(self) -> int:

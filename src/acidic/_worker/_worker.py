@@ -309,11 +309,11 @@ class Worker:
         jobs = list(app.jobs)
         claimed = 0
         # Round-robin: start with the next queue each time, a share per queue per turn
-        # (with one queue, every free slot at once); queues just notified go first.
+        # (with one queue, every free slot at once). A notification only wakes the
+        # dispatcher: putting the notified queues first starved a quiet queue behind one
+        # that kept receiving runs.
         with self._lock:
             order = self._queue_order()
-        notified = self._wakeups.take_notified()
-        order.sort(key=lambda q: q not in notified)
         share = max(1, free // len(order))
         while claimed < free:
             got_any = False
