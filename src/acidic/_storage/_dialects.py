@@ -24,8 +24,10 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 
 from .._errors import AcidicError, SchemaVersionError
+from . import _pg_notify
 from ._claims import Claimer, OneStatementClaimer, StepwiseClaimer
 from ._engines import shown_url
+from ._pg_notify import Heard
 from ._rendered import Rendered
 
 if TYPE_CHECKING:
@@ -36,14 +38,6 @@ __all__ = ["Dialect", "Heard", "dialect_for"]
 #: Locks are keyed by this name (MySQL GET_LOCK) or number (PostgreSQL advisory lock).
 MIGRATION_LOCK_NAME = "acidic.migrate"
 MIGRATION_LOCK_ID = 0x616369646963  # "acidic"
-#: PostgreSQL NOTIFY channel on which enqueues wake workers (the payload is the queue).
-NOTIFY_CHANNEL = "acidic_runs"
-#: PostgreSQL NOTIFY channel on which a trigger announces finished runs (the payload is
-#: the run's id; migration 0005): what app.wait listens to.
-FINISHED_CHANNEL = "acidic_finished"
-
-#: ``heard(timeout)``: wait up to ``timeout`` seconds for runs to finish; the ids heard.
-Heard = Callable[[float], set[int]]
 
 
 class Dialect:
@@ -118,11 +112,10 @@ class Dialect:
         connection is lost; the caller reconnects."""
         return None
 
-    @contextlib.contextmanager
-    def finished_runs(self, engine: Engine) -> Iterator[Heard | None]:
-        """Listen for runs finishing (see :data:`FINISHED_CHANNEL`) while in the block;
-        None where the database cannot notify, and waiters poll."""
-        yield None
+    def finished_runs(self, engine: Engine) -> contextlib.AbstractContextManager[Heard | None]:
+        """Listen for runs finishing (PostgreSQL: ``_pg_notify.FINISHED_CHANNEL``) while
+        in the block; None where the database cannot notify, and waiters poll."""
+        return contextlib.nullcontext(None)
 
     def claimer(self, store: Connected) -> Claimer:
         """How workers claim due runs on this database."""
@@ -267,8 +260,8 @@ class PostgreSQL(Dialect):
 
     def inserted_and_notified(self, insert: sa.Insert) -> sa.Select[Any] | None:
         new = insert.cte("acidic_new")
-        channel = sa.literal(NOTIFY_CHANNEL, type_=sa.String)
-        return sa.select(new.c.id, sa.func.pg_notify(channel, sa.bindparam("queue")))
+        queue = sa.bindparam("queue", type_=sa.String)
+        return sa.select(new.c.id, _pg_notify.notification(queue))
 
     def claimer(self, store: Connected) -> Claimer:
         return OneStatementClaimer(store)
@@ -276,31 +269,13 @@ class PostgreSQL(Dialect):
     def notifications(
         self, engine: Engine, queues: Sequence[str], stopped: Callable[[], bool]
     ) -> Iterator[str] | None:
-        return _pg_notifications(engine, frozenset(queues), stopped)
+        return _pg_notify.notifications(engine, frozenset(queues), stopped)
 
-    @contextlib.contextmanager
-    def finished_runs(self, engine: Engine) -> Iterator[Heard | None]:
-        import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
-
-        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"LISTEN {FINISHED_CHANNEL}")
-
-            def heard(timeout: float) -> set[int]:
-                ids = set()
-                for note in conn.notifies(timeout=timeout, stop_after=1):
-                    with contextlib.suppress(ValueError):
-                        ids.add(int(note.payload))
-                return ids
-
-            yield heard
+    def finished_runs(self, engine: Engine) -> contextlib.AbstractContextManager[Heard | None]:
+        return _pg_notify.finished_runs(engine)
 
     def notify(self, conn: Connection, queue: str) -> None:
-        # Delivered at commit, and only if the transaction commits.
-        conn.execute(
-            sa.text("SELECT pg_notify(:channel, :queue)"),
-            {"channel": NOTIFY_CHANNEL, "queue": queue},
-        )
+        _pg_notify.notify(conn, queue)
 
     def is_lock_unavailable(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == "55P03"
@@ -342,22 +317,6 @@ class PostgreSQL(Dialect):
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
             conn.commit()
-
-
-def _pg_notifications(
-    engine: Engine, queues: frozenset[str], stopped: Callable[[], bool]
-) -> Iterator[str]:
-    # A connection of its own, outside the pool: it stays in LISTEN for hours.
-    import psycopg  # noqa: PLC0415 - an optional driver, needed on PostgreSQL only
-
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        yield from queues  # runs enqueued while we were not listening
-        while not stopped():
-            for note in conn.notifies(timeout=0.5):
-                if note.payload in queues:
-                    yield note.payload
 
 
 class SQLite(Dialect):
