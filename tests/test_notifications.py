@@ -135,3 +135,28 @@ def test_notifications__a_bare_queue_name_from_an_older_acidic_still_wakes(
     finally:
         heard_a.stop()
         heard_b.stop()
+
+
+def test_notifications__a_run_finishing_wakes_the_waiters_of_its_own_schema_only(
+    two_apps: tuple[acidic.App, acidic.App],
+) -> None:
+    a, b = two_apps
+    # Both schemas number their runs from 1: the first run of each has the same id.
+    a.enqueue(Hello(name="a"), key="first")
+    b.enqueue(Hello(name="b"), key="first")
+    with a.manager.store.finished_runs() as heard_a, b.manager.store.finished_runs() as heard_b:
+        assert heard_a is not None and heard_b is not None
+        first = _run_id(b, "first")
+        assert _run_id(a, "first") == first
+        assert b.drain() == 1
+        assert heard_a(0.3) == set()
+        assert heard_b(2.0) == {first}
+        assert a.drain() == 1
+        assert heard_a(2.0) == {first}
+        assert heard_b(0.3) == set()
+
+
+def _run_id(app: acidic.App, key: str) -> int:
+    with app.engine.connect() as conn:
+        query = sa.text("SELECT id FROM acidic_runs WHERE idempotency_key = :key")
+        return int(conn.execute(query, {"key": key}).scalar_one())

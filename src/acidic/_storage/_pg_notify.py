@@ -7,7 +7,8 @@ payload names the acidic_runs table it wrote to (``<oid>:<queue>``, the oid comp
 the server from the connection's search_path, as it resolves the table itself), and a
 listener wakes its worker only for its own table's queues; otherwise every enqueue
 anywhere cost an empty claim from every other tenant's workers. A bare ``<queue>`` (what
-acidic sent before) still wakes every listener of that queue.
+acidic sent before) still wakes every listener of that queue. The same holds for finished
+runs (runs of different schemas share ids): the trigger's payload is ``<oid>:<run id>``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ __all__ = [
 
 #: The channel on which enqueues (and resume, signal, retry) wake workers.
 NOTIFY_CHANNEL = "acidic_runs"
-#: The channel on which a trigger announces finished runs (the payload is the run's id;
-#: migration 0005): what app.wait listens to.
+#: The channel on which a trigger announces finished runs (the payload is
+#: ``<table oid>:<run id>``, migration 0013; the id alone before it): what app.wait
+#: listens to.
 FINISHED_CHANNEL = "acidic_finished"
 #: The payload's ``<oid>:`` part, as SQL.
 _TABLE_PREFIX = "'acidic_runs'::regclass::oid::text || ':'"
@@ -88,12 +90,18 @@ def finished_runs(engine: Engine) -> Iterator[Heard]:
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"LISTEN {FINISHED_CHANNEL}")
+        row = conn.execute("SELECT 'acidic_runs'::regclass::oid::text").fetchone()
+        assert row is not None
+        table = row[0]
 
         def heard(timeout: float) -> set[int]:
             ids = set()
             for note in conn.notifies(timeout=timeout, stop_after=1):
-                with contextlib.suppress(ValueError):
-                    ids.add(int(note.payload))
+                # <table oid>:<run id> (migration 0013), or the id alone (before it).
+                of, _, run_id = note.payload.rpartition(":")
+                if of in (table, ""):
+                    with contextlib.suppress(ValueError):
+                        ids.add(int(run_id))
             return ids
 
         yield heard

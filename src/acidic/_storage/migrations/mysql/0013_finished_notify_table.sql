@@ -1,0 +1,2 @@
+-- acidic 0013: a finished run's announcement names its table.
+-- Nothing to do here: this database has no LISTEN/NOTIFY, and app.wait polls the run.
