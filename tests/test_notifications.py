@@ -145,7 +145,8 @@ def test_notifications__a_run_finishing_wakes_the_waiters_of_its_own_schema_only
     a.enqueue(Hello(name="a"), key="first")
     b.enqueue(Hello(name="b"), key="first")
     with a.manager.store.finished_runs() as heard_a, b.manager.store.finished_runs() as heard_b:
-        assert heard_a is not None and heard_b is not None
+        assert heard_a is not None
+        assert heard_b is not None
         first = _run_id(b, "first")
         assert _run_id(a, "first") == first
         assert b.drain() == 1
