@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,14 +125,19 @@ def test_notifications__a_bare_queue_name_from_an_older_acidic_still_wakes(
     two_apps: tuple[acidic.App, acidic.App],
 ) -> None:
     a, b = two_apps
-    heard_a, heard_b = _listening(a), _listening(b)
+    # A queue name of this test alone: a bare payload reaches every listener of the
+    # database, including those of the tests running beside this one.
+    queue = f"old-{uuid.uuid4().hex[:8]}"
+    heard_a, heard_b = Listener(a, (queue,)), Listener(b, (queue,))
     try:
-        with a.engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_notify('acidic_runs', 'mail')"))
-            conn.commit()
         heard_a.wait_for(1)
         heard_b.wait_for(1)
-        assert heard_a.heard == heard_b.heard == ["mail"]
+        with a.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_notify('acidic_runs', :queue)"), {"queue": queue})
+            conn.commit()
+        heard_a.wait_for(2)
+        heard_b.wait_for(2)
+        assert heard_a.heard == heard_b.heard == [queue, queue]
     finally:
         heard_a.stop()
         heard_b.stop()

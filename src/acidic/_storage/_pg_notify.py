@@ -35,8 +35,10 @@ NOTIFY_CHANNEL = "acidic_runs"
 #: ``<table oid>:<run id>``, migration 0013; the id alone before it): what app.wait
 #: listens to.
 FINISHED_CHANNEL = "acidic_finished"
+#: The oid of the acidic_runs table the connection's search_path resolves, as SQL text.
+_TABLE_OID = "'acidic_runs'::regclass::oid::text"
 #: The payload's ``<oid>:`` part, as SQL.
-_TABLE_PREFIX = "'acidic_runs'::regclass::oid::text || ':'"
+_TABLE_PREFIX = f"{_TABLE_OID} || ':'"
 
 #: ``heard(timeout)``: wait up to ``timeout`` seconds for runs to finish; the ids heard.
 Heard = Callable[[float], set[int]]
@@ -90,7 +92,7 @@ def finished_runs(engine: Engine) -> Iterator[Heard]:
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"LISTEN {FINISHED_CHANNEL}")
-        row = conn.execute("SELECT 'acidic_runs'::regclass::oid::text").fetchone()
+        row = conn.execute(f"SELECT {_TABLE_OID}").fetchone()
         assert row is not None
         table = row[0]
 
