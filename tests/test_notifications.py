@@ -167,3 +167,35 @@ def _run_id(app: acidic.App, key: str) -> int:
     with app.engine.connect() as conn:
         query = sa.text("SELECT id FROM acidic_runs WHERE idempotency_key = :key")
         return int(conn.execute(query, {"key": key}).scalar_one())
+
+
+def test_notifications__a_schema_chosen_by_the_engines_connect_args_is_heard(
+    tmp_path: Path,
+) -> None:
+    # The listening connection is opened from the engine's URL alone; the schema of an
+    # engine made with connect_args is not in it, and its table must still be found.
+    with contextlib.contextmanager(create_database)("postgresql", tmp_path) as url:
+        given = sa.make_url(url)
+        options = given.query["options"]
+        assert isinstance(options, str)
+        engine = sa.create_engine(
+            given.difference_update_query(["options"]), connect_args={"options": options}
+        )
+        app = acidic.App(engine, queues=("default", "mail"))
+        app.job(name="hello")(Hello)
+        app.migrate()
+        try:
+            heard = _listening(app)
+            try:
+                app.enqueue(Hello(name="x"), key="k", queue="mail")
+                heard.wait_for(1)
+                assert heard.heard == ["mail"]
+                with app.manager.store.finished_runs() as finished:
+                    assert finished is not None
+                    assert app.drain() == 1
+                    assert finished(2.0) == {_run_id(app, "k")}
+            finally:
+                heard.stop()
+        finally:
+            app.close()
+            engine.dispose()

@@ -44,6 +44,14 @@ _TABLE_PREFIX = f"{_TABLE_OID} || ':'"
 Heard = Callable[[float], set[int]]
 
 
+def _runs_table(engine: Engine) -> str:
+    """The oid of the App's acidic_runs table, read through ``engine`` itself: a schema
+    chosen by the engine's ``connect_args`` or a connect event is not in its URL, which is
+    all the listening connection is opened from."""
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text(f"SELECT {_TABLE_OID}")).scalar_one())
+
+
 def notification(queue: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
     """``pg_notify`` of ``queue``'s wake-up, as an expression (to ride on a statement)."""
     payload = sa.literal_column(_TABLE_PREFIX, sa.String).concat(queue)
@@ -71,9 +79,8 @@ def notifications(
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        row = conn.execute(f"SELECT {_TABLE_PREFIX}").fetchone()
-        assert row is not None
-        ours = {f"{row[0]}{queue}": queue for queue in queues}
+        table = _runs_table(engine)
+        ours = {f"{table}:{queue}": queue for queue in queues}
         yield from queues
         while not stopped():
             for note in conn.notifies(timeout=0.5):
@@ -92,9 +99,7 @@ def finished_runs(engine: Engine) -> Iterator[Heard]:
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"LISTEN {FINISHED_CHANNEL}")
-        row = conn.execute(f"SELECT {_TABLE_OID}").fetchone()
-        assert row is not None
-        table = row[0]
+        table = _runs_table(engine)
 
         def heard(timeout: float) -> set[int]:
             ids = set()
