@@ -34,15 +34,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from .arrival import _cpu_seconds
 from .common import DATABASES, pg_url
 
 DB = DATABASES["acidic"]
-_TICK = os.sysconf("SC_CLK_TCK")
 #: The indexes a worker's claim, fencing and takeover read.
 _WORKER_READS = {
     "acidic_runs_pkey",
@@ -57,11 +56,6 @@ _ADD_FK = (
 )
 
 Conn = psycopg.Connection[Any]
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _indexes(conn: Conn) -> dict[str, str]:
