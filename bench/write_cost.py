@@ -28,7 +28,6 @@ The configurations without them are not supported schemas: they measure what is 
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
